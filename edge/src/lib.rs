@@ -1,1 +1,24 @@
-//! placeholder
+//! tapfleet-edge: capture packets, track SIP calls, record each call (call.pcap, audio.wav,
+//! manifest.json), cache recordings and upload them.
+//!
+//! Code map:
+//! - [`capture`]: packet sources (pcap/pcapng files, live interfaces) behind [`capture::PacketSource`].
+//! - [`packet`]: pure link-layer to UDP/TCP payload decoding.
+//! - [`sip`]: pure SIP message and SDP parsing.
+//! - [`rtp`]: RTP header parsing, RFC 3550 stream statistics, G.711 decoding.
+//! - [`calls`]: the pure call tracker (dialogs, media endpoints, call end).
+//! - [`recorder`]: wires the tracker to the per-call writers (pcap, WAV, manifest).
+//! - [`offline`]: the `tapfleet-edge record` command.
+//! - [`service`], [`cache`]: the site service and its local cache.
+
+pub mod admin;
+pub mod cache;
+pub mod calls;
+pub mod capture;
+pub mod offline;
+pub mod packet;
+pub mod recorder;
+pub mod rtp;
+pub mod service;
+pub mod sip;
+pub mod transfer;

@@ -15,6 +15,8 @@ enum Cmd {
     Record(tapfleet_edge::offline::RecordArgs),
     /// Run the edge service: enroll, take config, record, cache, upload.
     Run(tapfleet_edge::service::RunArgs),
+    /// Inspect the local cache (while the service is stopped).
+    Cache(tapfleet_edge::admin::CacheArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -22,6 +24,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.cmd {
         Cmd::Record(args) => tapfleet_edge::offline::main(args),
         Cmd::Run(args) => tapfleet_edge::service::main(args),
+        Cmd::Cache(args) => tapfleet_edge::admin::main(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,384 @@
+//! [`CredentialStore`]: who may connect to the broker.
+//!
+//! Holds `username -> salted SHA-256 of the password` ([`PasswordHash`]) and decides every login
+//! ([`CredentialStore::check_login`]):
+//! - user [`ENROLL_USERNAME`] with a client id starting `enroll-`: the password is a claim token,
+//!   accepted by the claim validator hook if one is set, else by the SHA-256 hashes of the claim
+//!   tokens loaded into the store;
+//! - any other user: the password must hash to the stored hash.
+//!
+//! The store is filled in-process by the fleet manager, or loaded from a credentials file
+//! ([`CredentialsFile`], TOML) that the manager writes atomically and the standalone broker
+//! reloads when it changes ([`watch_file`]). Passwords and tokens never appear in it, only hashes.
+//! Clones share one store.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use std::thread;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::BrokerError;
+
+/// The user name an enrolling client connects with (its password is the claim token).
+pub const ENROLL_USERNAME: &str = "enroll";
+/// The client id prefix an enrolling client must use.
+pub const ENROLL_CLIENT_PREFIX: &str = "enroll-";
+
+/// A salted SHA-256 of a password: `sha256(salt || password)`. Text form
+/// `sha256:<salt hex>:<hash hex>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash {
+    salt: [u8; 16],
+    hash: [u8; 32],
+}
+
+impl PasswordHash {
+    /// Hashes `password` with a fresh random salt.
+    pub fn new(password: &str) -> Result<Self, BrokerError> {
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).map_err(|e| BrokerError::Random(e.to_string()))?;
+        Ok(Self::with_salt(salt, password))
+    }
+
+    /// Hashes `password` with the given salt.
+    pub fn with_salt(salt: [u8; 16], password: &str) -> Self {
+        let mut h = Sha256::new();
+        h.update(salt);
+        h.update(password.as_bytes());
+        PasswordHash {
+            salt,
+            hash: h.finalize().into(),
+        }
+    }
+
+    /// Whether `password` hashes to this hash (constant time in the hash comparison).
+    pub fn verify(&self, password: &str) -> bool {
+        let other = Self::with_salt(self.salt, password);
+        ct_eq(&self.hash, &other.hash)
+    }
+}
+
+fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl fmt::Display for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}:{}", hex::encode(self.salt), hex::encode(self.hash))
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(..)")
+    }
+}
+
+impl FromStr for PasswordHash {
+    type Err = BrokerError;
+    fn from_str(s: &str) -> Result<Self, BrokerError> {
+        let bad = || BrokerError::Credentials("a password hash is sha256:<32 hex>:<64 hex>".into());
+        let mut parts = s.split(':');
+        let (Some("sha256"), Some(salt), Some(hash), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let mut out = PasswordHash {
+            salt: [0; 16],
+            hash: [0; 32],
+        };
+        hex::decode_to_slice(salt, &mut out.salt).map_err(|_| bad())?;
+        hex::decode_to_slice(hash, &mut out.hash).map_err(|_| bad())?;
+        Ok(out)
+    }
+}
+
+/// SHA-256 of a claim token, as kept in a credentials file (lowercase hex).
+pub fn claim_token_digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A hook deciding whether a claim token is valid.
+pub type ClaimValidator = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+#[derive(Default)]
+struct Inner {
+    users: HashMap<String, PasswordHash>,
+    claim_digests: HashSet<String>,
+    claim_validator: Option<ClaimValidator>,
+}
+
+/// Thread-safe, cheap to clone store of the credentials the broker accepts.
+#[derive(Clone, Default)]
+pub struct CredentialStore {
+    inner: Arc<RwLock<Inner>>,
+}
+
+impl fmt::Debug for CredentialStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.read(|i| i.users.len());
+        write!(f, "CredentialStore({n} users)")
+    }
+}
+
+impl CredentialStore {
+    /// An empty store: nobody can connect.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Inner) -> T) -> T {
+        let guard = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        f(&guard)
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let mut guard = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard)
+    }
+
+    /// Adds or replaces a user with a password (hashed here with a fresh salt).
+    pub fn set_password(&self, username: &str, password: &str) -> Result<PasswordHash, BrokerError> {
+        let hash = PasswordHash::new(password)?;
+        self.insert_hash(username, hash.clone());
+        Ok(hash)
+    }
+
+    /// Adds or replaces a user with an already salted hash.
+    pub fn insert_hash(&self, username: &str, hash: PasswordHash) {
+        self.write(|i| i.users.insert(username.to_owned(), hash));
+    }
+
+    /// Removes a user; its connections are refused from now on (open ones stay open).
+    pub fn remove(&self, username: &str) {
+        self.write(|i| i.users.remove(username));
+    }
+
+    /// Number of users.
+    pub fn len(&self) -> usize {
+        self.read(|i| i.users.len())
+    }
+
+    /// Whether the store has no user.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Installs the hook that decides claim tokens (replaces the loaded token digests).
+    pub fn set_claim_validator(&self, validator: impl Fn(&str) -> bool + Send + Sync + 'static) {
+        self.write(|i| i.claim_validator = Some(Arc::new(validator)));
+    }
+
+    /// Adds a claim token (kept as its SHA-256 only).
+    pub fn add_claim_token(&self, token: &str) {
+        let d = claim_token_digest(token);
+        self.write(|i| i.claim_digests.insert(d));
+    }
+
+    /// Whether a user/password pair is valid (not for the enroll user).
+    pub fn verify(&self, username: &str, password: &str) -> bool {
+        self.read(|i| i.users.get(username).is_some_and(|h| h.verify(password)))
+    }
+
+    /// Whether a claim token is valid.
+    pub fn verify_claim_token(&self, token: &str) -> bool {
+        let (validator, digest_ok) = self.read(|i| {
+            (
+                i.claim_validator.clone(),
+                i.claim_digests.contains(&claim_token_digest(token)),
+            )
+        });
+        match validator {
+            // Called outside the lock: the hook may take its own locks.
+            Some(v) => v(token),
+            None => digest_ok,
+        }
+    }
+
+    /// The broker's login decision.
+    pub fn check_login(&self, client_id: &str, username: &str, password: &str) -> bool {
+        if username == ENROLL_USERNAME {
+            return client_id.starts_with(ENROLL_CLIENT_PREFIX)
+                && !password.is_empty()
+                && self.verify_claim_token(password);
+        }
+        !username.is_empty() && self.verify(username, password)
+    }
+
+    /// A snapshot in file form.
+    pub fn to_file(&self) -> CredentialsFile {
+        self.read(|i| CredentialsFile {
+            claim_tokens: i.claim_digests.iter().cloned().collect(),
+            users: i
+                .users
+                .iter()
+                .map(|(u, h)| (u.clone(), h.to_string()))
+                .collect(),
+        })
+    }
+
+    /// Replaces users and claim token digests with a file's (the validator hook stays).
+    pub fn replace_from_file(&self, file: &CredentialsFile) -> Result<(), BrokerError> {
+        let mut users = HashMap::with_capacity(file.users.len());
+        for (u, h) in &file.users {
+            users.insert(u.clone(), h.parse::<PasswordHash>()?);
+        }
+        let mut digests = HashSet::with_capacity(file.claim_tokens.len());
+        for d in &file.claim_tokens {
+            let mut buf = [0u8; 32];
+            hex::decode_to_slice(d, &mut buf).map_err(|_| {
+                BrokerError::Credentials("a claim token digest is 64 hex digits".into())
+            })?;
+            digests.insert(d.to_ascii_lowercase());
+        }
+        self.write(|i| {
+            i.users = users;
+            i.claim_digests = digests;
+        });
+        Ok(())
+    }
+
+    /// A store loaded from a credentials file.
+    pub fn load(path: &Path) -> Result<Self, BrokerError> {
+        let store = Self::new();
+        store.replace_from_file(&CredentialsFile::read(path)?)?;
+        Ok(store)
+    }
+}
+
+/// The credentials file (TOML): claim token digests and `user = "sha256:salt:hash"`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CredentialsFile {
+    /// SHA-256 (hex) of each valid claim token.
+    pub claim_tokens: Vec<String>,
+    pub users: BTreeMap<String, String>,
+}
+
+impl CredentialsFile {
+    pub fn read(path: &Path) -> Result<Self, BrokerError> {
+        let text = std::fs::read_to_string(path).map_err(|e| BrokerError::Io {
+            path: path.to_owned(),
+            source: e,
+        })?;
+        toml::from_str(&text)
+            .map_err(|e| BrokerError::Credentials(format!("{}: {e}", path.display())))
+    }
+
+    /// Writes the file atomically (temp file in the same directory, fsync, rename), mode 0600.
+    pub fn write_atomic(&self, path: &Path) -> Result<(), BrokerError> {
+        let mut sorted = self.clone();
+        sorted.claim_tokens.sort();
+        let text = toml::to_string(&sorted).map_err(|e| BrokerError::Credentials(e.to_string()))?;
+        let text = format!("# written by tapfleet-manager: hashes only, do not edit\n{text}");
+        let io = |e| BrokerError::Io {
+            path: path.to_owned(),
+            source: e,
+        };
+        let tmp = tmp_path(path);
+        {
+            use std::io::Write;
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            let mut f = opts.open(&tmp).map_err(io)?;
+            f.write_all(text.as_bytes()).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Polls `path` every `interval` and reloads `store` when the file's modification time or size
+/// changes. A file that cannot be read or parsed is logged and the previous credentials stay.
+pub fn watch_file(
+    path: PathBuf,
+    store: CredentialStore,
+    interval: Duration,
+) -> std::io::Result<thread::JoinHandle<()>> {
+    let stamp = |p: &Path| -> Option<(SystemTime, u64)> {
+        let m = std::fs::metadata(p).ok()?;
+        Some((m.modified().ok()?, m.len()))
+    };
+    let mut last = stamp(&path);
+    thread::Builder::new()
+        .name("credentials-watch".into())
+        .spawn(move || {
+            loop {
+                thread::sleep(interval);
+                let now = stamp(&path);
+                if now.is_none() || now == last {
+                    continue;
+                }
+                last = now;
+                match CredentialsFile::read(&path).and_then(|f| store.replace_from_file(&f)) {
+                    Ok(()) => tracing::info!(path = %path.display(), users = store.len(), "credentials reloaded"),
+                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "credentials not reloaded"),
+                }
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_only_with_the_right_secret() {
+        let s = CredentialStore::new();
+        s.set_password("edge-1", "s3cret").expect("random");
+        assert!(s.check_login("edge-1", "edge-1", "s3cret"));
+        assert!(!s.check_login("edge-1", "edge-1", "s3cret "));
+        assert!(!s.check_login("edge-1", "edge-2", "s3cret"));
+        assert!(!s.check_login("x", "", ""));
+    }
+
+    #[test]
+    fn claim_tokens_need_the_enroll_user_and_client_prefix() {
+        let s = CredentialStore::new();
+        s.add_claim_token("tok");
+        assert!(s.check_login("enroll-abc", ENROLL_USERNAME, "tok"));
+        assert!(!s.check_login("abc", ENROLL_USERNAME, "tok"));
+        assert!(!s.check_login("enroll-abc", ENROLL_USERNAME, "tok2"));
+        assert!(!s.check_login("enroll-abc", "someone", "tok"));
+        s.set_claim_validator(|t| t == "hook");
+        assert!(s.check_login("enroll-1", ENROLL_USERNAME, "hook"));
+        assert!(!s.check_login("enroll-1", ENROLL_USERNAME, "tok"));
+    }
+
+    #[test]
+    fn hashes_round_trip_through_text_and_file() {
+        let h = PasswordHash::new("pw").expect("random");
+        let back: PasswordHash = h.to_string().parse().expect("parses");
+        assert!(back.verify("pw"));
+        assert!("sha256:zz:00".parse::<PasswordHash>().is_err());
+        let s = CredentialStore::new();
+        s.insert_hash("u", back);
+        s.add_claim_token("t");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("creds.toml");
+        s.to_file().write_atomic(&p).expect("written");
+        let loaded = CredentialStore::load(&p).expect("loaded");
+        assert!(loaded.check_login("c", "u", "pw"));
+        assert!(loaded.check_login("enroll-x", ENROLL_USERNAME, "t"));
+        let text = std::fs::read_to_string(&p).expect("read");
+        assert!(!text.contains("pw\"") && !text.contains("\"t\""));
+    }
+}

@@ -1,0 +1,91 @@
+//! Packet sources: capture files ([`pcapfile`]) and live interfaces ([`live`]), both yielding
+//! [`RawPacket`]s through the [`PacketSource`] trait so the recorder does not care where packets
+//! come from.
+
+pub mod live;
+pub mod pcapfile;
+
+pub use live::{LiveOptions, LiveSource};
+pub use pcapfile::PcapReader;
+
+/// Largest captured packet accepted from any source (bigger records are refused as corrupt).
+pub const MAX_PACKET: usize = 256 * 1024;
+
+/// Resolution of a packet's timestamp at its source, so a writer can keep it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TsPrecision {
+    Micro,
+    Nano,
+}
+
+/// The original classic-pcap framing of a packet, so it can be copied byte for byte.
+#[derive(Debug, Clone, Copy)]
+pub struct ClassicRecord<'a> {
+    /// The input file's 24-byte global header (magic, version, snaplen, linktype).
+    pub file_header: &'a [u8; 24],
+    /// The packet's 16-byte record header, in the file's byte order.
+    pub record_header: &'a [u8; 16],
+}
+
+/// One captured packet, borrowed from its source until the next call.
+#[derive(Debug, Clone, Copy)]
+pub struct RawPacket<'a> {
+    /// Capture time, Unix nanoseconds.
+    pub ts_ns: i64,
+    /// Length on the wire (may exceed `data.len()` when the snaplen cut it).
+    pub orig_len: u32,
+    /// Link-layer type (pcap LINKTYPE/DLT value).
+    pub linktype: u16,
+    pub ts_precision: TsPrecision,
+    pub data: &'a [u8],
+    /// Present when the packet was read from a classic pcap file.
+    pub classic: Option<ClassicRecord<'a>>,
+}
+
+/// What a source has next.
+#[derive(Debug)]
+pub enum Next<'a> {
+    Packet(RawPacket<'a>),
+    /// No packet within the source's timeout (live sources); call again.
+    Idle,
+    /// The source is exhausted (end of file).
+    End,
+}
+
+/// Counters a source keeps about itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    /// Packets the kernel received (live only).
+    pub received: Option<u64>,
+    /// Packets the kernel dropped for lack of buffer space (live only).
+    pub kernel_dropped: Option<u64>,
+    /// Packets dropped by the interface or driver (live only).
+    pub if_dropped: Option<u64>,
+}
+
+/// A source of packets: a capture file or a live interface.
+pub trait PacketSource {
+    /// The next packet, [`Next::Idle`] when none arrived in time, or [`Next::End`].
+    fn next_packet(&mut self) -> Result<Next<'_>, CaptureError>;
+    /// The source's drop counters.
+    fn stats(&mut self) -> SourceStats;
+}
+
+/// Why a source could not deliver packets.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("read error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a pcap or pcapng file (starts with {magic:02x?})")]
+    NotACapture { magic: [u8; 4] },
+    #[error("truncated {what} at byte {offset}")]
+    Truncated { what: &'static str, offset: u64 },
+    #[error("record of {len} bytes at byte {offset} exceeds the {max} byte limit")]
+    RecordTooLarge { len: u64, offset: u64, max: usize },
+    #[error("corrupt pcapng block at byte {offset}: {reason}")]
+    BadBlock { reason: &'static str, offset: u64 },
+    #[error("packet for undeclared pcapng interface {id} at byte {offset}")]
+    UnknownInterface { id: u32, offset: u64 },
+    #[error("live capture: {0}")]
+    Live(#[from] pcap::Error),
+}

@@ -1,0 +1,630 @@
+//! A streaming, bounded reader of capture files: classic pcap (either byte order, microsecond or
+//! nanosecond magic) and pcapng (SHB, IDB, EPB, SPB; per-interface link type and timestamp
+//! resolution; several sections). Reads from any [`std::io::Read`], keeps one record in memory,
+//! refuses records over [`MAX_PACKET`] and reports truncation or garbage as typed errors.
+
+use std::io::Read;
+
+use super::{
+    CaptureError, ClassicRecord, MAX_PACKET, Next, PacketSource, RawPacket, SourceStats,
+    TsPrecision,
+};
+
+const PCAP_MAGIC_US: u32 = 0xa1b2_c3d4;
+const PCAP_MAGIC_NS: u32 = 0xa1b2_3c4d;
+const PCAPNG_SHB: u32 = 0x0a0d_0d0a;
+const PCAPNG_BOM: u32 = 0x1a2b_3c4d;
+const BLOCK_IDB: u32 = 1;
+const BLOCK_SPB: u32 = 3;
+const BLOCK_EPB: u32 = 6;
+/// Largest pcapng block: a maximal packet plus room for options.
+const MAX_BLOCK: usize = MAX_PACKET + 64 * 1024;
+
+#[derive(Debug, Clone, Copy)]
+enum Endian {
+    Little,
+    Big,
+}
+
+impl Endian {
+    fn u16(self, b: [u8; 2]) -> u16 {
+        match self {
+            Endian::Little => u16::from_le_bytes(b),
+            Endian::Big => u16::from_be_bytes(b),
+        }
+    }
+    fn u32(self, b: [u8; 4]) -> u32 {
+        match self {
+            Endian::Little => u32::from_le_bytes(b),
+            Endian::Big => u32::from_be_bytes(b),
+        }
+    }
+    fn u64(self, b: [u8; 8]) -> u64 {
+        match self {
+            Endian::Little => u64::from_le_bytes(b),
+            Endian::Big => u64::from_be_bytes(b),
+        }
+    }
+}
+
+/// Timestamp unit of a pcapng interface.
+#[derive(Debug, Clone, Copy)]
+enum TsResol {
+    /// 10^-n seconds.
+    Dec(u8),
+    /// 2^-n seconds.
+    Bin(u8),
+}
+
+impl TsResol {
+    fn to_ns(self, ticks: u64) -> i64 {
+        let ns: u128 = match self {
+            TsResol::Dec(n) if n <= 9 => u128::from(ticks) * 10u128.pow(9 - u32::from(n)),
+            TsResol::Dec(n) => u128::from(ticks) / 10u128.pow(u32::from(n.min(38)) - 9),
+            TsResol::Bin(n) => (u128::from(ticks) * 1_000_000_000) >> n.min(127),
+        };
+        i64::try_from(ns).unwrap_or(i64::MAX)
+    }
+    fn precision(self) -> TsPrecision {
+        match self {
+            TsResol::Dec(n) if n <= 6 => TsPrecision::Micro,
+            TsResol::Bin(n) if n <= 20 => TsPrecision::Micro,
+            _ => TsPrecision::Nano,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Interface {
+    linktype: u16,
+    snaplen: u32,
+    resol: TsResol,
+    offset_s: i64,
+}
+
+#[derive(Debug)]
+enum Format {
+    Classic {
+        endian: Endian,
+        nano: bool,
+        linktype: u16,
+        file_header: [u8; 24],
+    },
+    Ng {
+        endian: Endian,
+        interfaces: Vec<Interface>,
+    },
+}
+
+/// Streaming reader of a pcap or pcapng file.
+#[derive(Debug)]
+pub struct PcapReader<R> {
+    inner: R,
+    format: Format,
+    /// Bytes consumed so far (for error messages).
+    offset: u64,
+    record_header: [u8; 16],
+    buf: Vec<u8>,
+    /// Where the packet data lies in `buf`.
+    data_start: usize,
+    data_len: usize,
+    last_ts_ns: i64,
+    packets: u64,
+}
+
+impl<R: Read> PcapReader<R> {
+    /// Reads the file header; fails if the input is neither pcap nor pcapng.
+    pub fn new(mut inner: R) -> Result<Self, CaptureError> {
+        let mut magic = [0u8; 4];
+        let got = read_full(&mut inner, &mut magic)?;
+        if got < 4 {
+            return Err(CaptureError::NotACapture { magic });
+        }
+        let mut reader = PcapReader {
+            inner,
+            format: Format::Ng {
+                endian: Endian::Little,
+                interfaces: Vec::new(),
+            },
+            offset: 4,
+            record_header: [0; 16],
+            buf: Vec::new(),
+            data_start: 0,
+            data_len: 0,
+            last_ts_ns: 0,
+            packets: 0,
+        };
+        let le = u32::from_le_bytes(magic);
+        let be = u32::from_be_bytes(magic);
+        let classic = match (le, be) {
+            (PCAP_MAGIC_US, _) => Some((Endian::Little, false)),
+            (PCAP_MAGIC_NS, _) => Some((Endian::Little, true)),
+            (_, PCAP_MAGIC_US) => Some((Endian::Big, false)),
+            (_, PCAP_MAGIC_NS) => Some((Endian::Big, true)),
+            _ => None,
+        };
+        if let Some((endian, nano)) = classic {
+            let mut file_header = [0u8; 24];
+            file_header[..4].copy_from_slice(&magic);
+            reader.read_exact_or(&mut file_header[4..], "pcap file header")?;
+            let network = endian.u32(le4(&file_header[20..24]));
+            reader.format = Format::Classic {
+                endian,
+                nano,
+                linktype: (network & 0xffff) as u16,
+                file_header,
+            };
+            return Ok(reader);
+        }
+        if le == PCAPNG_SHB {
+            reader.read_shb_rest(magic)?;
+            return Ok(reader);
+        }
+        Err(CaptureError::NotACapture { magic })
+    }
+
+    /// Packets returned so far.
+    pub fn packets(&self) -> u64 {
+        self.packets
+    }
+
+    /// Bytes of input consumed so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.offset
+    }
+
+    /// The next packet, or `None` at a clean end of file.
+    pub fn next_raw(&mut self) -> Result<Option<RawPacket<'_>>, CaptureError> {
+        match self.format {
+            Format::Classic { .. } => self.next_classic(),
+            Format::Ng { .. } => self.next_ng(),
+        }
+    }
+
+    fn next_classic(&mut self) -> Result<Option<RawPacket<'_>>, CaptureError> {
+        let Format::Classic {
+            endian,
+            nano,
+            linktype,
+            ref file_header,
+        } = self.format
+        else {
+            return Ok(None);
+        };
+        let start = self.offset;
+        let mut hdr = [0u8; 16];
+        let got = read_full(&mut self.inner, &mut hdr)?;
+        self.offset += got as u64;
+        if got == 0 {
+            return Ok(None);
+        }
+        if got < 16 {
+            return Err(CaptureError::Truncated {
+                what: "pcap record header",
+                offset: start,
+            });
+        }
+        let sec = endian.u32(le4(&hdr[0..4]));
+        let frac = endian.u32(le4(&hdr[4..8]));
+        let incl = endian.u32(le4(&hdr[8..12]));
+        let orig = endian.u32(le4(&hdr[12..16]));
+        if incl as usize > MAX_PACKET {
+            return Err(CaptureError::RecordTooLarge {
+                len: u64::from(incl),
+                offset: start,
+                max: MAX_PACKET,
+            });
+        }
+        self.buf.resize(incl as usize, 0);
+        let got = read_full(&mut self.inner, &mut self.buf)?;
+        self.offset += got as u64;
+        if got < incl as usize {
+            return Err(CaptureError::Truncated {
+                what: "pcap packet data",
+                offset: start,
+            });
+        }
+        self.record_header = hdr;
+        let frac_ns = if nano {
+            i64::from(frac)
+        } else {
+            i64::from(frac) * 1000
+        };
+        let ts_ns = i64::from(sec) * 1_000_000_000 + frac_ns;
+        self.packets += 1;
+        self.last_ts_ns = ts_ns;
+        Ok(Some(RawPacket {
+            ts_ns,
+            orig_len: orig,
+            linktype,
+            ts_precision: if nano {
+                TsPrecision::Nano
+            } else {
+                TsPrecision::Micro
+            },
+            data: &self.buf,
+            classic: Some(ClassicRecord {
+                file_header,
+                record_header: &self.record_header,
+            }),
+        }))
+    }
+
+    /// Reads the rest of a section header block whose type was `first`.
+    fn read_shb_rest(&mut self, first: [u8; 4]) -> Result<(), CaptureError> {
+        let start = self.offset - 4;
+        let mut head = [0u8; 8];
+        self.read_exact_or(&mut head, "pcapng section header")?;
+        let bom = le4(&head[4..8]);
+        let endian = if u32::from_le_bytes(bom) == PCAPNG_BOM {
+            Endian::Little
+        } else if u32::from_be_bytes(bom) == PCAPNG_BOM {
+            Endian::Big
+        } else {
+            return Err(CaptureError::BadBlock {
+                reason: "bad byte-order magic",
+                offset: start,
+            });
+        };
+        let _ = first;
+        let total = endian.u32(le4(&head[0..4])) as usize;
+        if !(28..=MAX_BLOCK).contains(&total) || total % 4 != 0 {
+            return Err(CaptureError::BadBlock {
+                reason: "bad section header length",
+                offset: start,
+            });
+        }
+        // The rest: version, section length, options, trailing length.
+        self.buf.resize(total - 12, 0);
+        let mut rest = std::mem::take(&mut self.buf);
+        let r = self.read_exact_or(&mut rest, "pcapng section header");
+        self.buf = rest;
+        r?;
+        self.format = Format::Ng {
+            endian,
+            interfaces: Vec::new(),
+        };
+        Ok(())
+    }
+
+    fn next_ng(&mut self) -> Result<Option<RawPacket<'_>>, CaptureError> {
+        loop {
+            let start = self.offset;
+            let mut head = [0u8; 8];
+            let got = read_full(&mut self.inner, &mut head)?;
+            self.offset += got as u64;
+            if got == 0 {
+                return Ok(None);
+            }
+            if got < 8 {
+                return Err(CaptureError::Truncated {
+                    what: "pcapng block header",
+                    offset: start,
+                });
+            }
+            if u32::from_le_bytes(le4(&head[0..4])) == PCAPNG_SHB {
+                // A new section: re-read its header (byte order may change).
+                let first = le4(&head[0..4]);
+                // Push back the length + BOM we already consumed by re-reading them: the SHB
+                // parser expects to read from just after the block type.
+                let len_bytes = le4(&head[4..8]);
+                let mut bom = [0u8; 4];
+                self.read_exact_or(&mut bom, "pcapng section header")?;
+                let endian = if u32::from_le_bytes(bom) == PCAPNG_BOM {
+                    Endian::Little
+                } else if u32::from_be_bytes(bom) == PCAPNG_BOM {
+                    Endian::Big
+                } else {
+                    return Err(CaptureError::BadBlock {
+                        reason: "bad byte-order magic",
+                        offset: start,
+                    });
+                };
+                let _ = first;
+                let total = endian.u32(len_bytes) as usize;
+                if !(28..=MAX_BLOCK).contains(&total) || total % 4 != 0 {
+                    return Err(CaptureError::BadBlock {
+                        reason: "bad section header length",
+                        offset: start,
+                    });
+                }
+                self.buf.resize(total - 12, 0);
+                let mut rest = std::mem::take(&mut self.buf);
+                let r = self.read_exact_or(&mut rest, "pcapng section header");
+                self.buf = rest;
+                r?;
+                self.format = Format::Ng {
+                    endian,
+                    interfaces: Vec::new(),
+                };
+                continue;
+            }
+            let Format::Ng { endian, .. } = self.format else {
+                return Ok(None);
+            };
+            let btype = endian.u32(le4(&head[0..4]));
+            let total = endian.u32(le4(&head[4..8])) as usize;
+            if total < 12 || total % 4 != 0 {
+                return Err(CaptureError::BadBlock {
+                    reason: "bad block length",
+                    offset: start,
+                });
+            }
+            if total > MAX_BLOCK {
+                return Err(CaptureError::RecordTooLarge {
+                    len: total as u64,
+                    offset: start,
+                    max: MAX_BLOCK,
+                });
+            }
+            self.buf.resize(total - 8, 0);
+            let mut body = std::mem::take(&mut self.buf);
+            let r = self.read_exact_or(&mut body, "pcapng block");
+            self.buf = body;
+            r?;
+            let body_len = total - 12;
+            let trailer = endian.u32(le4(self.buf.get(body_len..body_len + 4).unwrap_or(&[])));
+            if trailer as usize != total {
+                return Err(CaptureError::BadBlock {
+                    reason: "trailing length differs from leading length",
+                    offset: start,
+                });
+            }
+            match btype {
+                BLOCK_IDB => {
+                    let iface = parse_idb(endian, self.buf.get(..body_len).unwrap_or(&[]))
+                        .ok_or(CaptureError::BadBlock {
+                            reason: "short interface description",
+                            offset: start,
+                        })?;
+                    if let Format::Ng { interfaces, .. } = &mut self.format {
+                        if interfaces.len() >= 4096 {
+                            return Err(CaptureError::BadBlock {
+                                reason: "too many interfaces",
+                                offset: start,
+                            });
+                        }
+                        interfaces.push(iface);
+                    }
+                }
+                BLOCK_EPB => {
+                    let body = self.buf.get(..body_len).unwrap_or(&[]);
+                    if body.len() < 20 {
+                        return Err(CaptureError::BadBlock {
+                            reason: "short enhanced packet block",
+                            offset: start,
+                        });
+                    }
+                    let id = endian.u32(le4(&body[0..4]));
+                    let hi = endian.u32(le4(&body[4..8]));
+                    let lo = endian.u32(le4(&body[8..12]));
+                    let cap = endian.u32(le4(&body[12..16])) as usize;
+                    let orig = endian.u32(le4(&body[16..20]));
+                    if cap > MAX_PACKET {
+                        return Err(CaptureError::RecordTooLarge {
+                            len: cap as u64,
+                            offset: start,
+                            max: MAX_PACKET,
+                        });
+                    }
+                    if 20 + cap > body.len() {
+                        return Err(CaptureError::BadBlock {
+                            reason: "packet data exceeds block",
+                            offset: start,
+                        });
+                    }
+                    let iface = self.interface(id, start)?;
+                    let ticks = (u64::from(hi) << 32) | u64::from(lo);
+                    let ts_ns = iface
+                        .resol
+                        .to_ns(ticks)
+                        .saturating_add(iface.offset_s.saturating_mul(1_000_000_000));
+                    return Ok(Some(self.ng_packet(ts_ns, orig, iface, 20, cap)));
+                }
+                BLOCK_SPB => {
+                    let body = self.buf.get(..body_len).unwrap_or(&[]);
+                    if body.len() < 4 {
+                        return Err(CaptureError::BadBlock {
+                            reason: "short simple packet block",
+                            offset: start,
+                        });
+                    }
+                    let orig = endian.u32(le4(&body[0..4]));
+                    let iface = self.interface(0, start)?;
+                    let mut cap = (orig as usize).min(body.len() - 4);
+                    if iface.snaplen > 0 {
+                        cap = cap.min(iface.snaplen as usize);
+                    }
+                    // An SPB has no timestamp: it inherits the previous packet's.
+                    let ts_ns = self.last_ts_ns;
+                    return Ok(Some(self.ng_packet(ts_ns, orig, iface, 4, cap)));
+                }
+                _ => {} // name resolution, statistics, custom, ...: skipped
+            }
+        }
+    }
+
+    fn interface(&self, id: u32, offset: u64) -> Result<Interface, CaptureError> {
+        match &self.format {
+            Format::Ng { interfaces, .. } => interfaces
+                .get(id as usize)
+                .copied()
+                .ok_or(CaptureError::UnknownInterface { id, offset }),
+            Format::Classic { .. } => Err(CaptureError::UnknownInterface { id, offset }),
+        }
+    }
+
+    fn ng_packet(
+        &mut self,
+        ts_ns: i64,
+        orig: u32,
+        iface: Interface,
+        start: usize,
+        len: usize,
+    ) -> RawPacket<'_> {
+        self.packets += 1;
+        self.last_ts_ns = ts_ns;
+        self.data_start = start;
+        self.data_len = len;
+        RawPacket {
+            ts_ns,
+            orig_len: orig,
+            linktype: iface.linktype,
+            ts_precision: iface.resol.precision(),
+            data: self.buf.get(start..start + len).unwrap_or(&[]),
+            classic: None,
+        }
+    }
+
+    fn read_exact_or(&mut self, buf: &mut [u8], what: &'static str) -> Result<(), CaptureError> {
+        let start = self.offset;
+        let got = read_full(&mut self.inner, buf)?;
+        self.offset += got as u64;
+        if got < buf.len() {
+            return Err(CaptureError::Truncated {
+                what,
+                offset: start,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> PacketSource for PcapReader<R> {
+    fn next_packet(&mut self) -> Result<Next<'_>, CaptureError> {
+        Ok(match self.next_raw()? {
+            Some(p) => Next::Packet(p),
+            None => Next::End,
+        })
+    }
+    fn stats(&mut self) -> SourceStats {
+        SourceStats::default()
+    }
+}
+
+fn parse_idb(endian: Endian, body: &[u8]) -> Option<Interface> {
+    let linktype = endian.u16([*body.first()?, *body.get(1)?]);
+    let snaplen = endian.u32(le4(body.get(4..8)?));
+    let mut iface = Interface {
+        linktype,
+        snaplen,
+        resol: TsResol::Dec(6),
+        offset_s: 0,
+    };
+    let mut opts = body.get(8..).unwrap_or(&[]);
+    while opts.len() >= 4 {
+        let code = endian.u16([opts[0], opts[1]]);
+        let len = endian.u16([opts[2], opts[3]]) as usize;
+        let val = opts.get(4..4 + len)?;
+        match code {
+            0 => break,
+            9 if len == 1 => {
+                let v = val[0];
+                iface.resol = if v & 0x80 == 0 {
+                    TsResol::Dec(v)
+                } else {
+                    TsResol::Bin(v & 0x7f)
+                };
+            }
+            14 if len == 8 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(val);
+                iface.offset_s = endian.u64(b) as i64;
+            }
+            _ => {}
+        }
+        let padded = 4 + len.div_ceil(4) * 4;
+        opts = opts.get(padded..).unwrap_or(&[]);
+    }
+    Some(iface)
+}
+
+/// Four bytes from a slice known to be at least four long (zeros otherwise).
+fn le4(b: &[u8]) -> [u8; 4] {
+    let mut out = [0u8; 4];
+    if let Some(s) = b.get(..4) {
+        out.copy_from_slice(s);
+    }
+    out
+}
+
+/// Reads until `buf` is full or end of file; returns the bytes read.
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classic(endian_be: bool, nano: bool) -> Vec<u8> {
+        let magic = if nano { PCAP_MAGIC_NS } else { PCAP_MAGIC_US };
+        let w = |v: u32| {
+            if endian_be {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let mut f = Vec::new();
+        f.extend_from_slice(&w(magic));
+        f.extend_from_slice(&if endian_be { [0, 2, 0, 4] } else { [2, 0, 4, 0] });
+        f.extend_from_slice(&[0; 8]);
+        f.extend_from_slice(&w(65535));
+        f.extend_from_slice(&w(1));
+        f.extend_from_slice(&w(10));
+        f.extend_from_slice(&w(7));
+        f.extend_from_slice(&w(3));
+        f.extend_from_slice(&w(5));
+        f.extend_from_slice(&[1, 2, 3]);
+        f
+    }
+
+    #[test]
+    fn classic_both_orders_and_resolutions() {
+        for be in [false, true] {
+            for nano in [false, true] {
+                let f = classic(be, nano);
+                let mut r = PcapReader::new(&f[..]).expect("header");
+                let p = r.next_raw().expect("ok").expect("packet");
+                let want = 10_000_000_000 + if nano { 7 } else { 7000 };
+                assert_eq!(p.ts_ns, want);
+                assert_eq!(p.linktype, 1);
+                assert_eq!(p.orig_len, 5);
+                assert_eq!(p.data, &[1, 2, 3]);
+                let c = p.classic.expect("classic");
+                assert_eq!(&c.record_header[..], &f[24..40]);
+                assert!(r.next_raw().expect("ok").is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn truncation_and_garbage_are_errors() {
+        let f = classic(false, false);
+        for cut in [1, 3, 10, 23, 30, 41] {
+            let res = PcapReader::new(&f[..cut]).and_then(|mut r| r.next_raw().map(|_| ()));
+            assert!(res.is_err(), "cut at {cut} must fail");
+        }
+        assert!(matches!(
+            PcapReader::new(&b"hello world, not a capture"[..]),
+            Err(CaptureError::NotACapture { .. })
+        ));
+        let mut big = classic(false, false);
+        big[32..36].copy_from_slice(&(10_000_000u32).to_le_bytes());
+        let mut r = PcapReader::new(&big[..]).expect("header");
+        assert!(matches!(
+            r.next_raw(),
+            Err(CaptureError::RecordTooLarge { .. })
+        ));
+    }
+}

@@ -1,0 +1,231 @@
+//! Pure packet decoding from the link layer to the UDP or TCP payload: Ethernet (with 802.1Q/QinQ
+//! VLAN tags), Linux cooked capture v1 (113) and v2 (276), raw IP (101, 12, 228, 229) and BSD
+//! NULL/loopback (0). IP via etherparse's lax slicer (snaplen-cut packets still decode); IP
+//! fragments are reported, not reassembled.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// Link types this decoder understands.
+pub mod linktype {
+    pub const NULL: u16 = 0;
+    pub const ETHERNET: u16 = 1;
+    pub const RAW_OPENBSD: u16 = 12;
+    pub const RAW: u16 = 101;
+    pub const LINUX_SLL: u16 = 113;
+    pub const IPV4: u16 = 228;
+    pub const IPV6: u16 = 229;
+    pub const LINUX_SLL2: u16 = 276;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// A decoded UDP datagram or TCP segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Datagram<'a> {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub transport: Transport,
+    pub payload: &'a [u8],
+}
+
+/// Why a packet did not yield a UDP/TCP payload. None of these is an error of the capture: the
+/// recorder counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeSkip {
+    #[error("unsupported link type {0}")]
+    LinkType(u16),
+    #[error("truncated link-layer header")]
+    ShortLink,
+    #[error("not IP (ethertype {0:#06x})")]
+    NotIp(u16),
+    #[error("malformed IP header")]
+    BadIp,
+    #[error("IP fragment")]
+    Fragment,
+    #[error("not UDP or TCP")]
+    OtherTransport,
+    #[error("truncated transport header")]
+    ShortTransport,
+}
+
+const ETH_IPV4: u16 = 0x0800;
+const ETH_IPV6: u16 = 0x86dd;
+const ETH_VLAN: [u16; 3] = [0x8100, 0x88a8, 0x9100];
+
+/// Decodes a captured frame of the given link type down to its UDP/TCP payload.
+pub fn decode(linktype: u16, data: &[u8]) -> Result<Datagram<'_>, DecodeSkip> {
+    let ip = match linktype {
+        linktype::ETHERNET => {
+            let mut ethertype = be16(data, 12).ok_or(DecodeSkip::ShortLink)?;
+            let mut off = 14;
+            let mut tags = 0;
+            while ETH_VLAN.contains(&ethertype) && tags < 4 {
+                ethertype = be16(data, off + 2).ok_or(DecodeSkip::ShortLink)?;
+                off += 4;
+                tags += 1;
+            }
+            ip_payload(ethertype, data.get(off..).ok_or(DecodeSkip::ShortLink)?)?
+        }
+        linktype::LINUX_SLL => {
+            let proto = be16(data, 14).ok_or(DecodeSkip::ShortLink)?;
+            ip_payload(proto, data.get(16..).ok_or(DecodeSkip::ShortLink)?)?
+        }
+        linktype::LINUX_SLL2 => {
+            let proto = be16(data, 0).ok_or(DecodeSkip::ShortLink)?;
+            ip_payload(proto, data.get(20..).ok_or(DecodeSkip::ShortLink)?)?
+        }
+        linktype::RAW | linktype::RAW_OPENBSD | linktype::IPV4 | linktype::IPV6 => data,
+        linktype::NULL => {
+            let fam = data.get(..4).ok_or(DecodeSkip::ShortLink)?;
+            // The family is in the capturing host's byte order: AF_INET is 2 everywhere; AF_INET6
+            // is 24, 28 or 30 depending on the OS.
+            let v = if fam[0] == 0 && fam[1] == 0 {
+                u32::from_be_bytes([fam[0], fam[1], fam[2], fam[3]])
+            } else {
+                u32::from_le_bytes([fam[0], fam[1], fam[2], fam[3]])
+            };
+            match v {
+                2 | 24 | 28 | 30 => data.get(4..).ok_or(DecodeSkip::ShortLink)?,
+                _ => return Err(DecodeSkip::NotIp(v as u16)),
+            }
+        }
+        other => return Err(DecodeSkip::LinkType(other)),
+    };
+    decode_ip(ip)
+}
+
+fn ip_payload(ethertype: u16, rest: &[u8]) -> Result<&[u8], DecodeSkip> {
+    match ethertype {
+        ETH_IPV4 | ETH_IPV6 => Ok(rest),
+        other => Err(DecodeSkip::NotIp(other)),
+    }
+}
+
+/// Decodes an IPv4 or IPv6 packet down to its UDP/TCP payload.
+pub fn decode_ip(data: &[u8]) -> Result<Datagram<'_>, DecodeSkip> {
+    let (ip, _) = etherparse::LaxIpSlice::from_slice(data).map_err(|_| DecodeSkip::BadIp)?;
+    let src_ip: IpAddr = ip.source_addr();
+    let dst_ip: IpAddr = ip.destination_addr();
+    let payload = ip.payload();
+    if payload.fragmented {
+        return Err(DecodeSkip::Fragment);
+    }
+    let seg = payload.payload;
+    match payload.ip_number {
+        etherparse::IpNumber::UDP => {
+            let sport = be16(seg, 0).ok_or(DecodeSkip::ShortTransport)?;
+            let dport = be16(seg, 2).ok_or(DecodeSkip::ShortTransport)?;
+            let ulen = be16(seg, 4).ok_or(DecodeSkip::ShortTransport)? as usize;
+            let end = if ulen >= 8 {
+                ulen.min(seg.len())
+            } else {
+                seg.len()
+            };
+            Ok(Datagram {
+                src: SocketAddr::new(src_ip, sport),
+                dst: SocketAddr::new(dst_ip, dport),
+                transport: Transport::Udp,
+                payload: seg.get(8..end).unwrap_or(&[]),
+            })
+        }
+        etherparse::IpNumber::TCP => {
+            let sport = be16(seg, 0).ok_or(DecodeSkip::ShortTransport)?;
+            let dport = be16(seg, 2).ok_or(DecodeSkip::ShortTransport)?;
+            let off = seg.get(12).ok_or(DecodeSkip::ShortTransport)? >> 4;
+            let hl = usize::from(off) * 4;
+            if hl < 20 {
+                return Err(DecodeSkip::ShortTransport);
+            }
+            Ok(Datagram {
+                src: SocketAddr::new(src_ip, sport),
+                dst: SocketAddr::new(dst_ip, dport),
+                transport: Transport::Tcp,
+                payload: seg.get(hl..).ok_or(DecodeSkip::ShortTransport)?,
+            })
+        }
+        _ => Err(DecodeSkip::OtherTransport),
+    }
+}
+
+fn be16(b: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(off)?, *b.get(off + 1)?]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ipv4_udp(payload: &[u8]) -> Vec<u8> {
+        let total = 20 + 8 + payload.len();
+        let mut p = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            17,
+            0,
+            0,
+            10,
+            0,
+            0,
+            1,
+            10,
+            0,
+            0,
+            2,
+        ];
+        let ulen = 8 + payload.len();
+        p.extend_from_slice(&[0x13, 0xc4, 0x4e, 0x20, (ulen >> 8) as u8, ulen as u8, 0, 0]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn decodes_every_link_type() {
+        let ip = ipv4_udp(b"hello");
+        let mut eth = vec![0u8; 12];
+        eth.extend_from_slice(&[0x81, 0x00, 0x00, 0x64, 0x08, 0x00]);
+        eth.extend_from_slice(&ip);
+        let mut sll = vec![0u8; 14];
+        sll.extend_from_slice(&[0x08, 0x00]);
+        sll.extend_from_slice(&ip);
+        let mut sll2 = vec![0x08, 0x00];
+        sll2.extend_from_slice(&[0u8; 18]);
+        sll2.extend_from_slice(&ip);
+        let mut null = vec![2, 0, 0, 0];
+        null.extend_from_slice(&ip);
+        for (lt, frame) in [
+            (linktype::ETHERNET, eth),
+            (linktype::LINUX_SLL, sll),
+            (linktype::LINUX_SLL2, sll2),
+            (linktype::NULL, null),
+            (linktype::RAW, ip.clone()),
+            (linktype::IPV4, ip.clone()),
+        ] {
+            let d = decode(lt, &frame).expect("decodes");
+            assert_eq!(d.payload, b"hello", "linktype {lt}");
+            assert_eq!(d.src, "10.0.0.1:5060".parse().expect("addr"));
+            assert_eq!(d.dst, "10.0.0.2:20000".parse().expect("addr"));
+            assert_eq!(d.transport, Transport::Udp);
+        }
+    }
+
+    #[test]
+    fn garbage_is_skipped_not_panicking() {
+        for n in 0..40 {
+            let junk: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
+            for lt in [0, 1, 12, 101, 113, 228, 229, 276, 999] {
+                let _ = decode(lt, &junk);
+            }
+        }
+    }
+}

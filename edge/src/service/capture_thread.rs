@@ -1,0 +1,133 @@
+//! The capture thread: reads packets from a file (replay) or a live interface, feeds the
+//! recorder, and forwards the recorder's events to the core. Blocking IO, so a plain thread.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tapfleet_schemas::CaptureConfig;
+use tokio::sync::mpsc::Sender;
+
+use crate::capture::{LiveOptions, LiveSource, Next, PacketSource, PcapReader};
+use crate::recorder::{Recorder, RecorderEvent, RecorderOptions};
+
+/// Where packets come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Replay(PathBuf),
+    Live(Vec<String>),
+}
+
+/// What the capture thread tells the core.
+#[derive(Debug)]
+pub enum CaptureMsg {
+    Recorder(RecorderEvent),
+    /// The source ended (replay done) or failed.
+    Ended { error: Option<String> },
+}
+
+/// Counters the capture thread keeps for telemetry.
+#[derive(Debug, Default)]
+pub struct CaptureCounters {
+    pub packets: AtomicU64,
+    pub bytes: AtomicU64,
+    pub kernel_drops: AtomicU64,
+    pub interface_drops: AtomicU64,
+    pub active_calls: AtomicU64,
+}
+
+/// Starts the capture thread.
+pub fn spawn(
+    source: Source,
+    capture: CaptureConfig,
+    out_dir: PathBuf,
+    opts: RecorderOptions,
+    tx: Sender<CaptureMsg>,
+    counters: Arc<CaptureCounters>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("capture".to_owned())
+        .spawn(move || {
+            let error = match run(source, &capture, out_dir, opts, &tx, &counters) {
+                Ok(()) => None,
+                Err(e) => Some(format!("{e:#}")),
+            };
+            let _ = tx.blocking_send(CaptureMsg::Ended { error });
+        })
+}
+
+fn run(
+    source: Source,
+    capture: &CaptureConfig,
+    out_dir: PathBuf,
+    opts: RecorderOptions,
+    tx: &Sender<CaptureMsg>,
+    counters: &CaptureCounters,
+) -> anyhow::Result<()> {
+    let mut src: Box<dyn PacketSource> = match source {
+        Source::Replay(path) => {
+            let file = std::fs::File::open(&path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Box::new(PcapReader::new(std::io::BufReader::with_capacity(1 << 20, file))?)
+        }
+        Source::Live(ifaces) => {
+            let iface = ifaces.first().cloned().unwrap_or_else(|| "any".to_owned());
+            if ifaces.len() > 1 {
+                tracing::warn!(using = %iface, "several interfaces given: this version captures on the first only");
+            }
+            let mut o = LiveOptions::new(iface);
+            o.snaplen = i32::try_from(capture.snaplen).unwrap_or(65_535);
+            o.buffer_size = i32::try_from(capture.buffer_bytes).unwrap_or(i32::MAX);
+            o.promiscuous = capture.promiscuous;
+            o.filter = capture.bpf_filter.clone();
+            Box::new(LiveSource::open(&o)?)
+        }
+    };
+    let mut recorder = Recorder::new(out_dir, opts);
+    let mut last_tick_ns = i64::MIN;
+    loop {
+        let now = match src.next_packet()? {
+            Next::Packet(pkt) => {
+                counters.packets.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .bytes
+                    .fetch_add(pkt.data.len() as u64, Ordering::Relaxed);
+                let ts = pkt.ts_ns;
+                recorder.process(&pkt)?;
+                ts
+            }
+            Next::Idle => super::now_ns(),
+            Next::End => break,
+        };
+        if now.saturating_sub(last_tick_ns) >= 1_000_000_000 {
+            last_tick_ns = now;
+            recorder.tick(now);
+            let st = src.stats();
+            if let Some(d) = st.kernel_dropped {
+                counters.kernel_drops.store(d, Ordering::Relaxed);
+            }
+            if let Some(d) = st.if_dropped {
+                counters.interface_drops.store(d, Ordering::Relaxed);
+            }
+        }
+        forward(&mut recorder, tx, counters)?;
+    }
+    recorder.finish();
+    forward(&mut recorder, tx, counters)?;
+    Ok(())
+}
+
+fn forward(
+    recorder: &mut Recorder,
+    tx: &Sender<CaptureMsg>,
+    counters: &CaptureCounters,
+) -> anyhow::Result<()> {
+    counters
+        .active_calls
+        .store(recorder.stats().active_calls, Ordering::Relaxed);
+    for ev in recorder.drain_events() {
+        tx.blocking_send(CaptureMsg::Recorder(ev))
+            .map_err(|_| anyhow::anyhow!("the service is shutting down"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,659 @@
+//! The core task of the service: owns the cache and the applied config, and turns what arrives
+//! (recorder events, MQTT messages, upload progress, timers) into cache updates and publishes.
+//!
+//! Delivery rules it keeps:
+//! - a manifest is re-published (outbox) on every (re)connect and every `OUTBOX_RESEND` until
+//!   the manager's `Ack::Manifest` arrives; only then is the recording `Announced`;
+//! - files of announced recordings are offered one at a time when the cache policy says so (or
+//!   at once on an upload job); an offer without answer is made again;
+//! - a recording becomes `Stored` only on the manager's `Ack::Stored` for each of its files.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use rumqttc::{AsyncClient, QoS};
+use tapfleet_schemas::{
+    Ack, AckBody, Channel, DesiredConfig, EdgeConfig, Job, JobAction, JobReply, Manifest, Message,
+    ReplyBody, ReportedState, SCHEMA_VERSION, Telemetry, Topic, TransferOffer, decode, encode,
+};
+use tokio::sync::mpsc;
+
+use super::capture_thread::{self, CaptureCounters, CaptureMsg, Source};
+use super::identity::Identity;
+use super::net::{self, Conn, NetEvent};
+use super::upload::{self, UploadCmd, UploadEvent};
+use super::{BrokerAddr, now_ms};
+use crate::cache::{Cache, State, policy};
+use crate::recorder::{RecorderEvent, RecorderOptions};
+use crate::transfer::SenderConfig;
+
+const OUTBOX_RESEND: Duration = Duration::from_secs(10);
+const OFFER_TIMEOUT: Duration = Duration::from_secs(20);
+const TICK: Duration = Duration::from_millis(500);
+
+/// Everything the core needs to start.
+pub struct Setup {
+    pub data: PathBuf,
+    pub broker: BrokerAddr,
+    pub identity: Identity,
+    pub hostname: String,
+    pub config: Option<DesiredConfig>,
+    pub source: Source,
+}
+
+struct Topics {
+    config: String,
+    state: String,
+    telemetry: String,
+    manifests: String,
+    jobs: String,
+    replies: String,
+    acks: String,
+    upload: String,
+}
+
+impl Topics {
+    fn new(id: &Identity) -> anyhow::Result<Topics> {
+        let t = |c| Topic::edge(&id.tenant, &id.edge_id, c).map(|t| t.to_string());
+        Ok(Topics {
+            config: t(Channel::Config)?,
+            state: t(Channel::State)?,
+            telemetry: t(Channel::Telemetry)?,
+            manifests: t(Channel::Manifests)?,
+            jobs: t(Channel::Jobs)?,
+            replies: t(Channel::Replies)?,
+            acks: t(Channel::Acks)?,
+            upload: t(Channel::Upload)?,
+        })
+    }
+}
+
+/// The file being offered or sent.
+struct Current {
+    recording_id: String,
+    file: String,
+    offered_at: tokio::time::Instant,
+    transfer_id: Option<u64>,
+}
+
+struct Core {
+    data: PathBuf,
+    hostname: String,
+    cache: Cache,
+    topics: Topics,
+    control: AsyncClient,
+    config: Option<DesiredConfig>,
+    config_error: Option<String>,
+    upload_tx: mpsc::UnboundedSender<UploadCmd>,
+    queue: VecDeque<(String, String)>,
+    queued: BTreeSet<(String, String)>,
+    current: Option<Current>,
+    connected: bool,
+    counters: Arc<CaptureCounters>,
+    errors: u64,
+    sent_bytes: u64,
+    last_outbox: tokio::time::Instant,
+    last_telemetry: tokio::time::Instant,
+}
+
+/// Runs the service until Ctrl-C / SIGTERM.
+pub async fn run(setup: Setup) -> anyhow::Result<()> {
+    let cache = Cache::open(&setup.data.join("cache")).context("opening the cache")?;
+    let topics = Topics::new(&setup.identity)?;
+    let (net_tx, mut net_rx) = mpsc::unbounded_channel();
+    let will = encode(&ReportedState::offline(
+        env!("CARGO_PKG_VERSION").to_owned(),
+        setup.hostname.clone(),
+    ))?;
+    let control = net::connect(
+        &setup.broker,
+        &setup.identity,
+        Conn::Control,
+        Some((topics.state.clone(), will)),
+        net_tx.clone(),
+    );
+    let bulk = net::connect(&setup.broker, &setup.identity, Conn::Bulk, None, net_tx);
+    let (upload_tx, upload_rx) = mpsc::unbounded_channel();
+    let (upload_ev_tx, mut upload_ev_rx) = mpsc::unbounded_channel();
+    tokio::spawn(upload::run(
+        bulk,
+        topics.upload.clone(),
+        SenderConfig::default(),
+        upload_rx,
+        upload_ev_tx,
+    ));
+
+    let counters = Arc::new(CaptureCounters::default());
+    let (cap_tx, mut cap_rx) = mpsc::channel(1024);
+    let capture_cfg = setup
+        .config
+        .as_ref()
+        .map(|c| c.edge.capture.clone())
+        .unwrap_or_default();
+    let opts = RecorderOptions {
+        edge_id: Some(setup.identity.edge_id.clone()),
+        rtp_timeout_ns: i64::from(capture_cfg.rtp_timeout_secs.max(1)) * 1_000_000_000,
+        ..RecorderOptions::default()
+    };
+    capture_thread::spawn(
+        setup.source,
+        capture_cfg,
+        cache.recordings_dir().to_path_buf(),
+        opts,
+        cap_tx,
+        counters.clone(),
+    )?;
+
+    let long_ago = tokio::time::Instant::now()
+        .checked_sub(Duration::from_secs(3600))
+        .unwrap_or_else(tokio::time::Instant::now);
+    let mut core = Core {
+        data: setup.data,
+        hostname: setup.hostname,
+        cache,
+        topics,
+        control,
+        config: setup.config,
+        config_error: None,
+        upload_tx,
+        queue: VecDeque::new(),
+        queued: BTreeSet::new(),
+        current: None,
+        connected: false,
+        counters,
+        errors: 0,
+        sent_bytes: 0,
+        last_outbox: long_ago,
+        last_telemetry: long_ago,
+    };
+    let mut tick = tokio::time::interval(TICK);
+    let mut capture_open = true;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        let result = tokio::select! {
+            Some(ev) = net_rx.recv() => core.on_net(ev).await,
+            Some(msg) = cap_rx.recv(), if capture_open => {
+                if matches!(msg, CaptureMsg::Ended { .. }) {
+                    capture_open = false;
+                }
+                core.on_capture(msg).await
+            }
+            Some(ev) = upload_ev_rx.recv() => core.on_upload(ev).await,
+            _ = tick.tick() => core.on_tick().await,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+        };
+        if let Err(e) = result {
+            core.errors += 1;
+            tracing::error!(error = %format!("{e:#}"), "service error");
+        }
+    }
+    tracing::info!("shutting down");
+    Ok(())
+}
+
+impl Core {
+    fn edge_config(&self) -> EdgeConfig {
+        self.config.as_ref().map(|c| c.edge.clone()).unwrap_or_default()
+    }
+
+    async fn publish<M: Message>(&self, topic: &str, retain: bool, msg: &M) -> anyhow::Result<()> {
+        let payload = encode(msg)?;
+        self.control
+            .publish(topic, QoS::AtLeastOnce, retain, payload)
+            .await
+            .with_context(|| format!("publishing {}", M::KIND))
+    }
+
+    async fn on_net(&mut self, ev: NetEvent) -> anyhow::Result<()> {
+        match ev {
+            NetEvent::Connected(Conn::Control) => {
+                tracing::info!("control connection up");
+                self.connected = true;
+                for t in [&self.topics.config, &self.topics.jobs, &self.topics.acks] {
+                    self.control.subscribe(t.as_str(), QoS::AtLeastOnce).await?;
+                }
+                self.publish_state().await?;
+                // Whatever was in flight may be lost: offer it again, resend the outbox now.
+                self.restart_current();
+                self.send_outbox().await?;
+            }
+            NetEvent::Connected(Conn::Bulk) => tracing::info!("bulk connection up"),
+            NetEvent::Disconnected(conn, reason) => {
+                if conn == Conn::Control && self.connected {
+                    self.connected = false;
+                    tracing::warn!(reason, "control connection lost");
+                } else {
+                    tracing::debug!(?conn, reason, "connection down");
+                }
+            }
+            NetEvent::Message { topic, payload } => {
+                if topic == self.topics.config {
+                    self.on_config(&payload).await?;
+                } else if topic == self.topics.acks {
+                    match decode::<Ack>(&payload) {
+                        Ok(ack) => self.on_ack(ack).await?,
+                        Err(e) => self.bad_input(&topic, &e),
+                    }
+                } else if topic == self.topics.jobs {
+                    match decode::<Job>(&payload) {
+                        Ok(job) => self.on_job(job).await?,
+                        Err(e) => self.bad_input(&topic, &e),
+                    }
+                } else {
+                    tracing::debug!(topic, "message on an unexpected topic");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn bad_input(&mut self, topic: &str, e: &dyn std::error::Error) {
+        self.errors += 1;
+        tracing::warn!(topic, error = %e, "undecodable message dropped");
+    }
+
+    async fn on_config(&mut self, payload: &[u8]) -> anyhow::Result<()> {
+        if payload.is_empty() {
+            return Ok(()); // a cleared retained message
+        }
+        match decode::<DesiredConfig>(payload).map_err(|e| e.to_string()).and_then(|c| {
+            validate(&c.edge)?;
+            Ok(c)
+        }) {
+            Ok(cfg) => {
+                let current = self.config.as_ref().map(|c| c.version);
+                if current.is_some_and(|v| v > cfg.version) {
+                    tracing::warn!(
+                        applied = current,
+                        offered = cfg.version,
+                        "ignoring an older config"
+                    );
+                } else {
+                    if current != Some(cfg.version) {
+                        tracing::info!(version = cfg.version, "applying config");
+                        if self.config.as_ref().map(|c| &c.edge.capture) != Some(&cfg.edge.capture) {
+                            tracing::info!("capture settings changed: they apply at the next start of the service");
+                        }
+                    }
+                    super::save_config(&self.data, &cfg)?;
+                    self.config = Some(cfg);
+                    self.config_error = None;
+                }
+            }
+            Err(reason) => {
+                tracing::warn!(error = %reason, "desired config refused");
+                self.config_error = Some(reason);
+            }
+        }
+        self.publish_state().await
+    }
+
+    async fn publish_state(&self) -> anyhow::Result<()> {
+        let state = ReportedState {
+            v: SCHEMA_VERSION,
+            online: true,
+            config_version: self.config.as_ref().map(|c| c.version),
+            config_error: self.config_error.clone(),
+            software_version: env!("CARGO_PKG_VERSION").to_owned(),
+            hostname: self.hostname.clone(),
+            at_ms: now_ms(),
+        };
+        self.publish(&self.topics.state, true, &state).await
+    }
+
+    async fn on_capture(&mut self, msg: CaptureMsg) -> anyhow::Result<()> {
+        match msg {
+            CaptureMsg::Recorder(RecorderEvent::Started { recording_id, .. }) => {
+                self.cache.begin(&recording_id, now_ms())?;
+            }
+            CaptureMsg::Recorder(RecorderEvent::Finished(done)) => {
+                let manifest = done.manifest;
+                tracing::info!(recording = %manifest.recording_id, call_id = %manifest.call_id, bytes = manifest.total_bytes(), "recording finalized");
+                self.cache.finalize(manifest.clone(), now_ms())?;
+                if self.connected {
+                    self.publish(&self.topics.manifests, false, &manifest).await?;
+                }
+            }
+            CaptureMsg::Ended { error: None } => tracing::info!("capture source ended"),
+            CaptureMsg::Ended { error: Some(e) } => {
+                self.errors += 1;
+                tracing::error!(error = %e, "capture stopped");
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_ack(&mut self, ack: Ack) -> anyhow::Result<()> {
+        match ack.body {
+            AckBody::Manifest { recording_id } => {
+                if self.cache.mark_announced(&recording_id, now_ms())? {
+                    tracing::debug!(recording = %recording_id, "manifest acknowledged");
+                }
+            }
+            AckBody::ManifestRefused {
+                recording_id,
+                reason,
+            } => {
+                self.errors += 1;
+                tracing::error!(recording = %recording_id, reason, "manager refused a manifest");
+            }
+            AckBody::Accept {
+                recording_id,
+                file,
+                transfer_id,
+                offset,
+            } => {
+                let Some(cur) = self
+                    .current
+                    .as_mut()
+                    .filter(|c| c.recording_id == recording_id && c.file == file)
+                else {
+                    return Ok(()); // a stale accept
+                };
+                let path = self.cache.dir_of(&recording_id)?.join(&file);
+                let size = std::fs::metadata(&path)
+                    .with_context(|| format!("{}", path.display()))?
+                    .len();
+                cur.transfer_id = Some(transfer_id);
+                let _ = self.upload_tx.send(UploadCmd::Start {
+                    transfer_id,
+                    path,
+                    size,
+                    offset,
+                });
+            }
+            AckBody::Chunk {
+                transfer_id,
+                next_offset,
+            } => {
+                let _ = self.upload_tx.send(UploadCmd::Ack {
+                    transfer_id,
+                    next_offset,
+                });
+            }
+            AckBody::Stored {
+                recording_id,
+                file,
+                target,
+                location,
+                ..
+            } => {
+                tracing::info!(recording = %recording_id, file, target, location, "file stored");
+                let whole = self.cache.mark_file_stored(&recording_id, &file, now_ms())?;
+                if self
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| c.recording_id == recording_id && c.file == file)
+                {
+                    self.current = None;
+                    let _ = self.upload_tx.send(UploadCmd::Cancel);
+                }
+                if whole {
+                    tracing::info!(recording = %recording_id, "recording stored");
+                }
+            }
+            AckBody::TransferFailed {
+                recording_id,
+                file,
+                reason,
+                ..
+            } => {
+                self.errors += 1;
+                tracing::warn!(recording = %recording_id, file, reason, "transfer failed; will offer again");
+                if self
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| c.recording_id == recording_id && c.file == file)
+                {
+                    let _ = self.upload_tx.send(UploadCmd::Cancel);
+                    self.current = None;
+                    self.enqueue(recording_id, file, false);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_job(&mut self, job: Job) -> anyhow::Result<()> {
+        let reply = match job.action {
+            JobAction::Upload {
+                recording_id,
+                files,
+            } => match self.cache.get(&recording_id)? {
+                Some(e) if matches!(e.state, State::Finalized | State::Announced) => {
+                    let manifest_files: Vec<String> = e
+                        .manifest
+                        .iter()
+                        .flat_map(|m| m.files.iter().map(|f| f.name.clone()))
+                        .collect();
+                    for f in manifest_files {
+                        if (files.is_empty() || files.contains(&f)) && !e.stored_files.contains(&f)
+                        {
+                            self.enqueue(recording_id.clone(), f, true);
+                        }
+                    }
+                    ReplyBody::Done
+                }
+                Some(e) if e.state == State::Stored => ReplyBody::Done,
+                Some(e) => ReplyBody::Failed {
+                    reason: format!("recording is {:?}", e.state),
+                },
+                None => ReplyBody::Failed {
+                    reason: "no such recording on this edge".to_owned(),
+                },
+            },
+            JobAction::Delete { recording_id } => match self.cache.get(&recording_id)? {
+                Some(e) if e.state == State::Stored => {
+                    self.cache.evict(&recording_id, now_ms())?;
+                    ReplyBody::Done
+                }
+                Some(e) if e.state == State::Evicted => ReplyBody::Done,
+                Some(_) => ReplyBody::Failed {
+                    reason: "not stored elsewhere yet: refusing to delete".to_owned(),
+                },
+                None => ReplyBody::Failed {
+                    reason: "no such recording on this edge".to_owned(),
+                },
+            },
+        };
+        let reply = JobReply::new(Some(job.job_id), reply);
+        self.publish(&self.topics.replies, false, &reply).await
+    }
+
+    async fn on_upload(&mut self, ev: UploadEvent) -> anyhow::Result<()> {
+        match ev {
+            UploadEvent::Sent { bytes } => self.sent_bytes += bytes,
+            UploadEvent::AllAcked { transfer_id } => {
+                tracing::debug!(transfer_id, "all chunks acknowledged; waiting for stored");
+            }
+            UploadEvent::Failed {
+                transfer_id,
+                reason,
+            } => {
+                self.errors += 1;
+                tracing::warn!(transfer_id, reason, "upload failed");
+                if let Some(cur) = self
+                    .current
+                    .take_if(|c| c.transfer_id == Some(transfer_id))
+                {
+                    self.enqueue(cur.recording_id, cur.file, false);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_tick(&mut self) -> anyhow::Result<()> {
+        let now = tokio::time::Instant::now();
+        if self.connected && now.duration_since(self.last_outbox) >= OUTBOX_RESEND {
+            self.send_outbox().await?;
+        }
+        let cfg = self.edge_config();
+        let summary = self.cache.summary()?;
+        if policy::should_upload(
+            &cfg.cache,
+            summary.backlog_bytes,
+            summary.backlog_oldest_ms,
+            now_ms(),
+        ) {
+            for (id, e) in self.cache.in_state(State::Announced)? {
+                for f in e.manifest.iter().flat_map(|m| m.files.iter()) {
+                    if !e.stored_files.contains(&f.name) {
+                        self.enqueue(id.clone(), f.name.clone(), false);
+                    }
+                }
+            }
+        }
+        if self.connected {
+            self.offer_next().await?;
+        }
+        let entries = self.cache.entries()?;
+        let evict: Vec<String> = policy::to_evict(
+            &cfg.cache,
+            entries.iter().map(|(id, e)| (id.as_str(), e)),
+            summary.used_bytes,
+            now_ms(),
+        )
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        for id in evict {
+            self.cache.evict(&id, now_ms())?;
+        }
+        let every = Duration::from_secs(match cfg.telemetry_interval_secs {
+            0 => 10,
+            n => u64::from(n),
+        });
+        if self.connected && now.duration_since(self.last_telemetry) >= every {
+            self.last_telemetry = now;
+            self.send_telemetry(&cfg, every).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_outbox(&mut self) -> anyhow::Result<()> {
+        self.last_outbox = tokio::time::Instant::now();
+        for (_, e) in self.cache.in_state(State::Finalized)?.into_iter().take(500) {
+            if let Some(m) = &e.manifest {
+                self.publish::<Manifest>(&self.topics.manifests, false, m)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn enqueue(&mut self, recording_id: String, file: String, front: bool) {
+        let key = (recording_id, file);
+        let is_current = self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.recording_id == key.0 && c.file == key.1);
+        if is_current || !self.queued.insert(key.clone()) {
+            return;
+        }
+        if front {
+            self.queue.push_front(key);
+        } else {
+            self.queue.push_back(key);
+        }
+    }
+
+    /// After a reconnect the manager may have lost the transfer: offer it again.
+    fn restart_current(&mut self) {
+        if let Some(cur) = self.current.take() {
+            let _ = self.upload_tx.send(UploadCmd::Cancel);
+            self.enqueue(cur.recording_id, cur.file, true);
+        }
+    }
+
+    async fn offer_next(&mut self) -> anyhow::Result<()> {
+        if let Some(cur) = &self.current {
+            if cur.transfer_id.is_none() && cur.offered_at.elapsed() >= OFFER_TIMEOUT {
+                tracing::warn!(recording = %cur.recording_id, file = %cur.file, "no answer to offer; offering again");
+                self.restart_current();
+            } else {
+                return Ok(());
+            }
+        }
+        while let Some(key) = self.queue.pop_front() {
+            self.queued.remove(&key);
+            let (recording_id, file) = key;
+            let Some(entry) = self.cache.get(&recording_id)? else {
+                continue;
+            };
+            let Some(f) = entry
+                .manifest
+                .as_ref()
+                .and_then(|m| m.file(&file))
+                .cloned()
+            else {
+                continue;
+            };
+            if entry.stored_files.contains(&file) || entry.state != State::Announced {
+                continue;
+            }
+            let offer = JobReply::new(
+                None,
+                ReplyBody::Offer(TransferOffer {
+                    recording_id: recording_id.clone(),
+                    file: file.clone(),
+                    size: f.size,
+                    sha256: f.sha256,
+                }),
+            );
+            self.publish(&self.topics.replies, false, &offer).await?;
+            self.current = Some(Current {
+                recording_id,
+                file,
+                offered_at: tokio::time::Instant::now(),
+                transfer_id: None,
+            });
+            break;
+        }
+        Ok(())
+    }
+
+    async fn send_telemetry(&mut self, cfg: &EdgeConfig, every: Duration) -> anyhow::Result<()> {
+        let s = self.cache.summary()?;
+        let c = &self.counters;
+        let mut t = Telemetry::new(now_ms());
+        t.packets = c.packets.load(Ordering::Relaxed);
+        t.bytes = c.bytes.load(Ordering::Relaxed);
+        t.kernel_drops = c.kernel_drops.load(Ordering::Relaxed);
+        t.interface_drops = c.interface_drops.load(Ordering::Relaxed);
+        t.active_calls = c.active_calls.load(Ordering::Relaxed);
+        t.recordings = s.counts;
+        t.cache_used_bytes = s.used_bytes;
+        t.cache_capacity_bytes = cfg.cache.capacity_bytes;
+        t.backlog_bytes = s.backlog_bytes;
+        t.backlog_oldest_secs = s
+            .backlog_oldest_ms
+            .map_or(0, |o| u64::try_from((now_ms() - o) / 1000).unwrap_or(0));
+        t.upload_bytes_per_sec = self.sent_bytes / every.as_secs().max(1);
+        self.sent_bytes = 0;
+        t.errors = self.errors;
+        self.publish(&self.topics.telemetry, false, &t).await
+    }
+}
+
+/// Checks a desired config before applying it; the error names the field.
+fn validate(cfg: &EdgeConfig) -> Result<(), String> {
+    if cfg.cache.capacity_bytes == 0 {
+        return Err("cache.capacity_bytes must be more than 0".to_owned());
+    }
+    if cfg.cache.high_water_percent == 0 || cfg.cache.high_water_percent > 100 {
+        return Err("cache.high_water_percent must be within 1..=100".to_owned());
+    }
+    if cfg.capture.snaplen < 256 {
+        return Err("capture.snaplen must be at least 256".to_owned());
+    }
+    if cfg.storage.target.is_empty() {
+        return Err("storage.target must name a target".to_owned());
+    }
+    Ok(())
+}

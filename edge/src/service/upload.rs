@@ -1,0 +1,141 @@
+//! The upload task: sends the accepted transfer's chunks on the bulk connection, as the pure
+//! `transfer::Sender` decides, and feeds it the manager's chunk acks.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, QoS};
+use tapfleet_schemas::{TransferChunk, encode};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use crate::transfer::{Sender, SenderConfig};
+
+/// Commands from the core.
+#[derive(Debug)]
+pub enum UploadCmd {
+    Start {
+        transfer_id: u64,
+        path: PathBuf,
+        size: u64,
+        offset: u64,
+    },
+    Ack {
+        transfer_id: u64,
+        next_offset: u64,
+    },
+    /// Stop sending (reconnect, or the transfer ended).
+    Cancel,
+}
+
+/// What the upload task reports back.
+#[derive(Debug)]
+pub enum UploadEvent {
+    /// Every byte acknowledged; the core waits for the manager's `Stored`.
+    AllAcked { transfer_id: u64 },
+    Failed { transfer_id: u64, reason: String },
+    /// Bytes published (for the upload rate).
+    Sent { bytes: u64 },
+}
+
+struct Active {
+    transfer_id: u64,
+    file: tokio::fs::File,
+    sender: Sender,
+}
+
+/// Runs until the command channel closes.
+pub async fn run(
+    client: AsyncClient,
+    topic: String,
+    cfg: SenderConfig,
+    mut rx: UnboundedReceiver<UploadCmd>,
+    tx: UnboundedSender<UploadEvent>,
+) {
+    let mut active: Option<Active> = None;
+    let mut buf = Vec::new();
+    loop {
+        if let Some(a) = active.as_mut() {
+            if let Err(reason) = pump(a, &client, &topic, &mut buf, &tx).await {
+                let _ = tx.send(UploadEvent::Failed {
+                    transfer_id: a.transfer_id,
+                    reason,
+                });
+                active = None;
+            } else if a.sender.is_done() {
+                let _ = tx.send(UploadEvent::AllAcked {
+                    transfer_id: a.transfer_id,
+                });
+                active = None;
+            }
+        }
+        let wait = active.as_ref().map_or(Duration::from_secs(3600), |a| {
+            let ns = a.sender.deadline_ns().saturating_sub(super::now_ns()).max(1_000_000);
+            Duration::from_nanos(u64::try_from(ns).unwrap_or(1_000_000))
+        });
+        let cmd = tokio::select! {
+            cmd = rx.recv() => match cmd { Some(c) => c, None => return },
+            () = tokio::time::sleep(wait) => continue,
+        };
+        match cmd {
+            UploadCmd::Start {
+                transfer_id,
+                path,
+                size,
+                offset,
+            } => match tokio::fs::File::open(&path).await {
+                Ok(file) => {
+                    active = Some(Active {
+                        transfer_id,
+                        file,
+                        sender: Sender::new(cfg, size, offset, super::now_ns()),
+                    });
+                }
+                Err(e) => {
+                    let _ = tx.send(UploadEvent::Failed {
+                        transfer_id,
+                        reason: format!("{}: {e}", path.display()),
+                    });
+                }
+            },
+            UploadCmd::Ack {
+                transfer_id,
+                next_offset,
+            } => {
+                if let Some(a) = active.as_mut().filter(|a| a.transfer_id == transfer_id) {
+                    a.sender.on_ack(next_offset, super::now_ns());
+                }
+            }
+            UploadCmd::Cancel => active = None,
+        }
+    }
+}
+
+/// Publishes every chunk the window allows now.
+async fn pump(
+    a: &mut Active,
+    client: &AsyncClient,
+    topic: &str,
+    buf: &mut Vec<u8>,
+    tx: &UnboundedSender<UploadEvent>,
+) -> Result<(), String> {
+    while let Some(range) = a.sender.poll_chunk(super::now_ns()) {
+        buf.resize(range.len as usize, 0);
+        a.file
+            .seek(std::io::SeekFrom::Start(range.offset))
+            .await
+            .map_err(|e| e.to_string())?;
+        a.file.read_exact(buf).await.map_err(|e| e.to_string())?;
+        let chunk = TransferChunk::new(a.transfer_id, range.offset, std::mem::take(buf));
+        let payload = encode(&chunk).map_err(|e| e.to_string())?;
+        *buf = chunk.data;
+        client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = tx.send(UploadEvent::Sent {
+            bytes: u64::from(range.len),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! The sending side of a file transfer, pure: which byte range to send next, given the manager's
+//! acknowledgements and the time. No IO and no clock: the service reads the file, publishes the
+//! chunks and feeds acks and `now` back in.
+//!
+//! Protocol (see `tapfleet_schemas`): after the manager accepted an offer at `offset`, the edge
+//! sends offset-addressed chunks while fewer than `window` bytes are unacknowledged. The manager
+//! acknowledges the next offset it expects (`Ack::Chunk`). Only these acks count (a broker's
+//! PUBACK does not). When no ack makes progress for `stall_timeout_ns`, the sender goes back to
+//! the last acknowledged offset and sends again (go-back-N): a chunk lost anywhere between the
+//! edge and the manager is re-sent, a duplicate is harmless (the manager re-acks it).
+
+/// A byte range of the file to publish as one chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRange {
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// Tuning of a transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderConfig {
+    pub chunk_bytes: u32,
+    /// Most bytes sent and not yet acknowledged by the manager.
+    pub window_bytes: u64,
+    pub stall_timeout_ns: i64,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        SenderConfig {
+            chunk_bytes: 256 * 1024,
+            window_bytes: 8 * 1024 * 1024,
+            stall_timeout_ns: 10_000_000_000,
+        }
+    }
+}
+
+/// State of one file being sent.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    cfg: SenderConfig,
+    size: u64,
+    /// Everything before this offset is acknowledged.
+    acked: u64,
+    /// The next byte to send.
+    next: u64,
+    /// When `acked` last moved (or the transfer started, or we rewound).
+    progress_ns: i64,
+    rewinds: u64,
+}
+
+impl Sender {
+    /// A transfer of a `size`-byte file, accepted by the manager at `offset`.
+    pub fn new(cfg: SenderConfig, size: u64, offset: u64, now_ns: i64) -> Sender {
+        let start = offset.min(size);
+        Sender {
+            cfg: SenderConfig {
+                chunk_bytes: cfg.chunk_bytes.max(1),
+                window_bytes: cfg.window_bytes.max(u64::from(cfg.chunk_bytes.max(1))),
+                ..cfg
+            },
+            size,
+            acked: start,
+            next: start,
+            progress_ns: now_ns,
+            rewinds: 0,
+        }
+    }
+
+    /// The next chunk to send now, if the window and the file allow one.
+    pub fn poll_chunk(&mut self, now_ns: i64) -> Option<ChunkRange> {
+        if self.is_done() {
+            return None;
+        }
+        if now_ns.saturating_sub(self.progress_ns) >= self.cfg.stall_timeout_ns && self.next > self.acked {
+            self.next = self.acked;
+            self.progress_ns = now_ns;
+            self.rewinds += 1;
+        }
+        if self.next >= self.size || self.next - self.acked >= self.cfg.window_bytes {
+            return None;
+        }
+        let room = (self.cfg.window_bytes - (self.next - self.acked)).min(self.size - self.next);
+        let len = room.min(u64::from(self.cfg.chunk_bytes));
+        let chunk = ChunkRange {
+            offset: self.next,
+            len: u32::try_from(len).unwrap_or(self.cfg.chunk_bytes),
+        };
+        self.next += u64::from(chunk.len);
+        Some(chunk)
+    }
+
+    /// The manager expects `next_offset` next. Acks never move backwards; an ack beyond what
+    /// was sent (a confused peer) is clamped to what was sent.
+    pub fn on_ack(&mut self, next_offset: u64, now_ns: i64) {
+        let upto = next_offset.min(self.next.max(self.acked));
+        if upto > self.acked {
+            self.acked = upto;
+            self.progress_ns = now_ns;
+        }
+    }
+
+    /// When the stall timer fires next (the service sleeps until then at most).
+    pub fn deadline_ns(&self) -> i64 {
+        self.progress_ns.saturating_add(self.cfg.stall_timeout_ns)
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.acked >= self.size
+    }
+
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// How often the sender went back to the last acknowledged offset.
+    pub fn rewinds(&self) -> u64 {
+        self.rewinds
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cfg(chunk: u32, window: u64) -> SenderConfig {
+        SenderConfig {
+            chunk_bytes: chunk,
+            window_bytes: window,
+            stall_timeout_ns: 100,
+        }
+    }
+
+    #[test]
+    fn window_limits_bytes_in_flight() {
+        let mut s = Sender::new(cfg(10, 30), 100, 0, 0);
+        let sent: Vec<_> = std::iter::from_fn(|| s.poll_chunk(0)).collect();
+        assert_eq!(sent.len(), 3);
+        s.on_ack(10, 1);
+        assert_eq!(s.poll_chunk(1), Some(ChunkRange { offset: 30, len: 10 }));
+        assert_eq!(s.poll_chunk(1), None);
+    }
+
+    #[test]
+    fn stall_rewinds_to_the_last_ack() {
+        let mut s = Sender::new(cfg(10, 30), 100, 0, 0);
+        while s.poll_chunk(0).is_some() {}
+        s.on_ack(10, 5);
+        assert_eq!(s.poll_chunk(104), None);
+        assert_eq!(s.poll_chunk(105), Some(ChunkRange { offset: 10, len: 10 }));
+        assert_eq!(s.rewinds(), 1);
+    }
+
+    #[test]
+    fn resume_offset_and_short_last_chunk() {
+        let mut s = Sender::new(cfg(10, 100), 25, 20, 0);
+        assert_eq!(s.poll_chunk(0), Some(ChunkRange { offset: 20, len: 5 }));
+        assert_eq!(s.poll_chunk(0), None);
+        s.on_ack(25, 0);
+        assert!(s.is_done());
+        let empty = Sender::new(cfg(10, 100), 0, 0, 0);
+        assert!(empty.is_done());
+    }
+
+    proptest! {
+        /// Against a manager that receives an arbitrary subset of chunks in order and acks what
+        /// it has contiguously, the sender always completes, never exceeds the window, and the
+        /// manager receives every byte exactly in order.
+        #[test]
+        fn completes_over_a_lossy_link(
+            size in 0u64..5_000,
+            chunk in 1u32..700,
+            window_chunks in 1u64..8,
+            drops in proptest::collection::vec(any::<bool>(), 0..400),
+        ) {
+            let c = cfg(chunk, u64::from(chunk) * window_chunks);
+            let mut s = Sender::new(c, size, 0, 0);
+            let mut expected = 0u64; // the manager's next expected offset
+            let mut drop_iter = drops.into_iter().cycle();
+            let mut now = 0i64;
+            let mut steps = 0;
+            while !s.is_done() {
+                steps += 1;
+                prop_assert!(steps < 1_000_000, "no progress");
+                match s.poll_chunk(now) {
+                    Some(r) => {
+                        prop_assert!(r.offset + u64::from(r.len) - s.acked() <= c.window_bytes);
+                        prop_assert!(r.offset + u64::from(r.len) <= size);
+                        let dropped = drop_iter.next().unwrap_or(false);
+                        if !dropped && r.offset == expected {
+                            expected += u64::from(r.len);
+                        }
+                        if !dropped {
+                            s.on_ack(expected, now);
+                        }
+                    }
+                    None => now += 50,
+                }
+            }
+            prop_assert_eq!(expected, size);
+        }
+    }
+}
