@@ -133,9 +133,14 @@ impl CallGen {
     pub(crate) fn plan(opts: &GenOptions, index: u32) -> Self {
         let mut rng = Rng::fork(opts.seed, u64::from(index));
         let spacing = opts.spacing_ns();
-        let start_ns = opts.start_unix_s * 1_000_000_000
-            + u64::from(index) * spacing
-            + rng.range(0, spacing / 2 + 1);
+        // Call 0 starts exactly at `start_unix_s`; later calls at their slot plus up to half a
+        // spacing, so starts stay in index order.
+        let offset = if index == 0 {
+            0
+        } else {
+            rng.range(0, spacing / 2 + 1)
+        };
+        let start_ns = opts.start_unix_s * 1_000_000_000 + u64::from(index) * spacing + offset;
         let codec = match opts.codec {
             CodecChoice::Pcmu => Codec::Pcmu,
             CodecChoice::Pcma => Codec::Pcma,
@@ -182,7 +187,7 @@ impl CallGen {
         } else {
             Side::Caller
         };
-        let dialog = Dialog {
+        let mut dialog = Dialog {
             call_id: format!("{}@{}", rng.hex(24), caller_ip),
             codec,
             invite_cseq: rng.range(1, 1000) as u32,
@@ -195,12 +200,7 @@ impl CallGen {
             hangup_by,
         };
         if hangup_by == Side::Caller {
-            // The caller's BYE follows its INVITE in the same CSeq space.
-            let d = &dialog;
-            let _ = d;
-        }
-        let mut dialog = dialog;
-        if hangup_by == Side::Caller {
+            // The caller's BYE follows its INVITE in the caller's CSeq space.
             dialog.bye_cseq = dialog.invite_cseq + 1;
         }
 

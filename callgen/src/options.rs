@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::GenError;
 
 /// A G.711 codec as negotiated in the SDP and carried in RTP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Codec {
     /// G.711 μ-law, static payload type 0.

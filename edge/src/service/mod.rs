@@ -36,13 +36,13 @@ pub struct RunArgs {
     #[arg(long, env = "TAPFLEET_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Read the claim token from this file instead.
-    #[arg(long, conflicts_with = "token")]
+    #[arg(long, env = "TAPFLEET_TOKEN_FILE", conflicts_with = "token")]
     pub token_file: Option<PathBuf>,
     /// Play a pcap/pcapng file through the capture pipeline instead of a live interface.
     #[arg(long, conflicts_with = "interface")]
     pub replay: Option<PathBuf>,
-    /// Capture live on this interface (repeatable; `any` for all).
-    #[arg(long)]
+    /// Capture live on this interface (repeatable or comma-separated; `any` for all).
+    #[arg(long, env = "TAPFLEET_INTERFACE", value_delimiter = ',')]
     pub interface: Vec<String>,
     /// Log filter (RUST_LOG syntax).
     #[arg(long, env = "TAPFLEET_LOG", default_value = "info")]

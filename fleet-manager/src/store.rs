@@ -1,0 +1,467 @@
+//! The manager's durable state in one redb database (`DATA/manager.redb`).
+//!
+//! Tables (values are JSON unless said otherwise, so they can be read with any tool):
+//! - `edges`: edge id -> [`EdgeRecord`] (edge ids are unique across tenants: they are MQTT user names)
+//! - `credentials`: MQTT user name -> salted SHA-256 (`sha256:salt:hash`, never the password)
+//! - `claim_tokens`: SHA-256 hex of a claim token -> [`ClaimToken`] (never the token)
+//! - `configs`: (edge id, version) -> `DesiredConfig` (CBOR), every version kept
+//! - `recordings`: recording id -> [`RecordingEntry`]
+//! - `manifests`: recording id -> `Manifest` (CBOR, as received)
+//! - `transfers`: transfer id -> [`TransferRecord`] (transfers in progress)
+//! - `counters`: name -> u64 (transfer and job ids, unique across restarts)
+//!
+//! Every call is one transaction. redb commits are durable (fsync) before a call returns, so an
+//! ack is only published after what it acknowledges is on disk.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use tapfleet_schemas::{DesiredConfig, Manifest};
+
+use crate::catalog::{Location, RecordingEntry, RecordingState};
+
+const EDGES: TableDefinition<&str, &[u8]> = TableDefinition::new("edges");
+const CREDENTIALS: TableDefinition<&str, &str> = TableDefinition::new("credentials");
+const CLAIM_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("claim_tokens");
+const CONFIGS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("configs");
+const RECORDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("recordings");
+const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests");
+const TRANSFERS: TableDefinition<u64, &[u8]> = TableDefinition::new("transfers");
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("corrupt {what} record: {reason}")]
+    Corrupt { what: &'static str, reason: String },
+    #[error("cannot encode {0}")]
+    Encode(String),
+}
+
+fn db<T, E: Into<redb::Error>>(r: Result<T, E>) -> Result<T, StoreError> {
+    r.map_err(|e| StoreError::Db(e.into()))
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Encode(e.to_string()))
+}
+
+fn from_json<T: DeserializeOwned>(what: &'static str, b: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// An enrolled edge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EdgeRecord {
+    pub edge_id: String,
+    pub tenant: String,
+    pub hostname: String,
+    /// SHA-256 hex of the claim token it enrolled with (re-enrolling with it returns this edge).
+    pub claim_digest: String,
+    pub software_version: String,
+    pub enrolled_ms: i64,
+    pub online: bool,
+    pub reported_config_version: Option<u64>,
+    pub config_error: Option<String>,
+    pub last_seen_ms: Option<i64>,
+}
+
+/// A claim token (by digest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimToken {
+    pub tenant: String,
+    pub created_ms: i64,
+}
+
+/// A transfer in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferRecord {
+    pub transfer_id: u64,
+    pub tenant: String,
+    pub edge_id: String,
+    pub recording_id: String,
+    pub file: String,
+    pub size: u64,
+    pub sha256: String,
+    pub target: String,
+    pub path: String,
+}
+
+/// What [`Store::upsert_manifest`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Upsert {
+    /// A new entry.
+    New(RecordingEntry),
+    /// The recording was already in the catalog (nothing changed).
+    Duplicate(RecordingEntry),
+    /// The recording id belongs to another edge.
+    Conflict { owner: String },
+}
+
+/// The manager's database.
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) the database and its tables.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = db(Database::create(path))?;
+        let tx = db(db.begin_write())?;
+        {
+            db(tx.open_table(EDGES))?;
+            db(tx.open_table(CREDENTIALS))?;
+            db(tx.open_table(CLAIM_TOKENS))?;
+            db(tx.open_table(CONFIGS))?;
+            db(tx.open_table(RECORDINGS))?;
+            db(tx.open_table(MANIFESTS))?;
+            db(tx.open_table(TRANSFERS))?;
+            db(tx.open_table(COUNTERS))?;
+        }
+        db(tx.commit())?;
+        Ok(Store { db })
+    }
+
+    /// Increments the counter `name` and returns its new value (first is 1).
+    pub fn next_id(&self, name: &str) -> Result<u64, StoreError> {
+        let tx = db(self.db.begin_write())?;
+        let n = {
+            let mut t = db(tx.open_table(COUNTERS))?;
+            let n = db(t.get(name))?.map(|v| v.value()).unwrap_or(0) + 1;
+            db(t.insert(name, n))?;
+            n
+        };
+        db(tx.commit())?;
+        Ok(n)
+    }
+
+    fn get_bytes_str(
+        &self,
+        def: TableDefinition<&str, &[u8]>,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = db(self.db.begin_read())?;
+        let t = db(tx.open_table(def))?;
+        Ok(db(t.get(key))?.map(|v| v.value().to_vec()))
+    }
+
+    fn put_bytes_str(
+        &self,
+        def: TableDefinition<&str, &[u8]>,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        let tx = db(self.db.begin_write())?;
+        {
+            let mut t = db(tx.open_table(def))?;
+            db(t.insert(key, value))?;
+        }
+        db(tx.commit())
+    }
+
+    fn all_str(&self, def: TableDefinition<&str, &[u8]>) -> Result<Vec<Vec<u8>>, StoreError> {
+        let tx = db(self.db.begin_read())?;
+        let t = db(tx.open_table(def))?;
+        let mut out = Vec::new();
+        for row in db(t.iter())? {
+            let (_, v) = db(row)?;
+            out.push(v.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    // ---- edges
+
+    pub fn edge(&self, edge_id: &str) -> Result<Option<EdgeRecord>, StoreError> {
+        self.get_bytes_str(EDGES, edge_id)?
+            .map(|b| from_json("edge", &b))
+            .transpose()
+    }
+
+    pub fn put_edge(&self, e: &EdgeRecord) -> Result<(), StoreError> {
+        self.put_bytes_str(EDGES, &e.edge_id, &to_json(e)?)
+    }
+
+    pub fn edges(&self) -> Result<Vec<EdgeRecord>, StoreError> {
+        self.all_str(EDGES)?
+            .iter()
+            .map(|b| from_json("edge", b))
+            .collect()
+    }
+
+    // ---- credentials
+
+    pub fn put_credential(&self, username: &str, hash: &str) -> Result<(), StoreError> {
+        let tx = db(self.db.begin_write())?;
+        {
+            let mut t = db(tx.open_table(CREDENTIALS))?;
+            db(t.insert(username, hash))?;
+        }
+        db(tx.commit())
+    }
+
+    pub fn credentials(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let tx = db(self.db.begin_read())?;
+        let t = db(tx.open_table(CREDENTIALS))?;
+        let mut out = Vec::new();
+        for row in db(t.iter())? {
+            let (k, v) = db(row)?;
+            out.push((k.value().to_owned(), v.value().to_owned()));
+        }
+        Ok(out)
+    }
+
+    // ---- claim tokens
+
+    pub fn claim(&self, digest: &str) -> Result<Option<ClaimToken>, StoreError> {
+        self.get_bytes_str(CLAIM_TOKENS, digest)?
+            .map(|b| from_json("claim token", &b))
+            .transpose()
+    }
+
+    pub fn put_claim(&self, digest: &str, c: &ClaimToken) -> Result<(), StoreError> {
+        self.put_bytes_str(CLAIM_TOKENS, digest, &to_json(c)?)
+    }
+
+    pub fn claim_digests(&self) -> Result<Vec<String>, StoreError> {
+        let tx = db(self.db.begin_read())?;
+        let t = db(tx.open_table(CLAIM_TOKENS))?;
+        let mut out = Vec::new();
+        for row in db(t.iter())? {
+            let (k, _) = db(row)?;
+            out.push(k.value().to_owned());
+        }
+        Ok(out)
+    }
+
+    // ---- configs
+
+    /// Stores a new version of an edge's desired config.
+    pub fn put_config(&self, edge_id: &str, c: &DesiredConfig) -> Result<(), StoreError> {
+        let bytes = tapfleet_schemas::encode(c).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let tx = db(self.db.begin_write())?;
+        {
+            let mut t = db(tx.open_table(CONFIGS))?;
+            db(t.insert((edge_id, c.version), bytes.as_slice()))?;
+        }
+        db(tx.commit())
+    }
+
+    /// The newest desired config of an edge.
+    pub fn latest_config(&self, edge_id: &str) -> Result<Option<DesiredConfig>, StoreError> {
+        let tx = db(self.db.begin_read())?;
+        let t = db(tx.open_table(CONFIGS))?;
+        let mut range = db(t.range((edge_id, 0)..=(edge_id, u64::MAX)))?;
+        match range.next_back() {
+            Some(row) => {
+                let (_, v) = db(row)?;
+                tapfleet_schemas::decode::<DesiredConfig>(v.value())
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        what: "config",
+                        reason: e.to_string(),
+                    })
+            }
+            None => Ok(None),
+        }
+    }
+
+    // ---- recordings
+
+    /// Adds a manifest to the catalog unless its recording is already there (idempotent).
+    pub fn upsert_manifest(
+        &self,
+        m: &Manifest,
+        tenant: &str,
+        edge_id: &str,
+    ) -> Result<Upsert, StoreError> {
+        let tx = db(self.db.begin_write())?;
+        let out = {
+            let mut recs = db(tx.open_table(RECORDINGS))?;
+            let existing = db(recs.get(m.recording_id.as_str()))?.map(|v| v.value().to_vec());
+            match existing {
+                Some(b) => {
+                    let e: RecordingEntry = from_json("recording", &b)?;
+                    if e.edge_id != edge_id || e.tenant != tenant {
+                        Upsert::Conflict { owner: e.edge_id }
+                    } else {
+                        Upsert::Duplicate(e)
+                    }
+                }
+                None => {
+                    let e = RecordingEntry::from_manifest(m, tenant, edge_id);
+                    db(recs.insert(m.recording_id.as_str(), to_json(&e)?.as_slice()))?;
+                    let cbor = tapfleet_schemas::encode(m)
+                        .map_err(|e| StoreError::Encode(e.to_string()))?;
+                    let mut mans = db(tx.open_table(MANIFESTS))?;
+                    db(mans.insert(m.recording_id.as_str(), cbor.as_slice()))?;
+                    Upsert::New(e)
+                }
+            }
+        };
+        match out {
+            Upsert::New(_) => db(tx.commit())?,
+            _ => db(tx.abort())?,
+        }
+        Ok(out)
+    }
+
+    pub fn recording(&self, id: &str) -> Result<Option<RecordingEntry>, StoreError> {
+        self.get_bytes_str(RECORDINGS, id)?
+            .map(|b| from_json("recording", &b))
+            .transpose()
+    }
+
+    /// Every recording, in recording id (time) order.
+    pub fn recordings(&self) -> Result<Vec<RecordingEntry>, StoreError> {
+        self.all_str(RECORDINGS)?
+            .iter()
+            .map(|b| from_json("recording", b))
+            .collect()
+    }
+
+    pub fn manifest(&self, id: &str) -> Result<Option<Manifest>, StoreError> {
+        self.get_bytes_str(MANIFESTS, id)?
+            .map(|b| {
+                tapfleet_schemas::decode::<Manifest>(&b).map_err(|e| StoreError::Corrupt {
+                    what: "manifest",
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    /// Applies `f` to a recording in one transaction and returns the updated entry.
+    pub fn update_recording(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut RecordingEntry),
+    ) -> Result<Option<RecordingEntry>, StoreError> {
+        let tx = db(self.db.begin_write())?;
+        let out = {
+            let mut recs = db(tx.open_table(RECORDINGS))?;
+            let existing = db(recs.get(id))?.map(|v| v.value().to_vec());
+            match existing {
+                Some(b) => {
+                    let mut e: RecordingEntry = from_json("recording", &b)?;
+                    f(&mut e);
+                    db(recs.insert(id, to_json(&e)?.as_slice()))?;
+                    Some(e)
+                }
+                None => None,
+            }
+        };
+        db(tx.commit())?;
+        Ok(out)
+    }
+
+    /// Records a stored file's location.
+    pub fn add_location(
+        &self,
+        id: &str,
+        file: &str,
+        loc: Location,
+    ) -> Result<Option<RecordingEntry>, StoreError> {
+        self.update_recording(id, |e| {
+            e.add_location(file, loc);
+        })
+    }
+
+    /// Records where `manifest.json` is and marks the recording stored.
+    pub fn mark_stored(&self, id: &str, loc: Location) -> Result<Option<RecordingEntry>, StoreError> {
+        self.update_recording(id, |e| {
+            if !e.manifest_locations.contains(&loc) {
+                e.manifest_locations.push(loc);
+            }
+            e.state = RecordingState::Stored;
+        })
+    }
+
+    // ---- transfers
+
+    pub fn put_transfer(&self, t: &TransferRecord) -> Result<(), StoreError> {
+        let tx = db(self.db.begin_write())?;
+        {
+            let mut tab = db(tx.open_table(TRANSFERS))?;
+            db(tab.insert(t.transfer_id, to_json(t)?.as_slice()))?;
+        }
+        db(tx.commit())
+    }
+
+    pub fn transfer(&self, id: u64) -> Result<Option<TransferRecord>, StoreError> {
+        let tx = db(self.db.begin_read())?;
+        let t = db(tx.open_table(TRANSFERS))?;
+        db(t.get(id))?
+            .map(|v| from_json("transfer", v.value()))
+            .transpose()
+    }
+
+    pub fn remove_transfer(&self, id: u64) -> Result<(), StoreError> {
+        let tx = db(self.db.begin_write())?;
+        {
+            let mut t = db(tx.open_table(TRANSFERS))?;
+            db(t.remove(id))?;
+        }
+        db(tx.commit())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapfleet_schemas::{EdgeConfig, FileEntry, RecordingKind, Sha256};
+
+    fn manifest() -> Manifest {
+        let mut m = Manifest::new("20240229T123456Z-deadbeef00010203".into(), RecordingKind::Call);
+        m.start_ns = 1_709_210_096_000_000_000;
+        m.files.push(FileEntry {
+            name: "call.pcap".into(),
+            size: 10,
+            sha256: Sha256([1; 32]),
+            content_type: "application/vnd.tcpdump.pcap".into(),
+        });
+        m
+    }
+
+    #[test]
+    fn manifests_are_upserted_once_and_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("m.redb");
+        {
+            let s = Store::open(&p).expect("open");
+            assert!(matches!(s.upsert_manifest(&manifest(), "t", "e1"), Ok(Upsert::New(_))));
+            assert!(matches!(s.upsert_manifest(&manifest(), "t", "e1"), Ok(Upsert::Duplicate(_))));
+            assert!(matches!(
+                s.upsert_manifest(&manifest(), "t", "e2"),
+                Ok(Upsert::Conflict { .. })
+            ));
+            let loc = Location {
+                target: "cloud".into(),
+                path: "x".into(),
+            };
+            let e = s.add_location(&manifest().recording_id, "call.pcap", loc.clone());
+            assert!(e.expect("ok").expect("exists").all_stored_in("cloud"));
+            assert_eq!(s.next_id("transfer").expect("id"), 1);
+            assert_eq!(s.next_id("transfer").expect("id"), 2);
+            s.put_config("e1", &DesiredConfig::new(1, EdgeConfig::default()))
+                .expect("config");
+            s.put_config("e1", &DesiredConfig::new(2, EdgeConfig::default()))
+                .expect("config");
+        }
+        let s = Store::open(&p).expect("reopen");
+        assert_eq!(s.recordings().expect("list").len(), 1);
+        assert_eq!(s.next_id("transfer").expect("id"), 3);
+        assert_eq!(s.latest_config("e1").expect("cfg").map(|c| c.version), Some(2));
+        assert_eq!(s.latest_config("e10").expect("cfg"), None);
+        assert_eq!(
+            s.manifest(&manifest().recording_id).expect("m"),
+            Some(manifest())
+        );
+    }
+}

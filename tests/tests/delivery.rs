@@ -1,0 +1,193 @@
+//! End to end, real processes on loopback: the fleet manager (embedded broker, fs `cloud` target)
+//! and an edge that enrolls with the manager's token and replays a generated capture. Every call
+//! must arrive in the target as a recording whose files' SHA-256 equal the edge's, the catalog
+//! must list each with its location, and the edge's cache must mark each as stored.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use tapfleet_callgen::{CodecChoice, GenOptions, generate_to_file};
+use tapfleet_tests::{Proc, bin, free_port, get_json, run_ok, sha256_file, wait_for};
+
+struct Fleet {
+    dir: tempfile::TempDir,
+    http: String,
+    mqtt_port: u16,
+    manager: Proc,
+}
+
+fn start_manager() -> Fleet {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http_port = free_port();
+    let mqtt_port = free_port();
+    let mut cmd = Command::new(bin("tapfleet-manager"));
+    cmd.args(["serve", "--data"])
+        .arg(dir.path().join("manager"))
+        .args(["--http", &format!("127.0.0.1:{http_port}")])
+        .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt_port}")])
+        .env("RUST_LOG", "info");
+    let manager = Proc::start("manager", cmd, dir.path());
+    let http = format!("http://127.0.0.1:{http_port}");
+    wait_for("manager /healthz", Duration::from_secs(30), || {
+        ureq::get(&format!("{http}/healthz")).call().ok()
+    });
+    Fleet {
+        dir,
+        http,
+        mqtt_port,
+        manager,
+    }
+}
+
+fn start_edge(fleet: &Fleet, replay: &Path) -> Proc {
+    let token_file = fleet.dir.path().join("manager/enroll.token");
+    assert!(token_file.exists(), "the manager wrote no enroll.token");
+    let mut cmd = Command::new(bin("tapfleet-edge"));
+    cmd.args(["run", "--data"])
+        .arg(fleet.dir.path().join("edge"))
+        .args(["--broker", &format!("mqtt://127.0.0.1:{}", fleet.mqtt_port)])
+        .arg("--token-file")
+        .arg(&token_file)
+        .arg("--replay")
+        .arg(replay)
+        .args(["--log", "info"]);
+    Proc::start("edge", cmd, fleet.dir.path())
+}
+
+/// The catalog's recordings, by id, once `n` of them are stored.
+fn wait_stored(fleet: &Fleet, n: usize) -> BTreeMap<String, serde_json::Value> {
+    wait_for(
+        &format!("{n} recordings stored in the catalog"),
+        Duration::from_secs(120),
+        || {
+            let v = get_json(&format!("{}/api/v1/recordings", fleet.http))?;
+            let recs = v.get("recordings")?.as_array()?.clone();
+            let stored: BTreeMap<String, serde_json::Value> = recs
+                .into_iter()
+                .filter(|r| r["state"] == "stored")
+                .filter_map(|r| Some((r["recording_id"].as_str()?.to_owned(), r)))
+                .collect();
+            (stored.len() >= n).then_some(stored)
+        },
+    )
+}
+
+#[test]
+fn every_call_reaches_the_cloud_target_with_matching_sha256() {
+    let fleet = start_manager();
+    let pcap = fleet.dir.path().join("calls.pcap");
+    let opts = GenOptions {
+        calls: 6,
+        concurrency: 3,
+        duration_s: 3.0,
+        codec: CodecChoice::Mixed,
+        seed: 42,
+        ..GenOptions::default()
+    };
+    let truth = generate_to_file(&opts, &pcap, &fleet.dir.path().join("calls.truth.json"))
+        .expect("generate calls");
+    assert_eq!(truth.calls.len(), 6);
+
+    let mut edge = start_edge(&fleet, &pcap);
+    let stored = wait_stored(&fleet, truth.calls.len());
+    assert_eq!(stored.len(), truth.calls.len(), "one recording per call, no duplicates");
+
+    // Every call of the ground truth is in the catalog, once.
+    let mut by_call: BTreeMap<String, usize> = BTreeMap::new();
+    for r in stored.values() {
+        *by_call
+            .entry(r["call_id"].as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
+    }
+    for call in &truth.calls {
+        assert_eq!(by_call.get(&call.call_id), Some(&1), "call {} in catalog", call.call_id);
+    }
+
+    let target_root = fleet.dir.path().join("manager/targets/cloud");
+    let edge_recordings = fleet.dir.path().join("edge/cache/recordings");
+    for (id, rec) in &stored {
+        let call = truth
+            .calls
+            .iter()
+            .find(|c| rec["call_id"] == c.call_id.as_str())
+            .expect("a call of the truth");
+        assert_eq!(rec["caller"]["number"], call.caller.number.as_str());
+        assert_eq!(rec["callee"]["number"], call.callee.number.as_str());
+        let files = rec["files"].as_array().expect("files");
+        let names: Vec<&str> = files.iter().filter_map(|f| f["name"].as_str()).collect();
+        for expected in ["call.pcap", "audio.wav", "manifest.json"] {
+            assert!(names.contains(&expected), "{id}: {expected} in catalog ({names:?})");
+        }
+        for f in files {
+            let name = f["name"].as_str().expect("name");
+            let loc = &f["locations"][0];
+            assert_eq!(loc["target"], "cloud", "{id}/{name} location");
+            let stored_path = target_root.join(loc["path"].as_str().expect("path"));
+            assert!(
+                stored_path.ends_with(format!("{id}/{name}")),
+                "{} is in a folder named by the recording id",
+                stored_path.display()
+            );
+            let edge_file = edge_recordings.join(id).join(name);
+            let target_sha = sha256_file(&stored_path);
+            assert_eq!(target_sha, sha256_file(&edge_file), "{id}/{name}: target == edge");
+            if let Some(catalog_sha) = f["sha256"].as_str() {
+                assert_eq!(target_sha, catalog_sha, "{id}/{name}: target == catalog");
+            }
+        }
+    }
+
+    // The edge's cache marks every recording as stored (inspected after a clean stop).
+    assert!(edge.terminate(Duration::from_secs(20)), "edge stops on SIGTERM");
+    let mut list = Command::new(bin("tapfleet-edge"));
+    list.args(["cache", "list", "--json", "--data"])
+        .arg(fleet.dir.path().join("edge"));
+    let out: serde_json::Value = serde_json::from_str(&run_ok(list)).expect("cache list JSON");
+    let rows = out["recordings"].as_array().expect("recordings");
+    assert_eq!(rows.len(), truth.calls.len());
+    for r in rows {
+        assert_eq!(r["state"], "stored", "edge cache entry {r}");
+        assert!(stored.contains_key(r["recording_id"].as_str().unwrap_or_default()));
+    }
+    drop(fleet.manager);
+}
+
+#[test]
+fn an_edge_killed_mid_delivery_finishes_after_restart_without_duplicates() {
+    let fleet = start_manager();
+    let pcap = fleet.dir.path().join("calls.pcap");
+    let opts = GenOptions {
+        calls: 8,
+        concurrency: 8,
+        duration_s: 2.0,
+        seed: 7,
+        ..GenOptions::default()
+    };
+    let truth = generate_to_file(&opts, &pcap, &fleet.dir.path().join("t.json")).expect("generate");
+    let mut edge = start_edge(&fleet, &pcap);
+    wait_stored(&fleet, 1);
+    edge.kill(); // kill -9 while the rest is being announced or uploaded
+
+    // Restart on an empty capture: whatever is still in the cache must be delivered.
+    let empty = fleet.dir.path().join("empty.pcap");
+    let mut header = Vec::new();
+    for word in [0xa1b2_c3d4u32.to_le_bytes(), [2, 0, 4, 0], [0; 4], [0; 4], 65535u32.to_le_bytes(), 1u32.to_le_bytes()] {
+        header.extend_from_slice(&word);
+    }
+    std::fs::write(&empty, header).expect("write empty.pcap");
+    let _edge = start_edge(&fleet, &empty);
+    let stored = wait_stored(&fleet, truth.calls.len());
+    let v = get_json(&format!("{}/api/v1/recordings", fleet.http)).expect("catalog");
+    let all = v["recordings"].as_array().expect("recordings");
+    assert_eq!(all.len(), truth.calls.len(), "no duplicates after a kill -9: {v}");
+    let target_root = fleet.dir.path().join("manager/targets/cloud");
+    for (id, rec) in &stored {
+        for f in rec["files"].as_array().expect("files") {
+            let path = target_root.join(f["locations"][0]["path"].as_str().expect("path"));
+            let edge_file = fleet.dir.path().join("edge/cache/recordings").join(id).join(f["name"].as_str().expect("name"));
+            assert_eq!(sha256_file(&path), sha256_file(&edge_file), "{}", path.display());
+        }
+    }
+}
