@@ -28,8 +28,22 @@ const FIRST_NAMES: [&str; 16] = [
     "Noah", "Lina", "Elias", "Clara", "Ben",
 ];
 const LAST_NAMES: [&str; 16] = [
-    "Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker", "Schulz",
-    "Hoffmann", "Koch", "Richter", "Klein", "Wolf", "Neumann", "Braun",
+    "Müller",
+    "Schmidt",
+    "Schneider",
+    "Fischer",
+    "Weber",
+    "Meyer",
+    "Wagner",
+    "Becker",
+    "Schulz",
+    "Hoffmann",
+    "Koch",
+    "Richter",
+    "Klein",
+    "Wolf",
+    "Neumann",
+    "Braun",
 ];
 const USER_AGENTS: [&str; 6] = [
     "Yealink SIP-T54W 96.86.0.70",
@@ -68,8 +82,8 @@ fn tone_table(hz: u32, codec: Codec) -> Vec<u8> {
     let period = SAMPLE_RATE / gcd(hz, SAMPLE_RATE).max(1);
     (0..period)
         .map(|n| {
-            let phase = 2.0 * std::f64::consts::PI * f64::from(hz) * f64::from(n)
-                / f64::from(SAMPLE_RATE);
+            let phase =
+                2.0 * std::f64::consts::PI * f64::from(hz) * f64::from(n) / f64::from(SAMPLE_RATE);
             let s = (TONE_AMPLITUDE * phase.sin()).round() as i16;
             match codec {
                 Codec::Pcmu => g711::linear_to_ulaw(s),
@@ -177,12 +191,11 @@ impl CallGen {
             display_name: name(&mut rng),
             ip: callee_ip,
             sip_port: opts.sip_port,
-            rtp_port: opts.rtp_port_base
-                + 2 * ((i * 7 + 13) % u64::from(RTP_PORT_SLOTS)) as u16,
+            rtp_port: opts.rtp_port_base + 2 * ((i * 7 + 13) % u64::from(RTP_PORT_SLOTS)) as u16,
             tag: rng.hex(10),
             user_agent: USER_AGENTS[(rng.next_u64() % 6) as usize].to_string(),
         };
-        let hangup_by = if rng.next_u64() % 3 == 0 {
+        let hangup_by = if rng.next_u64().is_multiple_of(3) {
             Side::Callee
         } else {
             Side::Caller
@@ -234,7 +247,9 @@ impl CallGen {
                 ssrc: rng.next_u32(),
                 payload_type: pt,
                 tone_hz: hz,
-                first_seq: rng.next_u16(),
+                // Below 2^15 like many stacks choose, so calls under ~11 minutes never wrap the
+                // sequence number (longer ones do, as in real traffic).
+                first_seq: rng.next_u16() & 0x7FFF,
                 first_rtp_ts: rng.next_u32(),
                 first_send_ns: first,
                 packets_sent: 0,
@@ -314,10 +329,14 @@ impl CallGen {
     /// Send time of the next packet, `None` when the call is over.
     pub(crate) fn next_send_ns(&self) -> Option<u64> {
         let sip = self.sip.front().map(|(t, _)| *t);
-        [sip, self.streams[0].next_send(), self.streams[1].next_send()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            sip,
+            self.streams[0].next_send(),
+            self.streams[1].next_send(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn next_ip_id(&mut self, side: Side) -> u16 {
@@ -378,10 +397,15 @@ impl CallGen {
         };
         let ip_id = self.next_ip_id(side);
         let lost_draw = self.rng.next_f64();
-        let delay = if self.jitter_ns > 0 {
-            (self.rng.next_f64() * self.jitter_ns as f64) as u64
-        } else {
+        // The first packet arrives undelayed and the last with the full jitter, so reordering
+        // never moves a stream's first or last packet: a receiver's sequence-number based loss
+        // count (expected = last - first + 1) then equals the truth.
+        let delay = if self.jitter_ns == 0 || k == 0 {
             0
+        } else if k + 1 == count {
+            self.jitter_ns
+        } else {
+            (self.rng.next_f64() * self.jitter_ns as f64) as u64
         };
         let truth = match side {
             Side::Caller => &mut self.truth.caller_to_callee,

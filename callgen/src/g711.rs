@@ -169,8 +169,14 @@ mod tests {
             let xa = i32::from(alaw_to_linear(linear_to_alaw(x)));
             let x = i32::from(x);
             // Largest step is 1024 (μ-law) / 1024 (A-law) in the top segment; clip at ±32124/32256.
-            assert!((xu - x).abs() <= 1024 || x.abs() > 32124, "ulaw {x} -> {xu}");
-            assert!((xa - x).abs() <= 1024 || x.abs() > 32256, "alaw {x} -> {xa}");
+            assert!(
+                (xu - x).abs() <= 1024 || x.abs() > 32124,
+                "ulaw {x} -> {xu}"
+            );
+            assert!(
+                (xa - x).abs() <= 1024 || x.abs() > 32256,
+                "alaw {x} -> {xa}"
+            );
             assert!(xu.signum() * x.signum() >= 0, "ulaw sign {x}");
         }
     }

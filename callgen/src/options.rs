@@ -102,7 +102,8 @@ pub struct GenOptions {
     /// the truth.
     pub loss: f64,
     /// Network jitter: each RTP packet arrives up to this many ms late (uniform); the capture
-    /// stays sorted by arrival time, so packets may be reordered.
+    /// stays sorted by arrival time, so packets may be reordered (except each stream's first
+    /// packet, which arrives undelayed, and its last, which arrives with the full delay).
     pub jitter_ms: f64,
     /// Seed of every random choice.
     pub seed: u64,
@@ -268,7 +269,10 @@ mod tests {
     fn codec_choice_parses() {
         assert_eq!("PCMU".parse::<CodecChoice>().ok(), Some(CodecChoice::Pcmu));
         assert_eq!("alaw".parse::<CodecChoice>().ok(), Some(CodecChoice::Pcma));
-        assert_eq!("mixed".parse::<CodecChoice>().ok(), Some(CodecChoice::Mixed));
+        assert_eq!(
+            "mixed".parse::<CodecChoice>().ok(),
+            Some(CodecChoice::Mixed)
+        );
         assert!("opus".parse::<CodecChoice>().is_err());
     }
 }

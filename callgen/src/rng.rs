@@ -25,7 +25,9 @@ impl Rng {
     /// An independent stream for sub-object `index` (a call), so each call's randomness does not
     /// depend on the order in which calls are generated.
     pub(crate) fn fork(seed: u64, index: u64) -> Self {
-        Self::new(mix64(seed ^ mix64(index.wrapping_add(1).wrapping_mul(GOLDEN))))
+        Self::new(mix64(
+            seed ^ mix64(index.wrapping_add(1).wrapping_mul(GOLDEN)),
+        ))
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {

@@ -63,7 +63,9 @@ fn sdp(p: &PartyTruth, session: u64, pts: &[u8], codec_first: Codec) -> String {
             0 => "a=rtpmap:0 PCMU/8000\r\n".to_string(),
             8 => "a=rtpmap:8 PCMA/8000\r\n".to_string(),
             TELEPHONE_EVENT_PT => {
-                format!("a=rtpmap:{TELEPHONE_EVENT_PT} telephone-event/8000\r\na=fmtp:{TELEPHONE_EVENT_PT} 0-15\r\n")
+                format!(
+                    "a=rtpmap:{TELEPHONE_EVENT_PT} telephone-event/8000\r\na=fmtp:{TELEPHONE_EVENT_PT} 0-15\r\n"
+                )
             }
             other => format!("a=rtpmap:{other} {}/8000\r\n", codec_first.name()),
         };
@@ -286,7 +288,9 @@ mod tests {
             SipMessage::ByeOk,
         ] {
             let (_, text) = d.render(m, &a, &b);
-            let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{text}"));
+            let (head, body) = text
+                .split_once("\r\n\r\n")
+                .unwrap_or_else(|| panic!("{text}"));
             let cl = head
                 .lines()
                 .find_map(|l| l.strip_prefix("Content-Length: "))

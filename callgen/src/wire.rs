@@ -87,10 +87,16 @@ pub(crate) fn udp_frame(d: &Datagram<'_>) -> Vec<u8> {
     acc = sum16(&dst, acc);
     acc += 17 + u32::from(udp_len);
     acc = sum16(&udp, acc);
-    // The prefix has even length (RTP header: 12), so summing the parts separately is exact.
-    debug_assert!(d.prefix.len() % 2 == 0);
-    acc = sum16(d.prefix, acc);
-    acc = sum16(d.payload, acc);
+    if d.prefix.len().is_multiple_of(2) {
+        // Word-aligned parts (the RTP header is 12 bytes) can be summed separately.
+        acc = sum16(d.prefix, acc);
+        acc = sum16(d.payload, acc);
+    } else {
+        let mut joined = Vec::with_capacity(body_len);
+        joined.extend_from_slice(d.prefix);
+        joined.extend_from_slice(d.payload);
+        acc = sum16(&joined, acc);
+    }
     let mut udp_sum = fold(acc);
     if udp_sum == 0 {
         udp_sum = 0xFFFF;
@@ -185,23 +191,31 @@ mod tests {
     fn ip_and_udp_checksums_verify() {
         let src = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 1), 5060);
         let dst = SocketAddrV4::new(Ipv4Addr::new(10, 2, 0, 1), 5060);
-        for payload in [&b"odd"[..], b"even", b""] {
-            let hdr = rtp_header(true, 0, 1, 2, 3);
+        let hdr = rtp_header(true, 0, 1, 2, 3);
+        for (prefix, payload) in [
+            (&hdr[..], &b"odd"[..]),
+            (&hdr[..], b"even"),
+            (&hdr[..], b""),
+            (&b"abc"[..], b"de"),
+        ] {
             let f = udp_frame(&Datagram {
                 src,
                 dst,
                 ip_id: 7,
                 tos: TOS_VOICE,
-                prefix: &hdr,
+                prefix,
                 payload,
             });
-            assert_eq!(f.len(), UDP_OVERHEAD + 12 + payload.len());
+            assert_eq!(f.len(), UDP_OVERHEAD + prefix.len() + payload.len());
             assert!(verifies(&f[14..34], 0));
             let udp = &f[34..];
             let mut acc = sum16(&f[26..34], 0);
             acc += 17 + udp.len() as u32;
             assert!(verifies(udp, acc));
-            assert_eq!(usize::from(u16::from_be_bytes([f[16], f[17]])), f.len() - 14);
+            assert_eq!(
+                usize::from(u16::from_be_bytes([f[16], f[17]])),
+                f.len() - 14
+            );
             assert_eq!(usize::from(u16::from_be_bytes([f[38], f[39]])), udp.len());
         }
     }
@@ -209,7 +223,8 @@ mod tests {
     #[test]
     fn pcap_records_carry_timestamp_and_length() {
         let mut w = PcapWriter::new(Vec::new(), false).unwrap_or_else(|e| panic!("{e}"));
-        w.write(1_500_000_123_456_789, &[1, 2, 3]).unwrap_or_else(|e| panic!("{e}"));
+        w.write(1_500_000_123_456_789, &[1, 2, 3])
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(w.bytes(), 24 + 16 + 3);
         let v = w.finish().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(&v[0..4], &[0xD4, 0xC3, 0xB2, 0xA1]);

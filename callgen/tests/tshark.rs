@@ -125,7 +125,14 @@ fn tshark_sees_every_dialog_and_stream_of_the_truth() {
     // SIP: one INVITE per Call-ID of the truth, every message accounted for, no retransmissions.
     let invites = tshark(
         &pcap,
-        &["-Y", "sip.Method == \"INVITE\"", "-T", "fields", "-e", "sip.Call-ID"],
+        &[
+            "-Y",
+            "sip.Method == \"INVITE\"",
+            "-T",
+            "fields",
+            "-e",
+            "sip.Call-ID",
+        ],
     );
     let seen: Vec<&str> = invites.lines().collect();
     let want: BTreeSet<&str> = truth.calls.iter().map(|c| c.call_id.as_str()).collect();
@@ -133,14 +140,29 @@ fn tshark_sees_every_dialog_and_stream_of_the_truth() {
     assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), want);
     let stat = tshark(&pcap, &["-q", "-z", "sip,stat"]);
     let sip_total: u64 = truth.calls.iter().map(|c| c.sip_packets).sum();
-    assert!(stat.contains(&format!("Number of SIP messages: {sip_total}\n")), "{stat}");
-    assert!(stat.contains("Number of resent SIP messages: 0\n"), "{stat}");
-    assert!(stat.contains("SIP 180 Ringing         :    20 Packets"), "{stat}");
+    assert!(
+        stat.contains(&format!("Number of SIP messages: {sip_total}\n")),
+        "{stat}"
+    );
+    assert!(
+        stat.contains("Number of resent SIP messages: 0\n"),
+        "{stat}"
+    );
+    assert!(
+        stat.contains("SIP 180 Ringing         :    20 Packets"),
+        "{stat}"
+    );
     assert!(stat.contains("BYE             :    20 Packets"), "{stat}");
     assert_eq!(sip_total, truth.totals.sip_packets);
 
     // RTP: tshark finds the streams from the SDP (no heuristics), with the truth's counts.
-    let rows = rtp_streams(&pcap);
+    assert_streams_match(&pcap, &truth);
+}
+
+/// tshark's `rtp,streams` lists exactly the truth's streams with the same addresses, payload,
+/// packet and loss counts.
+fn assert_streams_match(pcap: &Path, truth: &Truth) {
+    let rows = rtp_streams(pcap);
     assert_eq!(rows.len(), 2 * truth.calls.len(), "{rows:?}");
     for call in &truth.calls {
         for s in [&call.caller_to_callee, &call.callee_to_caller] {
@@ -158,9 +180,43 @@ fn tshark_sees_every_dialog_and_stream_of_the_truth() {
                 lost: s.dropped_seqs.len() as i64,
             };
             assert_eq!(row, &want, "call {}", call.index);
-            assert_eq!(s.packets_sent, s.packets_in_file + s.dropped_seqs.len() as u64);
+            assert_eq!(
+                s.packets_sent,
+                s.packets_in_file + s.dropped_seqs.len() as u64
+            );
         }
     }
+}
+
+#[test]
+fn tshark_follows_a_thousand_concurrent_calls() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let opts = GenOptions {
+        calls: 1000,
+        concurrency: 1000,
+        duration_s: 0.4,
+        ring_ms: 200,
+        loss: 0.02,
+        jitter_ms: 30.0,
+        codec: CodecChoice::Mixed,
+        seed: 11,
+        ..Default::default()
+    };
+    let (pcap, truth) = generate_into(dir.path(), "many.pcap", &opts);
+    let invites = tshark(
+        &pcap,
+        &[
+            "-Y",
+            "sip.Method == \"INVITE\"",
+            "-T",
+            "fields",
+            "-e",
+            "sip.Call-ID",
+        ],
+    );
+    let seen: BTreeSet<&str> = invites.lines().collect();
+    assert_eq!(seen.len(), 1000);
+    assert_streams_match(&pcap, &truth);
 }
 
 /// Power of `samples` at `hz` (Goertzel), normalised by length.
@@ -191,7 +247,16 @@ fn each_stream_carries_its_truth_tone() {
     let (pcap, truth) = generate_into(dir.path(), "tones.pcap", &opts);
     let text = tshark(
         &pcap,
-        &["-Y", "rtp", "-T", "fields", "-e", "rtp.ssrc", "-e", "rtp.payload"],
+        &[
+            "-Y",
+            "rtp",
+            "-T",
+            "fields",
+            "-e",
+            "rtp.ssrc",
+            "-e",
+            "rtp.payload",
+        ],
     );
     let mut audio: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
     for line in text.lines() {
@@ -212,7 +277,9 @@ fn each_stream_carries_its_truth_tone() {
         let down = &call.callee_to_caller;
         assert_ne!(up.tone_hz, down.tone_hz);
         for (s, other) in [(up, down), (down, up)] {
-            let bytes = audio.get(&s.ssrc).unwrap_or_else(|| panic!("{:#x}", s.ssrc));
+            let bytes = audio
+                .get(&s.ssrc)
+                .unwrap_or_else(|| panic!("{:#x}", s.ssrc));
             let pcm: Vec<f64> = bytes
                 .iter()
                 .map(|&b| {
@@ -225,7 +292,12 @@ fn each_stream_carries_its_truth_tone() {
             let on = goertzel(&pcm, f64::from(s.tone_hz));
             let off = goertzel(&pcm, f64::from(other.tone_hz));
             assert!(on > 1e6, "tone {} Hz power {on}", s.tone_hz);
-            assert!(on > 1000.0 * off, "{} Hz: {on} vs {} Hz: {off}", s.tone_hz, other.tone_hz);
+            assert!(
+                on > 1000.0 * off,
+                "{} Hz: {on} vs {} Hz: {off}",
+                s.tone_hz,
+                other.tone_hz
+            );
         }
     }
 }
@@ -257,5 +329,8 @@ fn nanosecond_capture_keeps_exact_timestamps() {
     assert_eq!(truth.calls[0].start_ns, opts.start_unix_s * 1_000_000_000);
     assert_eq!(ns(times[times.len() - 1]), truth.totals.last_ns);
     let all: Vec<u64> = times.iter().map(|t| ns(t)).collect();
-    assert!(all.windows(2).all(|w| w[0] <= w[1]), "capture sorted by time");
+    assert!(
+        all.windows(2).all(|w| w[0] <= w[1]),
+        "capture sorted by time"
+    );
 }

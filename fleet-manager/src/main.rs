@@ -1,1 +1,126 @@
-fn main() {}
+//! `tapfleet-manager`: the fleet manager's command line.
+//!
+//! ```text
+//! tapfleet-manager [--log-level L] serve --data DIR [--http ADDR] [--mqtt-listen ADDR]
+//!                  [--broker mqtt://HOST:PORT [--broker-username U --broker-password P]]
+//!                  [--config FILE]
+//! tapfleet-manager token show --data DIR
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tapfleet_fleet_manager::serve::{ServeOptions, run};
+
+#[derive(Parser)]
+#[command(version, about = "tapfleet fleet manager: enrollment, config, catalog, storage")]
+struct Cli {
+    /// Log filter (RUST_LOG syntax); RUST_LOG wins when set.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the manager (embedded broker, MQTT client, HTTP API).
+    Serve {
+        /// Data directory (database, enroll token, targets).
+        #[arg(long)]
+        data: PathBuf,
+        /// HTTP API listen address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: SocketAddr,
+        /// Embedded broker listen address (ignored with --broker).
+        #[arg(long, default_value = "127.0.0.1:1883")]
+        mqtt_listen: SocketAddr,
+        /// Use this external broker (mqtt://host:port) instead of the embedded one.
+        #[arg(long)]
+        broker: Option<String>,
+        /// User name on the external broker.
+        #[arg(long, requires = "broker")]
+        broker_username: Option<String>,
+        /// Password on the external broker.
+        #[arg(long, requires = "broker", env = "TAPFLEET_BROKER_PASSWORD", hide_env_values = true)]
+        broker_password: Option<String>,
+        /// Manager config (TOML: `[targets.NAME] type = "fs" root = ...`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Enrollment token commands.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Print the default tenant's enrollment token.
+    Show {
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    match cli.cmd {
+        Cmd::Serve {
+            data,
+            http,
+            mqtt_listen,
+            broker,
+            broker_username,
+            broker_password,
+            config,
+        } => {
+            let opts = ServeOptions {
+                data,
+                http,
+                mqtt_listen,
+                broker,
+                broker_username,
+                broker_password,
+                config,
+            };
+            run(opts, shutdown_signal()).await
+        }
+        Cmd::Token {
+            cmd: TokenCmd::Show { data },
+        } => {
+            let t = tapfleet_fleet_manager::token::read_token(&data)?
+                .context("no enroll token yet: run `tapfleet-manager serve --data DIR` once")?;
+            println!("{t}");
+            Ok(())
+        }
+    }
+}

@@ -41,7 +41,7 @@ pub enum StoreError {
     Encode(String),
 }
 
-fn db<T, E: Into<redb::Error>>(r: Result<T, E>) -> Result<T, StoreError> {
+fn dbr<T, E: Into<redb::Error>>(r: Result<T, E>) -> Result<T, StoreError> {
     r.map_err(|e| StoreError::Db(e.into()))
 }
 
@@ -112,32 +112,32 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database and its tables.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = db(Database::create(path))?;
-        let tx = db(db.begin_write())?;
+        let database = dbr(Database::create(path))?;
+        let tx = dbr(database.begin_write())?;
         {
-            db(tx.open_table(EDGES))?;
-            db(tx.open_table(CREDENTIALS))?;
-            db(tx.open_table(CLAIM_TOKENS))?;
-            db(tx.open_table(CONFIGS))?;
-            db(tx.open_table(RECORDINGS))?;
-            db(tx.open_table(MANIFESTS))?;
-            db(tx.open_table(TRANSFERS))?;
-            db(tx.open_table(COUNTERS))?;
+            dbr(tx.open_table(EDGES))?;
+            dbr(tx.open_table(CREDENTIALS))?;
+            dbr(tx.open_table(CLAIM_TOKENS))?;
+            dbr(tx.open_table(CONFIGS))?;
+            dbr(tx.open_table(RECORDINGS))?;
+            dbr(tx.open_table(MANIFESTS))?;
+            dbr(tx.open_table(TRANSFERS))?;
+            dbr(tx.open_table(COUNTERS))?;
         }
-        db(tx.commit())?;
-        Ok(Store { db })
+        dbr(tx.commit())?;
+        Ok(Store { db: database })
     }
 
     /// Increments the counter `name` and returns its new value (first is 1).
     pub fn next_id(&self, name: &str) -> Result<u64, StoreError> {
-        let tx = db(self.db.begin_write())?;
+        let tx = dbr(self.db.begin_write())?;
         let n = {
-            let mut t = db(tx.open_table(COUNTERS))?;
-            let n = db(t.get(name))?.map(|v| v.value()).unwrap_or(0) + 1;
-            db(t.insert(name, n))?;
+            let mut t = dbr(tx.open_table(COUNTERS))?;
+            let n = dbr(t.get(name))?.map(|v| v.value()).unwrap_or(0) + 1;
+            dbr(t.insert(name, n))?;
             n
         };
-        db(tx.commit())?;
+        dbr(tx.commit())?;
         Ok(n)
     }
 
@@ -146,9 +146,9 @@ impl Store {
         def: TableDefinition<&str, &[u8]>,
         key: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let tx = db(self.db.begin_read())?;
-        let t = db(tx.open_table(def))?;
-        Ok(db(t.get(key))?.map(|v| v.value().to_vec()))
+        let tx = dbr(self.db.begin_read())?;
+        let t = dbr(tx.open_table(def))?;
+        Ok(dbr(t.get(key))?.map(|v| v.value().to_vec()))
     }
 
     fn put_bytes_str(
@@ -157,20 +157,20 @@ impl Store {
         key: &str,
         value: &[u8],
     ) -> Result<(), StoreError> {
-        let tx = db(self.db.begin_write())?;
+        let tx = dbr(self.db.begin_write())?;
         {
-            let mut t = db(tx.open_table(def))?;
-            db(t.insert(key, value))?;
+            let mut t = dbr(tx.open_table(def))?;
+            dbr(t.insert(key, value))?;
         }
-        db(tx.commit())
+        dbr(tx.commit())
     }
 
     fn all_str(&self, def: TableDefinition<&str, &[u8]>) -> Result<Vec<Vec<u8>>, StoreError> {
-        let tx = db(self.db.begin_read())?;
-        let t = db(tx.open_table(def))?;
+        let tx = dbr(self.db.begin_read())?;
+        let t = dbr(tx.open_table(def))?;
         let mut out = Vec::new();
-        for row in db(t.iter())? {
-            let (_, v) = db(row)?;
+        for row in dbr(t.iter())? {
+            let (_, v) = dbr(row)?;
             out.push(v.value().to_vec());
         }
         Ok(out)
@@ -198,20 +198,20 @@ impl Store {
     // ---- credentials
 
     pub fn put_credential(&self, username: &str, hash: &str) -> Result<(), StoreError> {
-        let tx = db(self.db.begin_write())?;
+        let tx = dbr(self.db.begin_write())?;
         {
-            let mut t = db(tx.open_table(CREDENTIALS))?;
-            db(t.insert(username, hash))?;
+            let mut t = dbr(tx.open_table(CREDENTIALS))?;
+            dbr(t.insert(username, hash))?;
         }
-        db(tx.commit())
+        dbr(tx.commit())
     }
 
     pub fn credentials(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let tx = db(self.db.begin_read())?;
-        let t = db(tx.open_table(CREDENTIALS))?;
+        let tx = dbr(self.db.begin_read())?;
+        let t = dbr(tx.open_table(CREDENTIALS))?;
         let mut out = Vec::new();
-        for row in db(t.iter())? {
-            let (k, v) = db(row)?;
+        for row in dbr(t.iter())? {
+            let (k, v) = dbr(row)?;
             out.push((k.value().to_owned(), v.value().to_owned()));
         }
         Ok(out)
@@ -230,11 +230,11 @@ impl Store {
     }
 
     pub fn claim_digests(&self) -> Result<Vec<String>, StoreError> {
-        let tx = db(self.db.begin_read())?;
-        let t = db(tx.open_table(CLAIM_TOKENS))?;
+        let tx = dbr(self.db.begin_read())?;
+        let t = dbr(tx.open_table(CLAIM_TOKENS))?;
         let mut out = Vec::new();
-        for row in db(t.iter())? {
-            let (k, _) = db(row)?;
+        for row in dbr(t.iter())? {
+            let (k, _) = dbr(row)?;
             out.push(k.value().to_owned());
         }
         Ok(out)
@@ -245,22 +245,22 @@ impl Store {
     /// Stores a new version of an edge's desired config.
     pub fn put_config(&self, edge_id: &str, c: &DesiredConfig) -> Result<(), StoreError> {
         let bytes = tapfleet_schemas::encode(c).map_err(|e| StoreError::Encode(e.to_string()))?;
-        let tx = db(self.db.begin_write())?;
+        let tx = dbr(self.db.begin_write())?;
         {
-            let mut t = db(tx.open_table(CONFIGS))?;
-            db(t.insert((edge_id, c.version), bytes.as_slice()))?;
+            let mut t = dbr(tx.open_table(CONFIGS))?;
+            dbr(t.insert((edge_id, c.version), bytes.as_slice()))?;
         }
-        db(tx.commit())
+        dbr(tx.commit())
     }
 
     /// The newest desired config of an edge.
     pub fn latest_config(&self, edge_id: &str) -> Result<Option<DesiredConfig>, StoreError> {
-        let tx = db(self.db.begin_read())?;
-        let t = db(tx.open_table(CONFIGS))?;
-        let mut range = db(t.range((edge_id, 0)..=(edge_id, u64::MAX)))?;
+        let tx = dbr(self.db.begin_read())?;
+        let t = dbr(tx.open_table(CONFIGS))?;
+        let mut range = dbr(t.range((edge_id, 0)..=(edge_id, u64::MAX)))?;
         match range.next_back() {
             Some(row) => {
-                let (_, v) = db(row)?;
+                let (_, v) = dbr(row)?;
                 tapfleet_schemas::decode::<DesiredConfig>(v.value())
                     .map(Some)
                     .map_err(|e| StoreError::Corrupt {
@@ -281,10 +281,10 @@ impl Store {
         tenant: &str,
         edge_id: &str,
     ) -> Result<Upsert, StoreError> {
-        let tx = db(self.db.begin_write())?;
+        let tx = dbr(self.db.begin_write())?;
         let out = {
-            let mut recs = db(tx.open_table(RECORDINGS))?;
-            let existing = db(recs.get(m.recording_id.as_str()))?.map(|v| v.value().to_vec());
+            let mut recs = dbr(tx.open_table(RECORDINGS))?;
+            let existing = dbr(recs.get(m.recording_id.as_str()))?.map(|v| v.value().to_vec());
             match existing {
                 Some(b) => {
                     let e: RecordingEntry = from_json("recording", &b)?;
@@ -296,18 +296,18 @@ impl Store {
                 }
                 None => {
                     let e = RecordingEntry::from_manifest(m, tenant, edge_id);
-                    db(recs.insert(m.recording_id.as_str(), to_json(&e)?.as_slice()))?;
+                    dbr(recs.insert(m.recording_id.as_str(), to_json(&e)?.as_slice()))?;
                     let cbor = tapfleet_schemas::encode(m)
                         .map_err(|e| StoreError::Encode(e.to_string()))?;
-                    let mut mans = db(tx.open_table(MANIFESTS))?;
-                    db(mans.insert(m.recording_id.as_str(), cbor.as_slice()))?;
+                    let mut mans = dbr(tx.open_table(MANIFESTS))?;
+                    dbr(mans.insert(m.recording_id.as_str(), cbor.as_slice()))?;
                     Upsert::New(e)
                 }
             }
         };
         match out {
-            Upsert::New(_) => db(tx.commit())?,
-            _ => db(tx.abort())?,
+            Upsert::New(_) => dbr(tx.commit())?,
+            _ => dbr(tx.abort())?,
         }
         Ok(out)
     }
@@ -343,21 +343,21 @@ impl Store {
         id: &str,
         f: impl FnOnce(&mut RecordingEntry),
     ) -> Result<Option<RecordingEntry>, StoreError> {
-        let tx = db(self.db.begin_write())?;
+        let tx = dbr(self.db.begin_write())?;
         let out = {
-            let mut recs = db(tx.open_table(RECORDINGS))?;
-            let existing = db(recs.get(id))?.map(|v| v.value().to_vec());
+            let mut recs = dbr(tx.open_table(RECORDINGS))?;
+            let existing = dbr(recs.get(id))?.map(|v| v.value().to_vec());
             match existing {
                 Some(b) => {
                     let mut e: RecordingEntry = from_json("recording", &b)?;
                     f(&mut e);
-                    db(recs.insert(id, to_json(&e)?.as_slice()))?;
+                    dbr(recs.insert(id, to_json(&e)?.as_slice()))?;
                     Some(e)
                 }
                 None => None,
             }
         };
-        db(tx.commit())?;
+        dbr(tx.commit())?;
         Ok(out)
     }
 
@@ -386,29 +386,29 @@ impl Store {
     // ---- transfers
 
     pub fn put_transfer(&self, t: &TransferRecord) -> Result<(), StoreError> {
-        let tx = db(self.db.begin_write())?;
+        let tx = dbr(self.db.begin_write())?;
         {
-            let mut tab = db(tx.open_table(TRANSFERS))?;
-            db(tab.insert(t.transfer_id, to_json(t)?.as_slice()))?;
+            let mut tab = dbr(tx.open_table(TRANSFERS))?;
+            dbr(tab.insert(t.transfer_id, to_json(t)?.as_slice()))?;
         }
-        db(tx.commit())
+        dbr(tx.commit())
     }
 
     pub fn transfer(&self, id: u64) -> Result<Option<TransferRecord>, StoreError> {
-        let tx = db(self.db.begin_read())?;
-        let t = db(tx.open_table(TRANSFERS))?;
-        db(t.get(id))?
+        let tx = dbr(self.db.begin_read())?;
+        let t = dbr(tx.open_table(TRANSFERS))?;
+        dbr(t.get(id))?
             .map(|v| from_json("transfer", v.value()))
             .transpose()
     }
 
     pub fn remove_transfer(&self, id: u64) -> Result<(), StoreError> {
-        let tx = db(self.db.begin_write())?;
+        let tx = dbr(self.db.begin_write())?;
         {
-            let mut t = db(tx.open_table(TRANSFERS))?;
-            db(t.remove(id))?;
+            let mut t = dbr(tx.open_table(TRANSFERS))?;
+            dbr(t.remove(id))?;
         }
-        db(tx.commit())
+        dbr(tx.commit())
     }
 }
 

@@ -29,7 +29,10 @@ pub enum AckBody {
     /// The manifest is in the catalog.
     Manifest { recording_id: String },
     /// The manifest was refused (it will never be accepted as sent).
-    ManifestRefused { recording_id: String, reason: String },
+    ManifestRefused {
+        recording_id: String,
+        reason: String,
+    },
     /// An offer is accepted: send chunks of `transfer_id` from `offset`.
     Accept {
         recording_id: String,

@@ -61,9 +61,14 @@ impl JobReply {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ReplyBody {
-    Progress { done_bytes: u64, total_bytes: u64 },
+    Progress {
+        done_bytes: u64,
+        total_bytes: u64,
+    },
     Done,
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     /// "I want to send you this file": answered by an accept ack.
     Offer(TransferOffer),
 }

@@ -85,7 +85,10 @@ mod tests {
 
     #[test]
     fn dates_match_known_values() {
-        assert_eq!(UtcDateTime::from_unix_ns(0).rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            UtcDateTime::from_unix_ns(0).rfc3339(),
+            "1970-01-01T00:00:00Z"
+        );
         // 2024-02-29T12:34:56Z = 1709210096
         assert_eq!(
             UtcDateTime::from_unix_ns(1_709_210_096_000_000_000).rfc3339(),
@@ -99,7 +102,10 @@ mod tests {
 
     #[test]
     fn ids_are_well_formed() {
-        let id = recording_id(1_709_210_096_000_000_000, [0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3]);
+        let id = recording_id(
+            1_709_210_096_000_000_000,
+            [0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3],
+        );
         assert_eq!(id, "20240229T123456Z-deadbeef00010203");
         assert!(is_recording_id(&id));
         assert!(!is_recording_id("../../etc/passwd"));

@@ -66,7 +66,8 @@ impl<'de> Deserialize<'de> for Sha256 {
                     .map_err(|_| E::invalid_length(v.len(), &self))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Sha256, E> {
-                v.parse().map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+                v.parse()
+                    .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
             }
         }
         if d.is_human_readable() {

@@ -27,7 +27,9 @@ pub enum TopicError {
     EmptyId,
     #[error("identifier is longer than {MAX_ID_LEN} bytes")]
     IdTooLong,
-    #[error("identifier {0:?} may only hold a-z, 0-9, '-' and '_', and must start with a letter or digit")]
+    #[error(
+        "identifier {0:?} may only hold a-z, 0-9, '-' and '_', and must start with a letter or digit"
+    )]
     BadIdChar(String),
     #[error("topic {0:?} is not in the tapfleet/v1 tree")]
     NotOurs(String),
@@ -264,7 +266,17 @@ mod tests {
 
     #[test]
     fn ids_cannot_smuggle_levels_or_wildcards() {
-        for bad in ["", "a/b", "+", "#", "$sys", "A", "-x", "a b", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "a/b",
+            "+",
+            "#",
+            "$sys",
+            "A",
+            "-x",
+            "a b",
+            &"x".repeat(65),
+        ] {
             assert!(validate_id(bad).is_err(), "{bad:?} accepted");
         }
         assert!(Topic::edge("acme", "a/b", Channel::Config).is_err());

@@ -32,7 +32,10 @@ fn every_sample_matches_its_rule() {
         }
         // ...and the union of all messages.
         if let Err(e) = validate("tapfleet-message", &s.bytes) {
-            panic!("sample {i} ({}) does not match `tapfleet-message`: {e}", s.kind);
+            panic!(
+                "sample {i} ({}) does not match `tapfleet-message`: {e}",
+                s.kind
+            );
         }
     }
 }
@@ -96,15 +99,25 @@ fn broken_encodings_do_not_match() {
             Value::Array((0..4).map(|i| Value::Integer(i.into())).collect()),
         )
     });
-    assert!(validate("transfer-chunk", &as_array).is_err(), "data as array accepted");
+    assert!(
+        validate("transfer-chunk", &as_array).is_err(),
+        "data as array accepted"
+    );
 
     let v2 = mutate(&chunk, |m| set(m, "v", Value::Integer(2.into())));
     assert!(validate("transfer-chunk", &v2).is_err(), "v = 2 accepted");
 
     let too_big = mutate(&chunk, |m| {
-        set(m, "data", Value::Bytes(vec![0; tapfleet_schemas::MAX_CHUNK_DATA + 1]))
+        set(
+            m,
+            "data",
+            Value::Bytes(vec![0; tapfleet_schemas::MAX_CHUNK_DATA + 1]),
+        )
     });
-    assert!(validate("transfer-chunk", &too_big).is_err(), "oversized data accepted");
+    assert!(
+        validate("transfer-chunk", &too_big).is_err(),
+        "oversized data accepted"
+    );
 
     let stored = sample("ack", 4);
     let short_sha = mutate(&stored, |m| {
@@ -114,7 +127,10 @@ fn broken_encodings_do_not_match() {
         };
         set(body, "sha256", Value::Bytes(vec![0; 31]));
     });
-    assert!(validate("ack", &short_sha).is_err(), "31-byte sha256 accepted");
+    assert!(
+        validate("ack", &short_sha).is_err(),
+        "31-byte sha256 accepted"
+    );
 
     let bad_kind = mutate(&stored, |m| {
         let Some((_, Value::Map(body))) = m.iter_mut().find(|(k, _)| k.as_text() == Some("body"))
@@ -123,17 +139,31 @@ fn broken_encodings_do_not_match() {
         };
         set(body, "kind", Value::Text("teleport".to_owned()));
     });
-    assert!(validate("ack", &bad_kind).is_err(), "unknown ack kind accepted");
+    assert!(
+        validate("ack", &bad_kind).is_err(),
+        "unknown ack kind accepted"
+    );
 
     let manifest = sample("manifest", 1);
-    let no_files = mutate(&manifest, |m| m.retain(|(k, _)| k.as_text() != Some("files")));
-    assert!(validate("manifest", &no_files).is_err(), "manifest without files accepted");
+    let no_files = mutate(&manifest, |m| {
+        m.retain(|(k, _)| k.as_text() != Some("files"))
+    });
+    assert!(
+        validate("manifest", &no_files).is_err(),
+        "manifest without files accepted"
+    );
 
     let bad_reason = mutate(&manifest, |m| {
         set(m, "end_reason", Value::Text("hung_up".to_owned()))
     });
-    assert!(validate("manifest", &bad_reason).is_err(), "unknown end_reason accepted");
+    assert!(
+        validate("manifest", &bad_reason).is_err(),
+        "unknown end_reason accepted"
+    );
 
     let job = sample("job", 0);
-    assert!(validate("manifest", &job).is_err(), "a job matches `manifest`");
+    assert!(
+        validate("manifest", &job).is_err(),
+        "a job matches `manifest`"
+    );
 }

@@ -16,7 +16,11 @@ fn round_trip<M: Message + PartialEq + Debug>(msgs: Vec<M>) -> usize {
     let n = msgs.len();
     for m in msgs {
         let bytes = encode(&m).expect("encode");
-        assert!(bytes.len() <= M::MAX_BYTES, "{} sample over its own limit", M::KIND);
+        assert!(
+            bytes.len() <= M::MAX_BYTES,
+            "{} sample over its own limit",
+            M::KIND
+        );
         let back: M = decode(&bytes).unwrap_or_else(|e| panic!("{m:?} does not decode: {e}"));
         assert_eq!(back, m);
         // Encoding is deterministic: the same value gives the same bytes.
@@ -109,7 +113,12 @@ fn sha256_is_a_32_byte_cbor_byte_string() {
         let needle = [0x66, b's', b'h', b'a', b'2', b'5', b'6'];
         while let Some(pos) = s.bytes[from..].windows(7).position(|w| w == needle) {
             let at = from + pos + 7;
-            assert_eq!(s.bytes.get(at..at + 2), Some(&[0x58, 0x20][..]), "{}", s.kind);
+            assert_eq!(
+                s.bytes.get(at..at + 2),
+                Some(&[0x58, 0x20][..]),
+                "{}",
+                s.kind
+            );
             from = at;
         }
     }
@@ -158,7 +167,13 @@ fn stream() -> impl Strategy<Value = StreamInfo> {
     (
         (any::<u32>(), any::<String>(), any::<String>(), direction()),
         (any::<String>(), any::<u8>(), any::<String>(), any::<u32>()),
-        (any::<u64>(), any::<u64>(), any::<i64>(), any::<u64>(), any::<u64>()),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<i64>(),
+            any::<u64>(),
+            any::<u64>(),
+        ),
         (finite(), finite(), finite(), proptest::option::of(finite())),
         (any::<i64>(), any::<i64>(), any::<bool>()),
     )
@@ -203,14 +218,18 @@ fn manifest() -> impl Strategy<Value = Manifest> {
             direction,
         },
     );
-    let file = (any::<String>(), any::<u64>(), any::<[u8; 32]>(), any::<String>()).prop_map(
-        |(name, size, sha, content_type)| FileEntry {
+    let file = (
+        any::<String>(),
+        any::<u64>(),
+        any::<[u8; 32]>(),
+        any::<String>(),
+    )
+        .prop_map(|(name, size, sha, content_type)| FileEntry {
             name,
             size,
             sha256: Sha256(sha),
             content_type,
-        },
-    );
+        });
     (
         (
             any::<String>(),
@@ -219,14 +238,24 @@ fn manifest() -> impl Strategy<Value = Manifest> {
             any::<String>(),
             any::<u32>(),
         ),
-        (party(), party(), any::<i64>(), any::<Option<i64>>(), any::<i64>()),
+        (
+            party(),
+            party(),
+            any::<i64>(),
+            any::<Option<i64>>(),
+            any::<i64>(),
+        ),
         (end_reason(), any::<Option<u16>>()),
         (
             prop::collection::vec(stream(), 0..4),
             prop::collection::vec(dtmf, 0..4),
             prop::collection::vec(file, 0..4),
         ),
-        (any::<u64>(), any::<bool>(), prop::collection::vec(any::<String>(), 0..3)),
+        (
+            any::<u64>(),
+            any::<bool>(),
+            prop::collection::vec(any::<String>(), 0..3),
+        ),
     )
         .prop_map(
             |(

@@ -79,7 +79,9 @@ impl PacketSource for LiveSource {
         let linktype = self.linktype;
         match self.cap.next_packet() {
             Ok(p) => {
-                // With nanosecond precision libpcap puts nanoseconds in tv_usec.
+                // With nanosecond precision libpcap puts nanoseconds in tv_usec. The casts are
+                // needed where time_t/suseconds_t are not i64.
+                #[allow(clippy::unnecessary_cast)]
                 let ts_ns = (p.header.ts.tv_sec as i64)
                     .saturating_mul(1_000_000_000)
                     .saturating_add(p.header.ts.tv_usec as i64);

@@ -105,9 +105,6 @@ pub struct PcapReader<R> {
     offset: u64,
     record_header: [u8; 16],
     buf: Vec<u8>,
-    /// Where the packet data lies in `buf`.
-    data_start: usize,
-    data_len: usize,
     last_ts_ns: i64,
     packets: u64,
 }
@@ -129,8 +126,6 @@ impl<R: Read> PcapReader<R> {
             offset: 4,
             record_header: [0; 16],
             buf: Vec::new(),
-            data_start: 0,
-            data_len: 0,
             last_ts_ns: 0,
             packets: 0,
         };
@@ -157,7 +152,7 @@ impl<R: Read> PcapReader<R> {
             return Ok(reader);
         }
         if le == PCAPNG_SHB {
-            reader.read_shb_rest(magic)?;
+            reader.read_shb_rest()?;
             return Ok(reader);
         }
         Err(CaptureError::NotACapture { magic })
@@ -250,12 +245,16 @@ impl<R: Read> PcapReader<R> {
         }))
     }
 
-    /// Reads the rest of a section header block whose type was `first`.
-    fn read_shb_rest(&mut self, first: [u8; 4]) -> Result<(), CaptureError> {
+    /// Reads the rest of a section header block after its 4-byte type.
+    fn read_shb_rest(&mut self) -> Result<(), CaptureError> {
         let start = self.offset - 4;
         let mut head = [0u8; 8];
         self.read_exact_or(&mut head, "pcapng section header")?;
-        let bom = le4(&head[4..8]);
+        self.read_shb_body(start, le4(&head[0..4]), le4(&head[4..8]))
+    }
+
+    /// Reads a section header block's body once its length and byte-order magic were read.
+    fn read_shb_body(&mut self, start: u64, len: [u8; 4], bom: [u8; 4]) -> Result<(), CaptureError> {
         let endian = if u32::from_le_bytes(bom) == PCAPNG_BOM {
             Endian::Little
         } else if u32::from_be_bytes(bom) == PCAPNG_BOM {
@@ -266,9 +265,8 @@ impl<R: Read> PcapReader<R> {
                 offset: start,
             });
         };
-        let _ = first;
-        let total = endian.u32(le4(&head[0..4])) as usize;
-        if !(28..=MAX_BLOCK).contains(&total) || total % 4 != 0 {
+        let total = endian.u32(len) as usize;
+        if !(28..=MAX_BLOCK).contains(&total) || !total.is_multiple_of(4) {
             return Err(CaptureError::BadBlock {
                 reason: "bad section header length",
                 offset: start,
@@ -303,40 +301,10 @@ impl<R: Read> PcapReader<R> {
                 });
             }
             if u32::from_le_bytes(le4(&head[0..4])) == PCAPNG_SHB {
-                // A new section: re-read its header (byte order may change).
-                let first = le4(&head[0..4]);
-                // Push back the length + BOM we already consumed by re-reading them: the SHB
-                // parser expects to read from just after the block type.
-                let len_bytes = le4(&head[4..8]);
+                // A new section (its byte order may differ).
                 let mut bom = [0u8; 4];
                 self.read_exact_or(&mut bom, "pcapng section header")?;
-                let endian = if u32::from_le_bytes(bom) == PCAPNG_BOM {
-                    Endian::Little
-                } else if u32::from_be_bytes(bom) == PCAPNG_BOM {
-                    Endian::Big
-                } else {
-                    return Err(CaptureError::BadBlock {
-                        reason: "bad byte-order magic",
-                        offset: start,
-                    });
-                };
-                let _ = first;
-                let total = endian.u32(len_bytes) as usize;
-                if !(28..=MAX_BLOCK).contains(&total) || total % 4 != 0 {
-                    return Err(CaptureError::BadBlock {
-                        reason: "bad section header length",
-                        offset: start,
-                    });
-                }
-                self.buf.resize(total - 12, 0);
-                let mut rest = std::mem::take(&mut self.buf);
-                let r = self.read_exact_or(&mut rest, "pcapng section header");
-                self.buf = rest;
-                r?;
-                self.format = Format::Ng {
-                    endian,
-                    interfaces: Vec::new(),
-                };
+                self.read_shb_body(start, le4(&head[4..8]), bom)?;
                 continue;
             }
             let Format::Ng { endian, .. } = self.format else {
@@ -344,7 +312,7 @@ impl<R: Read> PcapReader<R> {
             };
             let btype = endian.u32(le4(&head[0..4]));
             let total = endian.u32(le4(&head[4..8])) as usize;
-            if total < 12 || total % 4 != 0 {
+            if total < 12 || !total.is_multiple_of(4) {
                 return Err(CaptureError::BadBlock {
                     reason: "bad block length",
                     offset: start,
@@ -464,8 +432,6 @@ impl<R: Read> PcapReader<R> {
     ) -> RawPacket<'_> {
         self.packets += 1;
         self.last_ts_ns = ts_ns;
-        self.data_start = start;
-        self.data_len = len;
         RawPacket {
             ts_ns,
             orig_len: orig,

@@ -280,7 +280,11 @@ pub fn transfer_chunks() -> Vec<TransferChunk> {
     vec![
         TransferChunk::new(0, 0, Vec::new()),
         TransferChunk::new(1, 23, (0..=255u8).collect()),
-        TransferChunk::new(u64::MAX, u64::MAX, vec![0xa5; tapfleet_schemas::MAX_CHUNK_DATA]),
+        TransferChunk::new(
+            u64::MAX,
+            u64::MAX,
+            vec![0xa5; tapfleet_schemas::MAX_CHUNK_DATA],
+        ),
     ]
 }
 

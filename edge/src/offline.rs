@@ -1,0 +1,190 @@
+//! `tapfleet-edge record`: records calls from capture files into a folder, offline, through the
+//! same [`Recorder`] the service uses, and prints a summary.
+
+use std::fs::File;
+use std::io::{BufReader, IsTerminal, Read};
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::capture::PcapReader;
+use crate::recorder::{FinishedRecording, Recorder, RecorderEvent, RecorderOptions};
+
+/// Arguments of `tapfleet-edge record`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RecordArgs {
+    /// Capture files (pcap or pcapng), read in this order as one capture.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Folder receiving one sub-folder per recording.
+    #[arg(long, short, default_value = "recordings")]
+    pub out: PathBuf,
+    /// Seconds without a packet after which an answered call ends.
+    #[arg(long, default_value_t = 60)]
+    pub rtp_timeout: u64,
+    /// Do not write audio.wav.
+    #[arg(long)]
+    pub no_audio: bool,
+}
+
+/// Counts the progress reader passes on.
+struct Counting<R> {
+    inner: R,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(b) = &self.bar {
+            b.inc(n as u64);
+        }
+        Ok(n)
+    }
+}
+
+/// Runs `record`.
+pub fn main(args: RecordArgs) -> anyhow::Result<()> {
+    let opts = RecorderOptions {
+        rtp_timeout_ns: i64::try_from(args.rtp_timeout)
+            .unwrap_or(i64::MAX / 1_000_000_000)
+            .saturating_mul(1_000_000_000),
+        audio: !args.no_audio,
+        ..RecorderOptions::default()
+    };
+    // Open every file first: a missing file fails before anything is written.
+    let mut total = 0u64;
+    for f in &args.files {
+        let md = std::fs::metadata(f).with_context(|| format!("cannot read {}", f.display()))?;
+        if !md.is_file() {
+            anyhow::bail!("{} is not a file", f.display());
+        }
+        total += md.len();
+    }
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut rec = Recorder::new(args.out.clone(), opts);
+    let mut finished: Vec<FinishedRecording> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
+    let started = std::time::Instant::now();
+    let result = record_files(&args, &mut rec, bar.as_ref(), &mut finished, &mut failed);
+    rec.finish();
+    collect(&mut rec, &mut finished, &mut failed);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    print_summary(&rec, &finished, &failed, started.elapsed());
+    result?;
+    if !failed.is_empty() {
+        anyhow::bail!("{} recordings failed: {}", failed.len(), failed.join("; "));
+    }
+    Ok(())
+}
+
+fn record_files(
+    args: &RecordArgs,
+    rec: &mut Recorder,
+    bar: Option<&indicatif::ProgressBar>,
+    finished: &mut Vec<FinishedRecording>,
+    failed: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    for path in &args.files {
+        if let Some(b) = bar {
+            b.set_message(path.display().to_string());
+        }
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let counting = Counting {
+            inner: file,
+            bar: bar.cloned(),
+        };
+        let mut reader = PcapReader::new(BufReader::with_capacity(1 << 20, counting))
+            .with_context(|| format!("{}: not a readable capture", path.display()))?;
+        loop {
+            let pkt = match reader.next_raw() {
+                Ok(Some(p)) => p,
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "{}: corrupt capture after {} packets",
+                        path.display(),
+                        reader.packets()
+                    )));
+                }
+            };
+            rec.process(&pkt)
+                .with_context(|| format!("recording {}", path.display()))?;
+            collect(rec, finished, failed);
+        }
+    }
+    Ok(())
+}
+
+fn collect(rec: &mut Recorder, finished: &mut Vec<FinishedRecording>, failed: &mut Vec<String>) {
+    for ev in rec.drain_events() {
+        match ev {
+            RecorderEvent::Started { .. } => {}
+            RecorderEvent::Finished(f) => finished.push(*f),
+        }
+    }
+    for f in rec.drain_failures() {
+        failed.push(format!("{}: {}", f.recording_id, f.error));
+    }
+}
+
+fn print_summary(
+    rec: &Recorder,
+    finished: &[FinishedRecording],
+    failed: &[String],
+    elapsed: std::time::Duration,
+) {
+    let s = rec.stats();
+    println!(
+        "{} calls recorded, {} packets ({} bytes) in {:.2}s: {} SIP messages, {} RTP, {} RTCP, \
+         {} orphan RTP, {} other, {} undecodable, {} IP fragments, {} SIP parse errors",
+        finished.len(),
+        s.packets,
+        s.bytes,
+        elapsed.as_secs_f64(),
+        s.sip_messages,
+        s.rtp_packets,
+        s.rtcp_packets,
+        s.orphan_rtp_packets,
+        s.other_packets,
+        s.undecoded,
+        s.ip_fragments,
+        s.sip_parse_errors,
+    );
+    for f in finished {
+        let m = &f.manifest;
+        let who = |p: &tapfleet_schemas::Party| {
+            if p.number.is_empty() {
+                p.uri.clone()
+            } else {
+                p.number.clone()
+            }
+        };
+        println!(
+            "{}  Call-ID {}  {} -> {}  {} streams  {:.1}s  {} packets  {:?}{}",
+            m.recording_id,
+            m.call_id,
+            who(&m.caller),
+            who(&m.callee),
+            m.streams.len(),
+            (m.end_ns - m.start_ns) as f64 / 1e9,
+            m.packets,
+            m.end_reason,
+            m.sip_status.map(|s| format!(" {s}")).unwrap_or_default(),
+        );
+    }
+    for f in failed {
+        println!("FAILED {f}");
+    }
+}

@@ -1,0 +1,435 @@
+//! The recorder: feeds packets through decoding, SIP parsing and the call tracker, and writes each
+//! call into its own folder `OUT/<recording-id>/`:
+//! - `call.pcap`: every packet of the call (SIP, RTP, RTCP) in capture order;
+//! - `audio.wav`: G.711 audio, caller left and callee right, when the call has G.711 media;
+//! - `manifest.json`: the [`tapfleet_schemas::Manifest`], written last, after both files are
+//!   synced; its presence means the recording is complete on disk.
+//!
+//! Packets are handled one at a time and written through small buffers, so memory per call is
+//! bounded. Bad packets are counted in [`RecorderStats`], never errors; only IO fails.
+//!
+//! The recording id is `tapfleet_schemas::recording_id(start_ns, d)` where `d` is the first 8 bytes
+//! of SHA-256 over `edge_id || 0x00 || call_id || 0x00 || start_ns (i64 BE) || part (u32 BE)`.
+
+mod call;
+pub mod pcap_writer;
+pub mod wav_writer;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+use tapfleet_schemas::Manifest;
+
+pub use call::{MANIFEST_NAME, PCAP_NAME, WAV_NAME, emodel_mos};
+
+use crate::calls::{CallKey, CallTracker, Dialog, SipVerdict, TrackerOptions};
+use crate::capture::RawPacket;
+use crate::packet::{self, DecodeSkip, Transport};
+use crate::{rtp, sip};
+use call::CallRecording;
+
+/// How the recorder behaves.
+#[derive(Debug, Clone)]
+pub struct RecorderOptions {
+    /// Written into manifests and mixed into recording ids (None offline).
+    pub edge_id: Option<String>,
+    /// An answered call with no packet for this long ends (end reason `rtp_timeout`).
+    pub rtp_timeout_ns: i64,
+    /// An unanswered call with no packet for this long ends.
+    pub setup_timeout_ns: i64,
+    /// After BYE, CANCEL or a final error, the call ends once no SIP was seen for this long.
+    pub closing_grace_ns: i64,
+    /// Calls recorded at once; further INVITEs are counted and ignored.
+    pub max_calls: usize,
+    /// Write `audio.wav` for G.711 calls.
+    pub audio: bool,
+}
+
+impl Default for RecorderOptions {
+    fn default() -> Self {
+        let t = TrackerOptions::default();
+        RecorderOptions {
+            edge_id: None,
+            rtp_timeout_ns: t.media_timeout_ns,
+            setup_timeout_ns: t.setup_timeout_ns,
+            closing_grace_ns: t.closing_grace_ns,
+            max_calls: t.max_calls,
+            audio: true,
+        }
+    }
+}
+
+/// Counters of everything the recorder saw; every packet lands in exactly one of `undecoded`,
+/// `ip_fragments`, `sip_packets`, `rtp_packets`, `rtcp_packets`, `orphan_rtp_packets`,
+/// `other_packets`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecorderStats {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Link layer or IP not decodable (unknown link type, not IP, malformed).
+    pub undecoded: u64,
+    /// IP fragments (not reassembled yet).
+    pub ip_fragments: u64,
+    /// Packets carrying SIP (any, including unparsable ones).
+    pub sip_packets: u64,
+    pub sip_messages: u64,
+    pub sip_parse_errors: u64,
+    /// SIP messages not belonging to a call (REGISTER, OPTIONS, stray responses).
+    pub sip_not_call: u64,
+    pub sdp_parse_errors: u64,
+    /// RTP packets of a recorded call.
+    pub rtp_packets: u64,
+    /// RTCP (or unparsable media) packets on a call's media ports.
+    pub rtcp_packets: u64,
+    /// RTP-looking UDP that no call announced (orphan streams are not recorded yet).
+    pub orphan_rtp_packets: u64,
+    pub other_packets: u64,
+    /// Packets written to some `call.pcap`.
+    pub call_packets: u64,
+    /// Packets of a call not written because their link type differs from its first packet's.
+    pub linktype_mismatch: u64,
+    pub calls_started: u64,
+    pub calls_finished: u64,
+    /// Calls whose files could not be written or finished.
+    pub calls_failed: u64,
+    /// INVITEs ignored because `max_calls` calls were active.
+    pub calls_refused: u64,
+    pub active_calls: u64,
+}
+
+/// A recording whose files are synced and whose `manifest.json` is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedRecording {
+    pub recording_id: String,
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+/// What happened to recordings since the last [`Recorder::drain_events`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecorderEvent {
+    Started {
+        recording_id: String,
+        dir: PathBuf,
+        start_ns: i64,
+    },
+    Finished(Box<FinishedRecording>),
+}
+
+/// A recording whose files could not be written: its folder may hold partial files and has no
+/// manifest. Taken with [`Recorder::drain_failures`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedRecording {
+    pub recording_id: String,
+    pub dir: PathBuf,
+    pub error: String,
+}
+
+/// An IO failure while recording.
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    #[error("recording {recording_id} in {dir}: {source}")]
+    Io {
+        recording_id: String,
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How often `process` expires calls as packet time advances.
+const AUTO_TICK_NS: i64 = 100_000_000;
+
+/// Records calls from a stream of packets.
+#[derive(Debug)]
+pub struct Recorder {
+    out_dir: PathBuf,
+    opts: RecorderOptions,
+    tracker: CallTracker,
+    calls: HashMap<CallKey, CallRecording>,
+    events: Vec<RecorderEvent>,
+    failures: Vec<FailedRecording>,
+    stats: RecorderStats,
+    last_tick_ns: Option<i64>,
+}
+
+impl Recorder {
+    /// A recorder writing recordings under `out_dir` (created when the first call starts).
+    pub fn new(out_dir: PathBuf, opts: RecorderOptions) -> Self {
+        let tracker = CallTracker::new(TrackerOptions {
+            media_timeout_ns: opts.rtp_timeout_ns,
+            setup_timeout_ns: opts.setup_timeout_ns,
+            closing_grace_ns: opts.closing_grace_ns,
+            max_calls: opts.max_calls,
+        });
+        Recorder {
+            out_dir,
+            opts,
+            tracker,
+            calls: HashMap::new(),
+            events: Vec::new(),
+            failures: Vec::new(),
+            stats: RecorderStats::default(),
+            last_tick_ns: None,
+        }
+    }
+
+    /// Handles one packet. Also ends calls that are over as packet time advances (every 100 ms
+    /// of packet time), so [`Recorder::tick`] is only needed when no packets arrive.
+    /// Fails only on IO, for one call: that call is dropped and also reported through
+    /// [`Recorder::drain_failures`]; the recorder goes on with the others, so a caller may log
+    /// the error and continue.
+    pub fn process(&mut self, pkt: &RawPacket<'_>) -> Result<(), RecorderError> {
+        self.stats.packets += 1;
+        self.stats.bytes += pkt.data.len() as u64;
+        match self.last_tick_ns {
+            None => self.last_tick_ns = Some(pkt.ts_ns),
+            Some(t) if pkt.ts_ns - t >= AUTO_TICK_NS => self.tick(pkt.ts_ns),
+            _ => {}
+        }
+        let dg = match packet::decode(pkt.linktype, pkt.data) {
+            Ok(d) => d,
+            Err(DecodeSkip::Fragment) => {
+                self.stats.ip_fragments += 1;
+                return Ok(());
+            }
+            Err(_) => {
+                self.stats.undecoded += 1;
+                return Ok(());
+            }
+        };
+        if sip::looks_like_sip(dg.payload) {
+            self.stats.sip_packets += 1;
+            return self.on_sip(pkt, dg.payload, dg.transport);
+        }
+        if dg.transport == Transport::Udp
+            && let Some(route) = self.tracker.route_media(dg.src, dg.dst)
+        {
+            self.tracker.touch(route.key, pkt.ts_ns);
+            let rtp = (!route.rtcp && !rtp::is_rtcp(dg.payload))
+                .then(|| rtp::parse(dg.payload).ok())
+                .flatten();
+            if rtp.is_some() {
+                self.stats.rtp_packets += 1;
+            } else {
+                self.stats.rtcp_packets += 1;
+            }
+            let (Some(rec), Some(dialog)) = (
+                self.calls.get_mut(&route.key),
+                self.tracker.dialog(route.key),
+            ) else {
+                return Ok(());
+            };
+            let res = (|| {
+                if rec.write_packet(pkt)? {
+                    self.stats.call_packets += 1;
+                } else {
+                    self.stats.linktype_mismatch += 1;
+                }
+                if let Some(r) = rtp {
+                    rec.on_rtp(dialog, route, dg.src, dg.dst, &r, pkt.ts_ns)?;
+                }
+                Ok(())
+            })();
+            return res.map_err(|e| self.fail_call(route.key, e));
+        }
+        if dg.transport == Transport::Udp
+            && !rtp::is_rtcp(dg.payload)
+            && rtp::parse(dg.payload).is_ok()
+        {
+            self.stats.orphan_rtp_packets += 1;
+        } else {
+            self.stats.other_packets += 1;
+        }
+        Ok(())
+    }
+
+    fn on_sip(
+        &mut self,
+        pkt: &RawPacket<'_>,
+        payload: &[u8],
+        transport: Transport,
+    ) -> Result<(), RecorderError> {
+        // A UDP datagram holds one message; a TCP segment may hold several (segments that split
+        // a message are not reassembled yet).
+        let mut rest = payload;
+        let mut target: Option<CallKey> = None;
+        let mut guard = 0;
+        while !rest.is_empty() && guard < 64 {
+            guard += 1;
+            let msg = match sip::parse(rest) {
+                Ok(m) => m,
+                Err(_) => {
+                    self.stats.sip_parse_errors += 1;
+                    break;
+                }
+            };
+            self.stats.sip_messages += 1;
+            let sdp_errors = self.tracker.sdp_errors;
+            match self.tracker.on_sip(pkt.ts_ns, &msg) {
+                SipVerdict::NewCall(k) => {
+                    self.start_call(k, pkt)?;
+                    target.get_or_insert(k);
+                }
+                SipVerdict::Call(k) => {
+                    target.get_or_insert(k);
+                }
+                SipVerdict::NotCall => self.stats.sip_not_call += 1,
+                SipVerdict::TooManyCalls => self.stats.calls_refused += 1,
+            }
+            self.stats.sdp_parse_errors += self.tracker.sdp_errors - sdp_errors;
+            if transport == Transport::Udp {
+                break;
+            }
+            rest = rest.get(msg.len..).unwrap_or(&[]);
+            let skip = rest
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .unwrap_or(rest.len());
+            rest = rest.get(skip..).unwrap_or(&[]);
+        }
+        if let Some(k) = target
+            && let Some(rec) = self.calls.get_mut(&k)
+        {
+            match rec.write_packet(pkt) {
+                Ok(true) => self.stats.call_packets += 1,
+                Ok(false) => self.stats.linktype_mismatch += 1,
+                Err(e) => return Err(self.fail_call(k, e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn start_call(&mut self, key: CallKey, first: &RawPacket<'_>) -> Result<(), RecorderError> {
+        let Some(d) = self.tracker.dialog(key) else {
+            return Ok(());
+        };
+        let part = 1u32;
+        let mut h = Sha256::new();
+        h.update(self.opts.edge_id.as_deref().unwrap_or("").as_bytes());
+        h.update([0]);
+        h.update(d.call_id.as_bytes());
+        h.update([0]);
+        h.update(d.start_ns.to_be_bytes());
+        h.update(part.to_be_bytes());
+        let digest = h.finalize();
+        let mut disc = [0u8; 8];
+        disc.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+        let id = tapfleet_schemas::recording_id(d.start_ns, disc);
+        let dir = self.out_dir.join(&id);
+        let start_ns = d.start_ns;
+        match CallRecording::create(id.clone(), dir.clone(), start_ns, first, self.opts.audio) {
+            Ok(rec) => {
+                tracing::debug!(recording_id = %id, call_id = %d.call_id, "call started");
+                self.calls.insert(key, rec);
+                self.stats.calls_started += 1;
+                self.stats.active_calls = self.calls.len() as u64;
+                self.events.push(RecorderEvent::Started {
+                    recording_id: id,
+                    dir,
+                    start_ns,
+                });
+                Ok(())
+            }
+            Err(source) => {
+                self.stats.calls_failed += 1;
+                self.failures.push(FailedRecording {
+                    recording_id: id.clone(),
+                    dir: dir.clone(),
+                    error: source.to_string(),
+                });
+                Err(RecorderError::Io {
+                    recording_id: id,
+                    dir,
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Drops a call whose files failed; reports it.
+    fn fail_call(&mut self, key: CallKey, source: std::io::Error) -> RecorderError {
+        let (id, dir) = match self.calls.remove(&key) {
+            Some(rec) => (rec.id.clone(), rec.dir.clone()),
+            None => (String::new(), self.out_dir.clone()),
+        };
+        tracing::warn!(recording_id = %id, error = %source, "recording failed");
+        self.stats.calls_failed += 1;
+        self.stats.active_calls = self.calls.len() as u64;
+        self.failures.push(FailedRecording {
+            recording_id: id.clone(),
+            dir: dir.clone(),
+            error: source.to_string(),
+        });
+        RecorderError::Io {
+            recording_id: id,
+            dir,
+            source,
+        }
+    }
+
+    /// Ends calls that are over at `now_ns` (BYE grace, timeouts). Call it when idle.
+    pub fn tick(&mut self, now_ns: i64) {
+        self.last_tick_ns = Some(now_ns);
+        let ended = self.tracker.expire(now_ns);
+        for d in ended {
+            self.finish_call(d);
+        }
+    }
+
+    /// End of capture: ends and finishes every call.
+    pub fn finish(&mut self) {
+        let ended = self.tracker.end_all();
+        for d in ended {
+            self.finish_call(d);
+        }
+    }
+
+    fn finish_call(&mut self, d: Dialog) {
+        let Some(rec) = self.calls.remove(&d.key) else {
+            return;
+        };
+        self.stats.active_calls = self.calls.len() as u64;
+        let (id, dir) = (rec.id.clone(), rec.dir.clone());
+        match rec.finish(&d, self.opts.edge_id.as_deref()) {
+            Ok(manifest) => {
+                tracing::debug!(recording_id = %id, packets = manifest.packets, "call finished");
+                self.stats.calls_finished += 1;
+                self.events.push(RecorderEvent::Finished(Box::new(FinishedRecording {
+                    recording_id: id,
+                    dir,
+                    manifest,
+                })));
+            }
+            Err(e) => {
+                tracing::warn!(recording_id = %id, error = %e, "finishing recording failed");
+                self.stats.calls_failed += 1;
+                self.failures.push(FailedRecording {
+                    recording_id: id,
+                    dir,
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Takes the events that happened since the last call.
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, RecorderEvent> {
+        self.events.drain(..)
+    }
+
+    /// Takes the recordings that failed since the last call.
+    pub fn drain_failures(&mut self) -> std::vec::Drain<'_, FailedRecording> {
+        self.failures.drain(..)
+    }
+
+    pub fn stats(&self) -> &RecorderStats {
+        &self.stats
+    }
+
+    /// Calls being recorded now.
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+}

@@ -1,0 +1,444 @@
+//! The dispatcher: handles every message the manager receives over MQTT, except the file IO of
+//! transfers, which it hands to the mover ([`crate::mover`]).
+//!
+//! - CONNACK: subscribe (rumqttc never re-subscribes) and republish each edge's desired config,
+//!   retained (the broker may have restarted and forgotten it).
+//! - Enrollment: check the claim token, create or re-issue the edge, its credentials and its
+//!   config (version 1 = `EdgeConfig::default()`), publish the config retained, then the grant.
+//! - Per-edge channels: the topic must name an enrolled edge of that tenant (else counted and
+//!   dropped). State and telemetry update liveness; manifests enter the catalog idempotently and
+//!   are acked, then an upload job is sent while files are missing from the edge's target; offers
+//!   and chunks go to the mover.
+//!
+//! Every payload is decoded with the schemas crate; a failure is counted and logged, never fatal.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tapfleet_broker::{CredentialStore, CredentialsFile, PasswordHash};
+use tapfleet_schemas::topic::filter;
+use tapfleet_schemas::{
+    Ack, AckBody, Channel, DesiredConfig, EdgeConfig, EnrollGrant, EnrollRequest, EnrollResponse,
+    EnrollResult, Job, JobAction, JobReply, Manifest, Message, ReplyBody, ReportedState, Telemetry,
+    Topic, TransferChunk,
+};
+use tokio::sync::mpsc;
+
+use crate::catalog::{RecordingState, validate_manifest};
+use crate::enroll::{random_hex, sanitize_edge_id, unique_edge_id};
+use crate::metrics::{Metrics, inc};
+use crate::mover::MoverCmd;
+use crate::mqtt::{Inbound, Outbox};
+use crate::store::{EdgeRecord, Store, StoreError, Upsert};
+use crate::targets::Targets;
+
+/// Last time each edge was heard from (Unix ms), shared with the HTTP API.
+pub type Live = Arc<Mutex<HashMap<String, i64>>>;
+
+/// The MQTT channels of every edge the manager subscribes to.
+pub const SUBSCRIBED: [Channel; 5] = [
+    Channel::State,
+    Channel::Telemetry,
+    Channel::Manifests,
+    Channel::Replies,
+    Channel::Upload,
+];
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Where issued credentials go besides redb.
+#[derive(Clone, Debug)]
+pub struct CredentialSink {
+    /// The embedded broker's store (none with an external broker).
+    pub broker: Option<CredentialStore>,
+    /// The credentials file for a standalone `tapfleet-broker`.
+    pub file: PathBuf,
+    /// An extra user kept in the file (the manager's own user on an external broker).
+    pub extra_user: Option<(String, String)>,
+}
+
+impl CredentialSink {
+    /// Rewrites the credentials file from the store (atomically).
+    pub fn write_file(&self, store: &Store) -> anyhow::Result<()> {
+        let mut f = CredentialsFile {
+            claim_tokens: store.claim_digests()?,
+            users: store.credentials()?.into_iter().collect(),
+        };
+        if let Some((u, h)) = &self.extra_user {
+            f.users.insert(u.clone(), h.clone());
+        }
+        f.write_atomic(&self.file)?;
+        Ok(())
+    }
+}
+
+/// The dispatcher's state.
+pub struct Fleet {
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+    pub outbox: Outbox,
+    pub mover: mpsc::Sender<MoverCmd>,
+    pub targets: Targets,
+    pub creds: CredentialSink,
+    pub live: Live,
+    /// edge id -> tenant of every enrolled edge.
+    known: HashMap<String, String>,
+}
+
+impl Fleet {
+    pub fn new(
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        outbox: Outbox,
+        mover: mpsc::Sender<MoverCmd>,
+        targets: Targets,
+        creds: CredentialSink,
+        live: Live,
+    ) -> Result<Self, StoreError> {
+        let known = store
+            .edges()?
+            .into_iter()
+            .map(|e| (e.edge_id, e.tenant))
+            .collect();
+        Ok(Fleet {
+            store,
+            metrics,
+            outbox,
+            mover,
+            targets,
+            creds,
+            live,
+            known,
+        })
+    }
+
+    /// Runs until the inbound channel closes.
+    pub async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>) {
+        while let Some(msg) = inbound.recv().await {
+            if let Err(e) = self.handle(msg).await {
+                tracing::error!(error = %e, "message not handled");
+            }
+        }
+    }
+
+    /// Handles one inbound event.
+    pub async fn handle(&mut self, msg: Inbound) -> anyhow::Result<()> {
+        match msg {
+            Inbound::Connected => self.on_connected(),
+            Inbound::Publish { topic, payload } => self.on_publish(&topic, &payload).await,
+        }
+    }
+
+    fn on_connected(&mut self) -> anyhow::Result<()> {
+        inc(&self.metrics.mqtt_connects_total);
+        self.outbox.subscribe(filter::enroll_requests());
+        for ch in SUBSCRIBED {
+            self.outbox.subscribe(filter::all_edges(ch));
+        }
+        let mut n = 0;
+        for (edge, tenant) in &self.known {
+            if let Some(cfg) = self.store.latest_config(edge)? {
+                self.outbox.send(&Topic::edge(tenant, edge, Channel::Config)?, &cfg);
+                n += 1;
+            }
+        }
+        tracing::info!(configs = n, "subscribed and republished retained configs");
+        Ok(())
+    }
+
+    fn decode<M: Message>(&self, topic: &str, payload: &[u8]) -> Option<M> {
+        match tapfleet_schemas::decode::<M>(payload) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                inc(&self.metrics.decode_errors_total);
+                tracing::warn!(%topic, error = %e, "payload does not decode");
+                None
+            }
+        }
+    }
+
+    async fn on_publish(&mut self, topic_str: &str, payload: &[u8]) -> anyhow::Result<()> {
+        let topic = match Topic::parse(topic_str) {
+            Ok(t) => t,
+            Err(e) => {
+                inc(&self.metrics.decode_errors_total);
+                tracing::warn!(topic = %topic_str, error = %e, "not a tapfleet topic");
+                return Ok(());
+            }
+        };
+        match topic {
+            Topic::EnrollRequest { session } => self.on_enroll(&session, topic_str, payload),
+            Topic::Edge {
+                tenant,
+                edge,
+                channel,
+            } => {
+                if self.known.get(&edge) != Some(&tenant) {
+                    inc(&self.metrics.unknown_edge_messages_total);
+                    tracing::warn!(%tenant, %edge, channel = channel.as_str(), "message from an edge that is not enrolled");
+                    return Ok(());
+                }
+                self.on_edge(&tenant, &edge, channel, topic_str, payload).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn on_edge(
+        &mut self,
+        tenant: &str,
+        edge: &str,
+        channel: Channel,
+        topic: &str,
+        payload: &[u8],
+    ) -> anyhow::Result<()> {
+        match channel {
+            Channel::State => {
+                if payload.is_empty() {
+                    return Ok(()); // a cleared retained message
+                }
+                if let Some(s) = self.decode::<ReportedState>(topic, payload) {
+                    self.on_state(edge, s)?;
+                }
+            }
+            Channel::Telemetry => {
+                if self.decode::<Telemetry>(topic, payload).is_some() {
+                    self.touch(edge);
+                }
+            }
+            Channel::Manifests => {
+                if let Some(m) = self.decode::<Manifest>(topic, payload) {
+                    self.touch(edge);
+                    self.on_manifest(tenant, edge, m).await?;
+                }
+            }
+            Channel::Replies => {
+                if let Some(r) = self.decode::<JobReply>(topic, payload) {
+                    self.touch(edge);
+                    match r.body {
+                        ReplyBody::Offer(offer) => {
+                            let cmd = MoverCmd::Offer {
+                                tenant: tenant.to_owned(),
+                                edge: edge.to_owned(),
+                                offer,
+                            };
+                            self.mover.send(cmd).await?;
+                        }
+                        other => tracing::info!(%edge, job_id = ?r.job_id, reply = ?other, "job reply"),
+                    }
+                }
+            }
+            Channel::Upload => {
+                if let Some(chunk) = self.decode::<TransferChunk>(topic, payload) {
+                    let cmd = MoverCmd::Chunk {
+                        tenant: tenant.to_owned(),
+                        edge: edge.to_owned(),
+                        chunk,
+                    };
+                    self.mover.send(cmd).await?;
+                }
+            }
+            // manager -> edge channels: the manager does not subscribe to them.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn touch(&self, edge: &str) {
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(edge.to_owned(), now_ms());
+        }
+    }
+
+    fn on_state(&mut self, edge: &str, s: ReportedState) -> anyhow::Result<()> {
+        self.touch(edge);
+        if let Some(mut rec) = self.store.edge(edge)? {
+            rec.online = s.online;
+            rec.reported_config_version = s.config_version;
+            rec.config_error = s.config_error;
+            if !s.software_version.is_empty() {
+                rec.software_version = s.software_version;
+            }
+            rec.last_seen_ms = Some(now_ms());
+            self.store.put_edge(&rec)?;
+        }
+        Ok(())
+    }
+
+    async fn on_manifest(&mut self, tenant: &str, edge: &str, m: Manifest) -> anyhow::Result<()> {
+        inc(&self.metrics.manifests_received_total);
+        let acks = Topic::edge(tenant, edge, Channel::Acks)?;
+        let refuse = |reason: String| {
+            Ack::new(AckBody::ManifestRefused {
+                recording_id: m.recording_id.clone(),
+                reason,
+            })
+        };
+        if let Err(reason) = validate_manifest(&m) {
+            inc(&self.metrics.manifests_refused_total);
+            tracing::warn!(%edge, recording_id = %m.recording_id, %reason, "manifest refused");
+            self.outbox.send(&acks, &refuse(reason));
+            return Ok(());
+        }
+        let entry = match self.store.upsert_manifest(&m, tenant, edge)? {
+            Upsert::New(e) => {
+                tracing::info!(%edge, recording_id = %m.recording_id, files = m.files.len(), "manifest cataloged");
+                e
+            }
+            Upsert::Duplicate(e) => {
+                inc(&self.metrics.manifest_duplicates_total);
+                tracing::info!(%edge, recording_id = %m.recording_id, "duplicate manifest acked again");
+                e
+            }
+            Upsert::Conflict { owner } => {
+                inc(&self.metrics.manifests_refused_total);
+                let reason = format!("recording id already cataloged for edge {owner}");
+                self.outbox.send(&acks, &refuse(reason));
+                return Ok(());
+            }
+        };
+        self.outbox.send(
+            &acks,
+            &Ack::new(AckBody::Manifest {
+                recording_id: m.recording_id.clone(),
+            }),
+        );
+        // Storage policy: where this edge's recordings go.
+        let target = self
+            .store
+            .latest_config(edge)?
+            .map(|c| c.edge.storage.target)
+            .unwrap_or_else(|| crate::targets::DEFAULT_TARGET.to_owned());
+        if self.targets.get(&target).is_none() {
+            if target != "edge-local" {
+                tracing::warn!(%edge, %target, "storage target is not configured; no upload job");
+            }
+            return Ok(());
+        }
+        if !entry.all_stored_in(&target) {
+            let job_id = format!("upload-{}", self.store.next_id("job")?);
+            let job = Job::new(
+                job_id.clone(),
+                JobAction::Upload {
+                    recording_id: m.recording_id.clone(),
+                    files: Vec::new(),
+                },
+            );
+            self.outbox.send(&Topic::edge(tenant, edge, Channel::Jobs)?, &job);
+            tracing::info!(%edge, %job_id, recording_id = %m.recording_id, %target, "upload job sent");
+        } else if entry.state != RecordingState::Stored {
+            self.mover
+                .send(MoverCmd::Finalize {
+                    recording_id: m.recording_id.clone(),
+                    target,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn on_enroll(&mut self, session: &str, topic: &str, payload: &[u8]) -> anyhow::Result<()> {
+        let response_topic = Topic::enroll_response(session)?;
+        let result = match self.decode::<EnrollRequest>(topic, payload) {
+            None => Err("malformed enrollment request".to_owned()),
+            Some(req) => self.enroll(session, &req),
+        };
+        let result = match result {
+            Ok(grant) => {
+                inc(&self.metrics.enrollments_accepted_total);
+                EnrollResult::Accepted(grant)
+            }
+            Err(reason) => {
+                inc(&self.metrics.enrollments_refused_total);
+                tracing::warn!(%session, %reason, "enrollment refused");
+                EnrollResult::Refused { reason }
+            }
+        };
+        self.outbox
+            .send(&response_topic, &EnrollResponse::new(session.to_owned(), result));
+        Ok(())
+    }
+
+    /// Enrolls an edge; the error is the refusal reason sent back.
+    fn enroll(&mut self, session: &str, req: &EnrollRequest) -> Result<EnrollGrant, String> {
+        let internal = |e: &dyn std::fmt::Display| {
+            tracing::error!(error = %e, "enrollment failed");
+            "internal error".to_owned()
+        };
+        if req.session != session {
+            return Err("session does not match the topic".into());
+        }
+        let digest = tapfleet_broker::claim_token_digest(&req.token);
+        let claim = self
+            .store
+            .claim(&digest)
+            .map_err(|e| internal(&e))?
+            .ok_or_else(|| "invalid claim token".to_owned())?;
+        let tenant = claim.tenant;
+        let edges = self.store.edges().map_err(|e| internal(&e))?;
+        // Same host, same token: the same edge again (idempotent), with a new password.
+        let existing = edges
+            .iter()
+            .find(|e| e.tenant == tenant && e.hostname == req.hostname && e.claim_digest == digest)
+            .cloned();
+        let mut rec = match existing {
+            Some(e) => e,
+            None => {
+                let wish = req.requested_edge_id.as_deref().unwrap_or(&req.hostname);
+                let taken: HashSet<String> = edges.iter().map(|e| e.edge_id.clone()).collect();
+                let edge_id = unique_edge_id(&sanitize_edge_id(wish), &taken);
+                EdgeRecord {
+                    edge_id,
+                    tenant: tenant.clone(),
+                    hostname: req.hostname.clone(),
+                    claim_digest: digest,
+                    software_version: String::new(),
+                    enrolled_ms: now_ms(),
+                    online: false,
+                    reported_config_version: None,
+                    config_error: None,
+                    last_seen_ms: None,
+                }
+            }
+        };
+        rec.software_version = req.software_version.clone();
+        let edge_id = rec.edge_id.clone();
+        let password = random_hex(24).map_err(|e| internal(&e))?;
+        let hash = PasswordHash::new(&password).map_err(|e| internal(&e))?;
+        self.store
+            .put_credential(&edge_id, &hash.to_string())
+            .map_err(|e| internal(&e))?;
+        self.store.put_edge(&rec).map_err(|e| internal(&e))?;
+        let cfg = match self.store.latest_config(&edge_id).map_err(|e| internal(&e))? {
+            Some(c) => c,
+            None => {
+                let c = DesiredConfig::new(1, EdgeConfig::default());
+                self.store.put_config(&edge_id, &c).map_err(|e| internal(&e))?;
+                c
+            }
+        };
+        if let Some(b) = &self.creds.broker {
+            b.insert_hash(&edge_id, hash);
+        }
+        if let Err(e) = self.creds.write_file(&self.store) {
+            tracing::error!(error = %e, "credentials file not written");
+        }
+        self.known.insert(edge_id.clone(), tenant.clone());
+        let cfg_topic = Topic::edge(&tenant, &edge_id, Channel::Config).map_err(|e| internal(&e))?;
+        self.outbox.send(&cfg_topic, &cfg);
+        tracing::info!(%tenant, edge = %edge_id, hostname = %req.hostname, "edge enrolled");
+        Ok(EnrollGrant {
+            tenant,
+            username: edge_id.clone(),
+            edge_id,
+            password,
+        })
+    }
+}

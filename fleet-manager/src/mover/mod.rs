@@ -1,0 +1,433 @@
+//! The mover: the task that writes transfers into storage targets through OpenDAL, off the MQTT
+//! polling task. The receive logic is the pure state machine in [`transfer`]; this module wires
+//! it to OpenDAL writers, the catalog and the acks.
+//!
+//! Per offer: refused, answered `Stored` at once (already stored), resumed (an open transfer of
+//! the same file), or started — a transfer id from the store's counter (unique across restarts),
+//! a record in the `transfers` table, an OpenDAL writer at the final path (fs: atomic rename on
+//! close), and `Accept{offset: 0}`. Per chunk: write what the state machine says, ack. At the
+//! end: close (commit) when the SHA-256 matches, else abort (the temp file is removed), and when
+//! every file of the recording is stored, write `manifest.json` and mark the recording stored.
+//! A transfer open when the manager stopped is answered `TransferFailed` so the edge offers again.
+
+pub mod transfer;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use opendal::{Operator, Writer};
+use tapfleet_schemas::{Ack, AckBody, Channel, Sha256, Topic, TransferChunk, TransferOffer};
+use tokio::sync::mpsc;
+
+use crate::catalog::{Location, RecordingState, recording_dir};
+use crate::metrics::{Metrics, add, inc};
+use crate::mqtt::Outbox;
+use crate::store::{Store, TransferRecord};
+use crate::targets::{DEFAULT_TARGET, Targets};
+use transfer::{ChunkDecision, KnownFile, OfferDecision, Transfer, decide_offer};
+
+/// Work for the mover.
+#[derive(Debug)]
+pub enum MoverCmd {
+    Offer {
+        tenant: String,
+        edge: String,
+        offer: TransferOffer,
+    },
+    Chunk {
+        tenant: String,
+        edge: String,
+        chunk: TransferChunk,
+    },
+    /// Every file is stored: write `manifest.json` (again) and mark the recording stored.
+    Finalize { recording_id: String, target: String },
+}
+
+struct Active {
+    sm: Transfer,
+    writer: Writer,
+    rec: TransferRecord,
+}
+
+/// The mover's state.
+pub struct Mover {
+    store: Arc<Store>,
+    targets: Targets,
+    outbox: Outbox,
+    metrics: Arc<Metrics>,
+    active: HashMap<u64, Active>,
+    /// (edge, recording, file) -> open transfer id.
+    by_file: HashMap<(String, String, String), u64>,
+}
+
+impl Mover {
+    pub fn new(store: Arc<Store>, targets: Targets, outbox: Outbox, metrics: Arc<Metrics>) -> Self {
+        Mover {
+            store,
+            targets,
+            outbox,
+            metrics,
+            active: HashMap::new(),
+            by_file: HashMap::new(),
+        }
+    }
+
+    /// Runs until the command channel closes; open transfers are then aborted.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<MoverCmd>) {
+        while let Some(cmd) = rx.recv().await {
+            let r = match cmd {
+                MoverCmd::Offer {
+                    tenant,
+                    edge,
+                    offer,
+                } => self.on_offer(&tenant, &edge, offer).await,
+                MoverCmd::Chunk {
+                    tenant,
+                    edge,
+                    chunk,
+                } => self.on_chunk(&tenant, &edge, chunk).await,
+                MoverCmd::Finalize {
+                    recording_id,
+                    target,
+                } => self.finalize(&recording_id, &target).await,
+            };
+            if let Err(e) = r {
+                tracing::error!(error = %e, "mover command failed");
+            }
+        }
+        for (_, mut a) in self.active.drain() {
+            let _ = a.writer.abort().await;
+        }
+    }
+
+    fn ack(&self, tenant: &str, edge: &str, body: AckBody) -> anyhow::Result<()> {
+        self.outbox
+            .send(&Topic::edge(tenant, edge, Channel::Acks)?, &Ack::new(body));
+        Ok(())
+    }
+
+    fn target_of(&self, edge: &str) -> anyhow::Result<String> {
+        Ok(self
+            .store
+            .latest_config(edge)?
+            .map(|c| c.edge.storage.target)
+            .unwrap_or_else(|| DEFAULT_TARGET.to_owned()))
+    }
+
+    fn fail(
+        &self,
+        tenant: &str,
+        edge: &str,
+        recording_id: &str,
+        file: &str,
+        transfer_id: u64,
+        reason: String,
+    ) -> anyhow::Result<()> {
+        inc(&self.metrics.transfers_failed_total);
+        tracing::warn!(%edge, %recording_id, %file, transfer_id, %reason, "transfer failed");
+        self.ack(
+            tenant,
+            edge,
+            AckBody::TransferFailed {
+                recording_id: recording_id.to_owned(),
+                file: file.to_owned(),
+                transfer_id,
+                reason,
+            },
+        )
+    }
+
+    async fn on_offer(&mut self, tenant: &str, edge: &str, offer: TransferOffer) -> anyhow::Result<()> {
+        let target = self.target_of(edge)?;
+        let Some(op) = self.targets.get(&target).cloned() else {
+            let reason = format!("storage target {target:?} is not configured at the manager");
+            return self.fail(tenant, edge, &offer.recording_id, &offer.file, 0, reason);
+        };
+        let entry = self
+            .store
+            .recording(&offer.recording_id)?
+            .filter(|e| e.edge_id == edge && e.tenant == tenant);
+        let known = match &entry {
+            None => KnownFile::UnknownRecording,
+            Some(e) => match e.file(&offer.file) {
+                None => KnownFile::UnknownFile,
+                Some(f) => KnownFile::Listed {
+                    size: f.size,
+                    sha256: f.sha256.parse().unwrap_or(Sha256([0; 32])),
+                    stored: e.is_stored_in(&offer.file, &target),
+                },
+            },
+        };
+        let key = (edge.to_owned(), offer.recording_id.clone(), offer.file.clone());
+        let open_id = self.by_file.get(&key).copied();
+        let open = open_id.and_then(|id| self.active.get(&id).map(|a| (id, &a.sm)));
+        match decide_offer(&offer, &known, open) {
+            OfferDecision::Refuse { reason } => {
+                self.fail(tenant, edge, &offer.recording_id, &offer.file, 0, reason)
+            }
+            OfferDecision::AlreadyStored => {
+                let location = entry
+                    .as_ref()
+                    .and_then(|e| e.file(&offer.file))
+                    .and_then(|f| f.locations.iter().find(|l| l.target == target))
+                    .map(|l| l.path.clone())
+                    .unwrap_or_default();
+                self.ack(
+                    tenant,
+                    edge,
+                    AckBody::Stored {
+                        recording_id: offer.recording_id,
+                        file: offer.file,
+                        target,
+                        location,
+                        sha256: offer.sha256,
+                    },
+                )
+            }
+            OfferDecision::Resume {
+                transfer_id,
+                offset,
+            } => self.ack(
+                tenant,
+                edge,
+                AckBody::Accept {
+                    recording_id: offer.recording_id,
+                    file: offer.file,
+                    transfer_id,
+                    offset,
+                },
+            ),
+            OfferDecision::Start => {
+                if let Some(old) = open_id {
+                    self.drop_transfer(old, true).await;
+                }
+                let start_ns = entry.as_ref().map(|e| e.start_ns).unwrap_or(0);
+                let path = format!(
+                    "{}/{}",
+                    recording_dir(tenant, edge, start_ns, &offer.recording_id),
+                    offer.file
+                );
+                let transfer_id = self.store.next_id("transfer")?;
+                let rec = TransferRecord {
+                    transfer_id,
+                    tenant: tenant.to_owned(),
+                    edge_id: edge.to_owned(),
+                    recording_id: offer.recording_id.clone(),
+                    file: offer.file.clone(),
+                    size: offer.size,
+                    sha256: offer.sha256.to_hex(),
+                    target: target.clone(),
+                    path: path.clone(),
+                };
+                let sm = Transfer::new(offer.size, offer.sha256);
+                if offer.size == 0 {
+                    // Nothing to send: store the empty file now.
+                    if !sm.completion().matches {
+                        let reason = "an empty file cannot have that sha256".to_owned();
+                        return self.fail(tenant, edge, &offer.recording_id, &offer.file, transfer_id, reason);
+                    }
+                    if let Err(e) = op.write(&path, Vec::<u8>::new()).await {
+                        let reason = format!("target write failed: {e}");
+                        return self.fail(tenant, edge, &offer.recording_id, &offer.file, transfer_id, reason);
+                    }
+                    return self.stored(&rec, &op, offer.sha256).await;
+                }
+                let writer = match op.writer(&path).await {
+                    Ok(w) => w,
+                    Err(e) => {
+                        let reason = format!("target {target} cannot be written: {e}");
+                        return self.fail(tenant, edge, &offer.recording_id, &offer.file, transfer_id, reason);
+                    }
+                };
+                self.store.put_transfer(&rec)?;
+                self.active.insert(transfer_id, Active { sm, writer, rec });
+                self.by_file.insert(key, transfer_id);
+                tracing::info!(%edge, recording_id = %offer.recording_id, file = %offer.file, size = offer.size, transfer_id, %path, "transfer accepted");
+                self.ack(
+                    tenant,
+                    edge,
+                    AckBody::Accept {
+                        recording_id: offer.recording_id,
+                        file: offer.file,
+                        transfer_id,
+                        offset: 0,
+                    },
+                )
+            }
+        }
+    }
+
+    /// Forgets an open transfer, aborting its writer (removes the temp file).
+    async fn drop_transfer(&mut self, id: u64, abort: bool) -> Option<TransferRecord> {
+        let mut a = self.active.remove(&id)?;
+        self.by_file.remove(&(
+            a.rec.edge_id.clone(),
+            a.rec.recording_id.clone(),
+            a.rec.file.clone(),
+        ));
+        if abort {
+            let _ = a.writer.abort().await;
+        }
+        if let Err(e) = self.store.remove_transfer(id) {
+            tracing::warn!(error = %e, transfer_id = id, "transfer record not removed");
+        }
+        Some(a.rec)
+    }
+
+    async fn on_chunk(&mut self, tenant: &str, edge: &str, chunk: TransferChunk) -> anyhow::Result<()> {
+        inc(&self.metrics.chunks_received_total);
+        let id = chunk.transfer_id;
+        let Some(a) = self.active.get_mut(&id) else {
+            // Not open: interrupted by a restart (a record is left), or unknown.
+            let (rid, file) = match self.store.transfer(id)? {
+                Some(r) if r.edge_id == edge => {
+                    self.store.remove_transfer(id)?;
+                    (r.recording_id, r.file)
+                }
+                _ => (String::new(), String::new()),
+            };
+            let reason = "no such transfer open (the manager may have restarted): offer the file again".to_owned();
+            return self.fail(tenant, edge, &rid, &file, id, reason);
+        };
+        if a.rec.edge_id != edge || a.rec.tenant != tenant {
+            inc(&self.metrics.unknown_edge_messages_total);
+            tracing::warn!(%edge, transfer_id = id, "chunk for another edge's transfer dropped");
+            return Ok(());
+        }
+        match a.sm.on_chunk(chunk.offset, &chunk.data) {
+            ChunkDecision::ReAck { next_offset, gap } => {
+                if gap {
+                    inc(&self.metrics.chunks_gap_total);
+                } else {
+                    inc(&self.metrics.chunks_duplicate_total);
+                }
+                self.ack(
+                    tenant,
+                    edge,
+                    AckBody::Chunk {
+                        transfer_id: id,
+                        next_offset,
+                    },
+                )
+            }
+            ChunkDecision::Overrun { reason } => {
+                let rec = self.drop_transfer(id, true).await;
+                let (rid, file) = rec.map(|r| (r.recording_id, r.file)).unwrap_or_default();
+                self.fail(tenant, edge, &rid, &file, id, reason)
+            }
+            ChunkDecision::Write {
+                skip,
+                next_offset,
+                done,
+            } => {
+                let mut data = chunk.data;
+                data.drain(..skip.min(data.len()));
+                if let Err(e) = a.writer.write(data).await {
+                    let rec = self.drop_transfer(id, true).await;
+                    let (rid, file) = rec.map(|r| (r.recording_id, r.file)).unwrap_or_default();
+                    return self.fail(tenant, edge, &rid, &file, id, format!("target write failed: {e}"));
+                }
+                self.ack(
+                    tenant,
+                    edge,
+                    AckBody::Chunk {
+                        transfer_id: id,
+                        next_offset,
+                    },
+                )?;
+                let Some(done) = done else {
+                    return Ok(());
+                };
+                let Some(mut a) = self.active.remove(&id) else {
+                    return Ok(());
+                };
+                self.by_file.remove(&(
+                    a.rec.edge_id.clone(),
+                    a.rec.recording_id.clone(),
+                    a.rec.file.clone(),
+                ));
+                let _ = self.store.remove_transfer(id);
+                let rec = a.rec.clone();
+                if !done.matches {
+                    let _ = a.writer.abort().await;
+                    let reason = format!(
+                        "sha256 mismatch: received {} but {} was offered",
+                        done.sha256, rec.sha256
+                    );
+                    return self.fail(tenant, edge, &rec.recording_id, &rec.file, id, reason);
+                }
+                if let Err(e) = a.writer.close().await {
+                    let _ = a.writer.abort().await;
+                    let reason = format!("target commit failed: {e}");
+                    return self.fail(tenant, edge, &rec.recording_id, &rec.file, id, reason);
+                }
+                let Some(op) = self.targets.get(&rec.target).cloned() else {
+                    return Ok(());
+                };
+                self.stored(&rec, &op, done.sha256).await
+            }
+        }
+    }
+
+    /// A file is in its target: catalog it, finish the recording if complete, ack `Stored`.
+    async fn stored(&mut self, rec: &TransferRecord, op: &Operator, sha256: Sha256) -> anyhow::Result<()> {
+        inc(&self.metrics.transfers_ok_total);
+        add(&self.metrics.bytes_stored_total, rec.size);
+        let loc = Location {
+            target: rec.target.clone(),
+            path: rec.path.clone(),
+        };
+        let entry = self.store.add_location(&rec.recording_id, &rec.file, loc)?;
+        tracing::info!(edge = %rec.edge_id, recording_id = %rec.recording_id, file = %rec.file, path = %rec.path, size = rec.size, "file stored");
+        if let Some(e) = entry
+            && e.all_stored_in(&rec.target)
+            && e.state != RecordingState::Stored
+        {
+            self.write_manifest(&rec.recording_id, &rec.target, op).await?;
+        }
+        self.ack(
+            &rec.tenant,
+            &rec.edge_id,
+            AckBody::Stored {
+                recording_id: rec.recording_id.clone(),
+                file: rec.file.clone(),
+                target: rec.target.clone(),
+                location: rec.path.clone(),
+                sha256,
+            },
+        )
+    }
+
+    async fn finalize(&mut self, recording_id: &str, target: &str) -> anyhow::Result<()> {
+        let Some(op) = self.targets.get(target).cloned() else {
+            return Ok(());
+        };
+        match self.store.recording(recording_id)? {
+            Some(e) if e.all_stored_in(target) && e.state != RecordingState::Stored => {
+                self.write_manifest(recording_id, target, &op).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes `manifest.json` beside the files and marks the recording stored.
+    async fn write_manifest(&mut self, recording_id: &str, target: &str, op: &Operator) -> anyhow::Result<()> {
+        let (Some(m), Some(e)) = (self.store.manifest(recording_id)?, self.store.recording(recording_id)?) else {
+            return Ok(());
+        };
+        let path = format!(
+            "{}/manifest.json",
+            recording_dir(&e.tenant, &e.edge_id, e.start_ns, recording_id)
+        );
+        op.write(&path, tapfleet_schemas::manifest_json(&m)).await?;
+        self.store.mark_stored(
+            recording_id,
+            Location {
+                target: target.to_owned(),
+                path: path.clone(),
+            },
+        )?;
+        tracing::info!(%recording_id, %path, "recording stored");
+        Ok(())
+    }
+}

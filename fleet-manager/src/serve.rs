@@ -1,0 +1,217 @@
+//! `tapfleet-manager serve`: assembles the manager — store, targets, claim token, embedded
+//! broker (or an external one), MQTT client, dispatcher, mover and HTTP API — and runs it until
+//! the shutdown future resolves.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use tapfleet_broker::{BrokerConfig, CredentialStore, PasswordHash};
+use tokio::sync::{mpsc, watch};
+
+use crate::fleet::{CredentialSink, Fleet};
+use crate::http::{AppState, router};
+use crate::metrics::Metrics;
+use crate::mover::Mover;
+use crate::mqtt::{ClientSettings, MANAGER_USERNAME, Outbox};
+use crate::store::{ClaimToken, Store};
+use crate::targets::{ManagerConfig, Targets};
+
+/// The tenant of the claim token written to `DATA/enroll.token`.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub data: PathBuf,
+    pub http: SocketAddr,
+    pub mqtt_listen: SocketAddr,
+    /// `mqtt://host[:port]` of an external broker; none: embedded broker on `mqtt_listen`.
+    pub broker: Option<String>,
+    pub broker_username: Option<String>,
+    pub broker_password: Option<String>,
+    pub config: Option<PathBuf>,
+}
+
+/// Parses `mqtt://host[:port]` (port 1883 by default).
+pub fn parse_broker_url(url: &str) -> anyhow::Result<(String, u16)> {
+    let rest = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("tcp://"))
+        .with_context(|| format!("broker URL {url:?} must start with mqtt://"))?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            (h.to_owned(), p.parse::<u16>().with_context(|| format!("bad port in {url:?}"))?)
+        }
+        _ => (rest.to_owned(), 1883),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    anyhow::ensure!(!host.is_empty(), "broker URL {url:?} has no host");
+    Ok((host, port))
+}
+
+/// Runs the manager until `shutdown` resolves.
+pub async fn run(
+    opts: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&opts.data)
+        .with_context(|| format!("creating data dir {}", opts.data.display()))?;
+    let cfg: ManagerConfig = match &opts.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
+        }
+        None => ManagerConfig::default(),
+    };
+    let store = Arc::new(
+        Store::open(&opts.data.join("manager.redb")).context("opening DATA/manager.redb")?,
+    );
+    let targets = Targets::build(&cfg, &opts.data)?;
+
+    // The claim token of the default tenant.
+    let token = crate::token::load_or_create(&opts.data).context("enroll token")?;
+    let digest = tapfleet_broker::claim_token_digest(&token);
+    if store.claim(&digest)?.is_none() {
+        store.put_claim(
+            &digest,
+            &ClaimToken {
+                tenant: DEFAULT_TENANT.to_owned(),
+                created_ms: crate::fleet::now_ms(),
+            },
+        )?;
+    }
+
+    // The broker and the manager's own MQTT identity.
+    let creds_file = opts.data.join("broker-credentials.toml");
+    let (settings, sink, _broker) = match &opts.broker {
+        None => {
+            let creds = CredentialStore::new();
+            for (user, hash) in store.credentials()? {
+                creds.insert_hash(&user, hash.parse::<PasswordHash>()?);
+            }
+            // Claim tokens are checked against the digests in redb, so a token added later works.
+            let claim_store = store.clone();
+            creds.set_claim_validator(move |t| {
+                claim_store
+                    .claim(&tapfleet_broker::claim_token_digest(t))
+                    .ok()
+                    .flatten()
+                    .is_some()
+            });
+            let password = crate::enroll::random_hex(24)?;
+            creds.set_password(MANAGER_USERNAME, &password)?;
+            let bcfg = BrokerConfig {
+                listen: opts.mqtt_listen,
+                ..BrokerConfig::default()
+            };
+            let c2 = creds.clone();
+            let handle = tokio::task::spawn_blocking(move || tapfleet_broker::start(bcfg, c2))
+                .await?
+                .context("starting the embedded broker")?;
+            let addr = handle.local_addr();
+            let host = if addr.ip().is_unspecified() {
+                "127.0.0.1".to_owned()
+            } else {
+                addr.ip().to_string()
+            };
+            let settings = ClientSettings {
+                host,
+                port: addr.port(),
+                client_id: MANAGER_USERNAME.to_owned(),
+                credentials: Some((MANAGER_USERNAME.to_owned(), password)),
+            };
+            let sink = CredentialSink {
+                broker: Some(creds),
+                file: creds_file,
+                extra_user: None,
+            };
+            (settings, sink, Some(handle))
+        }
+        Some(url) => {
+            let (host, port) = parse_broker_url(url)?;
+            let credentials = match (&opts.broker_username, &opts.broker_password) {
+                (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+                (None, None) => None,
+                _ => anyhow::bail!("--broker-username and --broker-password go together"),
+            };
+            let extra_user = match &credentials {
+                Some((u, p)) => Some((u.clone(), PasswordHash::new(p)?.to_string())),
+                None => None,
+            };
+            let settings = ClientSettings {
+                host,
+                port,
+                client_id: MANAGER_USERNAME.to_owned(),
+                credentials,
+            };
+            let sink = CredentialSink {
+                broker: None,
+                file: creds_file,
+                extra_user,
+            };
+            (settings, sink, None)
+        }
+    };
+    sink.write_file(&store).context("writing the broker credentials file")?;
+
+    let metrics = Arc::new(Metrics::default());
+    let live = Arc::new(Mutex::new(Default::default()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (outbox, outgoing) = Outbox::new();
+    let (inbound_tx, inbound_rx) = mpsc::channel(256);
+    let (mover_tx, mover_rx) = mpsc::channel(64);
+    let (_client, mqtt_tasks) = crate::mqtt::spawn(&settings, inbound_tx, outgoing, stop_rx);
+    let mover = Mover::new(store.clone(), targets.clone(), outbox.clone(), metrics.clone());
+    let mover_task = tokio::spawn(mover.run(mover_rx));
+    let fleet = Fleet::new(
+        store.clone(),
+        metrics.clone(),
+        outbox,
+        mover_tx,
+        targets,
+        sink,
+        live.clone(),
+    )?;
+    let fleet_task = tokio::spawn(fleet.run(inbound_rx));
+
+    let app = router(AppState {
+        store: store.clone(),
+        metrics,
+        live,
+    });
+    let listener = tokio::net::TcpListener::bind(opts.http)
+        .await
+        .with_context(|| format!("binding HTTP on {}", opts.http))?;
+    tracing::info!(http = %listener.local_addr()?, mqtt = %format!("{}:{}", settings.host, settings.port), data = %opts.data.display(), "fleet manager running");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server")?;
+
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    for t in mqtt_tasks {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), t).await;
+    }
+    // The poller is gone: the dispatcher's inbound channel closes, then the mover's.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), fleet_task).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), mover_task).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls_parse() {
+        assert_eq!(parse_broker_url("mqtt://h:1884").expect("ok"), ("h".into(), 1884));
+        assert_eq!(parse_broker_url("mqtt://broker.example").expect("ok"), ("broker.example".into(), 1883));
+        assert_eq!(parse_broker_url("mqtt://[::1]:1885").expect("ok"), ("::1".into(), 1885));
+        assert!(parse_broker_url("http://h").is_err());
+        assert!(parse_broker_url("mqtt://h:x").is_err());
+    }
+}
