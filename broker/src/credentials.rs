@@ -65,12 +65,20 @@ impl PasswordHash {
 }
 
 fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 impl fmt::Display for PasswordHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}:{}", hex::encode(self.salt), hex::encode(self.hash))
+        write!(
+            f,
+            "sha256:{}:{}",
+            hex::encode(self.salt),
+            hex::encode(self.hash)
+        )
     }
 }
 
@@ -145,7 +153,11 @@ impl CredentialStore {
     }
 
     /// Adds or replaces a user with a password (hashed here with a fresh salt).
-    pub fn set_password(&self, username: &str, password: &str) -> Result<PasswordHash, BrokerError> {
+    pub fn set_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<PasswordHash, BrokerError> {
         let hash = PasswordHash::new(password)?;
         self.insert_hash(username, hash.clone());
         Ok(hash)
@@ -301,7 +313,10 @@ impl CredentialsFile {
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".tmp");
     path.with_file_name(name)
 }

@@ -12,7 +12,10 @@ use clap::Parser;
 use tapfleet_broker::{BrokerConfig, CredentialStore};
 
 #[derive(Parser)]
-#[command(version, about = "tapfleet's MQTT broker (rumqttd) with the fleet's credentials")]
+#[command(
+    version,
+    about = "tapfleet's MQTT broker (rumqttd) with the fleet's credentials"
+)]
 struct Cli {
     /// Broker config (TOML); defaults apply without it.
     #[arg(long)]
@@ -36,7 +39,8 @@ fn main() -> anyhow::Result<()> {
 
     let mut cfg = match &cli.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             BrokerConfig::from_toml(&text).with_context(|| format!("parsing {}", p.display()))?
         }
         None => BrokerConfig::default(),

@@ -19,7 +19,11 @@ fn start_broker() -> (tapfleet_broker::BrokerHandle, CredentialStore) {
     (h, creds)
 }
 
-fn client(h: &tapfleet_broker::BrokerHandle, id: &str, user: Option<(&str, &str)>) -> (AsyncClient, EventLoop) {
+fn client(
+    h: &tapfleet_broker::BrokerHandle,
+    id: &str,
+    user: Option<(&str, &str)>,
+) -> (AsyncClient, EventLoop) {
     let mut o = MqttOptions::new(id, "127.0.0.1", h.local_addr().port());
     o.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024);
     o.set_keep_alive(Duration::from_secs(10));
@@ -34,7 +38,9 @@ async fn connects(el: &mut EventLoop) -> bool {
     let r = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             match el.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(a))) => return a.code == ConnectReturnCode::Success,
+                Ok(Event::Incoming(Packet::ConnAck(a))) => {
+                    return a.code == ConnectReturnCode::Success;
+                }
                 Ok(_) => {}
                 Err(_) => return false,
             }
@@ -71,7 +77,9 @@ async fn one_mib_publish_and_retained_messages_pass() {
     let (h, _creds) = start_broker();
     let (sub, mut sub_el) = client(&h, "sub", Some(("edge-1", "right")));
     assert!(connects(&mut sub_el).await);
-    sub.subscribe("t/big", QoS::AtLeastOnce).await.expect("subscribe");
+    sub.subscribe("t/big", QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
     let (publ, mut pub_el) = client(&h, "pub", Some(("edge-1", "right")));
     assert!(connects(&mut pub_el).await);
     let pub_task = tokio::spawn(async move {
@@ -92,8 +100,12 @@ async fn one_mib_publish_and_retained_messages_pass() {
     .await;
     assert!(suback.is_ok(), "no suback");
     let big: Vec<u8> = (0..(1024 * 1024 + 300)).map(|i| (i % 251) as u8).collect();
-    publ.publish("t/big", QoS::AtLeastOnce, false, big.clone()).await.expect("publish");
-    publ.publish("t/retained", QoS::AtLeastOnce, true, b"keep".to_vec()).await.expect("publish");
+    publ.publish("t/big", QoS::AtLeastOnce, false, big.clone())
+        .await
+        .expect("publish");
+    publ.publish("t/retained", QoS::AtLeastOnce, true, b"keep".to_vec())
+        .await
+        .expect("publish");
     let got = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if let Ok(Event::Incoming(Packet::Publish(p))) = sub_el.poll().await {
@@ -109,7 +121,9 @@ async fn one_mib_publish_and_retained_messages_pass() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (late, mut late_el) = client(&h, "late", Some(("edge-1", "right")));
     assert!(connects(&mut late_el).await);
-    late.subscribe("t/retained", QoS::AtLeastOnce).await.expect("subscribe");
+    late.subscribe("t/retained", QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
     let (retain, payload) = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             if let Ok(Event::Incoming(Packet::Publish(p))) = late_el.poll().await {
@@ -132,5 +146,8 @@ fn a_taken_port_is_an_error_not_a_false_start() {
         ..BrokerConfig::default()
     };
     let err = tapfleet_broker::start(cfg, CredentialStore::new()).expect_err("port is taken");
-    assert!(matches!(err, tapfleet_broker::BrokerError::Bind { .. }), "{err}");
+    assert!(
+        matches!(err, tapfleet_broker::BrokerError::Bind { .. }),
+        "{err}"
+    );
 }

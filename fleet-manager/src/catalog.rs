@@ -121,7 +121,9 @@ impl RecordingEntry {
 
     /// Whether every file has a copy in `target`.
     pub fn all_stored_in(&self, target: &str) -> bool {
-        self.files.iter().all(|f| self.is_stored_in(&f.name, target))
+        self.files
+            .iter()
+            .all(|f| self.is_stored_in(&f.name, target))
     }
 
     /// Records a location of a file (idempotent). False if the file is not in the recording.
@@ -185,14 +187,22 @@ mod tests {
     #[test]
     fn layout_uses_the_start_date() {
         assert_eq!(
-            recording_dir("default", "e1", 1_709_210_096_000_000_000, "20240229T123456Z-00"),
+            recording_dir(
+                "default",
+                "e1",
+                1_709_210_096_000_000_000,
+                "20240229T123456Z-00"
+            ),
             "default/e1/2024/02/29/20240229T123456Z-00"
         );
     }
 
     #[test]
     fn unsafe_manifests_are_refused() {
-        let mut m = Manifest::new("20240229T123456Z-deadbeef00010203".into(), RecordingKind::Call);
+        let mut m = Manifest::new(
+            "20240229T123456Z-deadbeef00010203".into(),
+            RecordingKind::Call,
+        );
         let f = |name: &str| FileEntry {
             name: name.into(),
             size: 1,

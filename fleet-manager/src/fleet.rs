@@ -145,7 +145,8 @@ impl Fleet {
         let mut n = 0;
         for (edge, tenant) in &self.known {
             if let Some(cfg) = self.store.latest_config(edge)? {
-                self.outbox.send(&Topic::edge(tenant, edge, Channel::Config)?, &cfg);
+                self.outbox
+                    .send(&Topic::edge(tenant, edge, Channel::Config)?, &cfg);
                 n += 1;
             }
         }
@@ -185,7 +186,8 @@ impl Fleet {
                     tracing::warn!(%tenant, %edge, channel = channel.as_str(), "message from an edge that is not enrolled");
                     return Ok(());
                 }
-                self.on_edge(&tenant, &edge, channel, topic_str, payload).await
+                self.on_edge(&tenant, &edge, channel, topic_str, payload)
+                    .await
             }
             _ => Ok(()),
         }
@@ -231,7 +233,9 @@ impl Fleet {
                             };
                             self.mover.send(cmd).await?;
                         }
-                        other => tracing::info!(%edge, job_id = ?r.job_id, reply = ?other, "job reply"),
+                        other => {
+                            tracing::info!(%edge, job_id = ?r.job_id, reply = ?other, "job reply")
+                        }
                     }
                 }
             }
@@ -331,7 +335,8 @@ impl Fleet {
                     files: Vec::new(),
                 },
             );
-            self.outbox.send(&Topic::edge(tenant, edge, Channel::Jobs)?, &job);
+            self.outbox
+                .send(&Topic::edge(tenant, edge, Channel::Jobs)?, &job);
             tracing::info!(%edge, %job_id, recording_id = %m.recording_id, %target, "upload job sent");
         } else if entry.state != RecordingState::Stored {
             self.mover
@@ -361,8 +366,10 @@ impl Fleet {
                 EnrollResult::Refused { reason }
             }
         };
-        self.outbox
-            .send(&response_topic, &EnrollResponse::new(session.to_owned(), result));
+        self.outbox.send(
+            &response_topic,
+            &EnrollResponse::new(session.to_owned(), result),
+        );
         Ok(())
     }
 
@@ -416,11 +423,17 @@ impl Fleet {
             .put_credential(&edge_id, &hash.to_string())
             .map_err(|e| internal(&e))?;
         self.store.put_edge(&rec).map_err(|e| internal(&e))?;
-        let cfg = match self.store.latest_config(&edge_id).map_err(|e| internal(&e))? {
+        let cfg = match self
+            .store
+            .latest_config(&edge_id)
+            .map_err(|e| internal(&e))?
+        {
             Some(c) => c,
             None => {
                 let c = DesiredConfig::new(1, EdgeConfig::default());
-                self.store.put_config(&edge_id, &c).map_err(|e| internal(&e))?;
+                self.store
+                    .put_config(&edge_id, &c)
+                    .map_err(|e| internal(&e))?;
                 c
             }
         };
@@ -431,7 +444,8 @@ impl Fleet {
             tracing::error!(error = %e, "credentials file not written");
         }
         self.known.insert(edge_id.clone(), tenant.clone());
-        let cfg_topic = Topic::edge(&tenant, &edge_id, Channel::Config).map_err(|e| internal(&e))?;
+        let cfg_topic =
+            Topic::edge(&tenant, &edge_id, Channel::Config).map_err(|e| internal(&e))?;
         self.outbox.send(&cfg_topic, &cfg);
         tracing::info!(%tenant, edge = %edge_id, hostname = %req.hostname, "edge enrolled");
         Ok(EnrollGrant {

@@ -15,7 +15,10 @@ use clap::{Parser, Subcommand};
 use tapfleet_fleet_manager::serve::{ServeOptions, run};
 
 #[derive(Parser)]
-#[command(version, about = "tapfleet fleet manager: enrollment, config, catalog, storage")]
+#[command(
+    version,
+    about = "tapfleet fleet manager: enrollment, config, catalog, storage"
+)]
 struct Cli {
     /// Log filter (RUST_LOG syntax); RUST_LOG wins when set.
     #[arg(long, global = true, default_value = "info")]
@@ -44,7 +47,12 @@ enum Cmd {
         #[arg(long, requires = "broker")]
         broker_username: Option<String>,
         /// Password on the external broker.
-        #[arg(long, requires = "broker", env = "TAPFLEET_BROKER_PASSWORD", hide_env_values = true)]
+        #[arg(
+            long,
+            requires = "broker",
+            env = "TAPFLEET_BROKER_PASSWORD",
+            hide_env_values = true
+        )]
         broker_password: Option<String>,
         /// Manager config (TOML: `[targets.NAME] type = "fs" root = ...`).
         #[arg(long)]

@@ -36,7 +36,10 @@ pub struct ClientSettings {
 pub enum Inbound {
     /// A CONNACK: subscribe and republish retained state now.
     Connected,
-    Publish { topic: String, payload: Bytes },
+    Publish {
+        topic: String,
+        payload: Bytes,
+    },
 }
 
 /// What the sender sends.

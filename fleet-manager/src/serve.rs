@@ -42,12 +42,17 @@ pub fn parse_broker_url(url: &str) -> anyhow::Result<(String, u16)> {
         .with_context(|| format!("broker URL {url:?} must start with mqtt://"))?;
     let rest = rest.trim_end_matches('/');
     let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            (h.to_owned(), p.parse::<u16>().with_context(|| format!("bad port in {url:?}"))?)
-        }
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+            h.to_owned(),
+            p.parse::<u16>()
+                .with_context(|| format!("bad port in {url:?}"))?,
+        ),
         _ => (rest.to_owned(), 1883),
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     anyhow::ensure!(!host.is_empty(), "broker URL {url:?} has no host");
     Ok((host, port))
 }
@@ -61,7 +66,8 @@ pub async fn run(
         .with_context(|| format!("creating data dir {}", opts.data.display()))?;
     let cfg: ManagerConfig = match &opts.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
         }
         None => ManagerConfig::default(),
@@ -155,7 +161,8 @@ pub async fn run(
             (settings, sink, None)
         }
     };
-    sink.write_file(&store).context("writing the broker credentials file")?;
+    sink.write_file(&store)
+        .context("writing the broker credentials file")?;
 
     let metrics = Arc::new(Metrics::default());
     let live = Arc::new(Mutex::new(Default::default()));
@@ -164,7 +171,12 @@ pub async fn run(
     let (inbound_tx, inbound_rx) = mpsc::channel(256);
     let (mover_tx, mover_rx) = mpsc::channel(64);
     let (_client, mqtt_tasks) = crate::mqtt::spawn(&settings, inbound_tx, outgoing, stop_rx);
-    let mover = Mover::new(store.clone(), targets.clone(), outbox.clone(), metrics.clone());
+    let mover = Mover::new(
+        store.clone(),
+        targets.clone(),
+        outbox.clone(),
+        metrics.clone(),
+    );
     let mover_task = tokio::spawn(mover.run(mover_rx));
     let fleet = Fleet::new(
         store.clone(),
@@ -208,9 +220,18 @@ mod tests {
 
     #[test]
     fn broker_urls_parse() {
-        assert_eq!(parse_broker_url("mqtt://h:1884").expect("ok"), ("h".into(), 1884));
-        assert_eq!(parse_broker_url("mqtt://broker.example").expect("ok"), ("broker.example".into(), 1883));
-        assert_eq!(parse_broker_url("mqtt://[::1]:1885").expect("ok"), ("::1".into(), 1885));
+        assert_eq!(
+            parse_broker_url("mqtt://h:1884").expect("ok"),
+            ("h".into(), 1884)
+        );
+        assert_eq!(
+            parse_broker_url("mqtt://broker.example").expect("ok"),
+            ("broker.example".into(), 1883)
+        );
+        assert_eq!(
+            parse_broker_url("mqtt://[::1]:1885").expect("ok"),
+            ("::1".into(), 1885)
+        );
         assert!(parse_broker_url("http://h").is_err());
         assert!(parse_broker_url("mqtt://h:x").is_err());
     }

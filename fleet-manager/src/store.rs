@@ -374,7 +374,11 @@ impl Store {
     }
 
     /// Records where `manifest.json` is and marks the recording stored.
-    pub fn mark_stored(&self, id: &str, loc: Location) -> Result<Option<RecordingEntry>, StoreError> {
+    pub fn mark_stored(
+        &self,
+        id: &str,
+        loc: Location,
+    ) -> Result<Option<RecordingEntry>, StoreError> {
         self.update_recording(id, |e| {
             if !e.manifest_locations.contains(&loc) {
                 e.manifest_locations.push(loc);
@@ -418,7 +422,10 @@ mod tests {
     use tapfleet_schemas::{EdgeConfig, FileEntry, RecordingKind, Sha256};
 
     fn manifest() -> Manifest {
-        let mut m = Manifest::new("20240229T123456Z-deadbeef00010203".into(), RecordingKind::Call);
+        let mut m = Manifest::new(
+            "20240229T123456Z-deadbeef00010203".into(),
+            RecordingKind::Call,
+        );
         m.start_ns = 1_709_210_096_000_000_000;
         m.files.push(FileEntry {
             name: "call.pcap".into(),
@@ -435,8 +442,14 @@ mod tests {
         let p = dir.path().join("m.redb");
         {
             let s = Store::open(&p).expect("open");
-            assert!(matches!(s.upsert_manifest(&manifest(), "t", "e1"), Ok(Upsert::New(_))));
-            assert!(matches!(s.upsert_manifest(&manifest(), "t", "e1"), Ok(Upsert::Duplicate(_))));
+            assert!(matches!(
+                s.upsert_manifest(&manifest(), "t", "e1"),
+                Ok(Upsert::New(_))
+            ));
+            assert!(matches!(
+                s.upsert_manifest(&manifest(), "t", "e1"),
+                Ok(Upsert::Duplicate(_))
+            ));
             assert!(matches!(
                 s.upsert_manifest(&manifest(), "t", "e2"),
                 Ok(Upsert::Conflict { .. })
@@ -457,7 +470,10 @@ mod tests {
         let s = Store::open(&p).expect("reopen");
         assert_eq!(s.recordings().expect("list").len(), 1);
         assert_eq!(s.next_id("transfer").expect("id"), 3);
-        assert_eq!(s.latest_config("e1").expect("cfg").map(|c| c.version), Some(2));
+        assert_eq!(
+            s.latest_config("e1").expect("cfg").map(|c| c.version),
+            Some(2)
+        );
         assert_eq!(s.latest_config("e10").expect("cfg"), None);
         assert_eq!(
             s.manifest(&manifest().recording_id).expect("m"),

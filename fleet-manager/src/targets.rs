@@ -40,7 +40,10 @@ pub enum TargetConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     #[error("target {name}: {source}")]
-    Opendal { name: String, source: opendal::Error },
+    Opendal {
+        name: String,
+        source: opendal::Error,
+    },
     #[error("target {name}: {path}: {source}")]
     Io {
         name: String,
@@ -139,10 +142,13 @@ mod tests {
     #[test]
     fn config_parses_and_default_cloud_is_added() {
         let cfg: ManagerConfig =
-            toml::from_str("[targets.private]\ntype = \"fs\"\nroot = \"/tmp/x\"\n").expect("parses");
+            toml::from_str("[targets.private]\ntype = \"fs\"\nroot = \"/tmp/x\"\n")
+                .expect("parses");
         assert_eq!(
             cfg.targets.get("private"),
-            Some(&TargetConfig::Fs { root: "/tmp/x".into() })
+            Some(&TargetConfig::Fs {
+                root: "/tmp/x".into()
+            })
         );
         assert!(toml::from_str::<ManagerConfig>("[targets.x]\ntype = \"ftp\"\n").is_err());
         let dir = tempfile::tempdir().expect("tempdir");

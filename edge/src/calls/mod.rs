@@ -6,7 +6,8 @@
 //! the callee. An SDP sent by a side is where that side wants to *receive*, so RTP sent to the
 //! callee's SDP address is the caller's audio and RTP sent to the caller's SDP address is the
 //! callee's. A call ends on BYE or CANCEL or a final error (after a short grace that keeps
-//! retransmissions and the closing transaction in the call), on media timeout, or at capture end.
+//! retransmissions and the closing transaction in the call; 32 s after a 401/407 challenge, and a
+//! new INVITE with the same Call-ID continues the call), on media timeout, or at capture end.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -115,6 +116,8 @@ pub struct Dialog {
     /// Set when the call is closing (BYE/CANCEL/error seen) or has ended.
     pub end_reason: Option<CallEnd>,
     pub closing_since: Option<i64>,
+    /// The INVITE was answered 401/407: a new INVITE with credentials may follow.
+    challenged: bool,
     /// The latest SDP each side sent.
     pub caller_sdp: Option<SessionDescription>,
     pub callee_sdp: Option<SessionDescription>,
@@ -167,6 +170,9 @@ impl Dialog {
         }
     }
 }
+
+/// How long a call challenged with 401/407 waits for the INVITE with credentials (64*T1).
+pub const AUTH_GRACE_NS: i64 = 32_000_000_000;
 
 /// Where a media packet belongs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,6 +274,7 @@ impl CallTracker {
                         sip_status: None,
                         end_reason: None,
                         closing_since: None,
+                        challenged: false,
                         caller_sdp: None,
                         callee_sdp: None,
                         routes: Vec::new(),
@@ -285,7 +292,17 @@ impl CallTracker {
         d.last_sip_ns = now_ns;
         match msg.start {
             StartLine::Request { method, .. } => {
-                if method.eq_ignore_ascii_case("BYE") && d.closing_since.is_none() {
+                if method.eq_ignore_ascii_case("INVITE")
+                    && d.answer_ns.is_none()
+                    && d.end_reason == Some(CallEnd::Rejected)
+                {
+                    // A new attempt after a rejection (typically with credentials after 401/407):
+                    // the same call goes on.
+                    d.closing_since = None;
+                    d.end_reason = None;
+                    d.challenged = false;
+                    d.sip_status = None;
+                } else if method.eq_ignore_ascii_case("BYE") && d.closing_since.is_none() {
                     d.closing_since = Some(now_ns);
                     d.end_reason = Some(CallEnd::Bye);
                 } else if method.eq_ignore_ascii_case("CANCEL")
@@ -316,6 +333,7 @@ impl CallTracker {
                         }
                         _ => {
                             d.sip_status = Some(status);
+                            d.challenged = matches!(status, 401 | 407);
                             if d.closing_since.is_none() {
                                 d.closing_since = Some(now_ns);
                                 d.end_reason = Some(CallEnd::Rejected);
@@ -413,7 +431,12 @@ impl CallTracker {
             .values()
             .filter(|d| {
                 if d.closing_since.is_some() {
-                    now_ns - d.last_sip_ns >= opts.closing_grace_ns
+                    let grace = if d.challenged {
+                        opts.closing_grace_ns.max(AUTH_GRACE_NS)
+                    } else {
+                        opts.closing_grace_ns
+                    };
+                    now_ns - d.last_sip_ns >= grace
                 } else {
                     let limit = if d.answer_ns.is_some() {
                         opts.media_timeout_ns

@@ -40,7 +40,10 @@ pub enum MoverCmd {
         chunk: TransferChunk,
     },
     /// Every file is stored: write `manifest.json` (again) and mark the recording stored.
-    Finalize { recording_id: String, target: String },
+    Finalize {
+        recording_id: String,
+        target: String,
+    },
 }
 
 struct Active {
@@ -137,7 +140,12 @@ impl Mover {
         )
     }
 
-    async fn on_offer(&mut self, tenant: &str, edge: &str, offer: TransferOffer) -> anyhow::Result<()> {
+    async fn on_offer(
+        &mut self,
+        tenant: &str,
+        edge: &str,
+        offer: TransferOffer,
+    ) -> anyhow::Result<()> {
         let target = self.target_of(edge)?;
         let Some(op) = self.targets.get(&target).cloned() else {
             let reason = format!("storage target {target:?} is not configured at the manager");
@@ -158,7 +166,11 @@ impl Mover {
                 },
             },
         };
-        let key = (edge.to_owned(), offer.recording_id.clone(), offer.file.clone());
+        let key = (
+            edge.to_owned(),
+            offer.recording_id.clone(),
+            offer.file.clone(),
+        );
         let open_id = self.by_file.get(&key).copied();
         let open = open_id.and_then(|id| self.active.get(&id).map(|a| (id, &a.sm)));
         match decide_offer(&offer, &known, open) {
@@ -224,11 +236,25 @@ impl Mover {
                     // Nothing to send: store the empty file now.
                     if !sm.completion().matches {
                         let reason = "an empty file cannot have that sha256".to_owned();
-                        return self.fail(tenant, edge, &offer.recording_id, &offer.file, transfer_id, reason);
+                        return self.fail(
+                            tenant,
+                            edge,
+                            &offer.recording_id,
+                            &offer.file,
+                            transfer_id,
+                            reason,
+                        );
                     }
                     if let Err(e) = op.write(&path, Vec::<u8>::new()).await {
                         let reason = format!("target write failed: {e}");
-                        return self.fail(tenant, edge, &offer.recording_id, &offer.file, transfer_id, reason);
+                        return self.fail(
+                            tenant,
+                            edge,
+                            &offer.recording_id,
+                            &offer.file,
+                            transfer_id,
+                            reason,
+                        );
                     }
                     return self.stored(&rec, &op, offer.sha256).await;
                 }
@@ -236,7 +262,14 @@ impl Mover {
                     Ok(w) => w,
                     Err(e) => {
                         let reason = format!("target {target} cannot be written: {e}");
-                        return self.fail(tenant, edge, &offer.recording_id, &offer.file, transfer_id, reason);
+                        return self.fail(
+                            tenant,
+                            edge,
+                            &offer.recording_id,
+                            &offer.file,
+                            transfer_id,
+                            reason,
+                        );
                     }
                 };
                 self.store.put_transfer(&rec)?;
@@ -274,7 +307,12 @@ impl Mover {
         Some(a.rec)
     }
 
-    async fn on_chunk(&mut self, tenant: &str, edge: &str, chunk: TransferChunk) -> anyhow::Result<()> {
+    async fn on_chunk(
+        &mut self,
+        tenant: &str,
+        edge: &str,
+        chunk: TransferChunk,
+    ) -> anyhow::Result<()> {
         inc(&self.metrics.chunks_received_total);
         let id = chunk.transfer_id;
         let Some(a) = self.active.get_mut(&id) else {
@@ -286,7 +324,9 @@ impl Mover {
                 }
                 _ => (String::new(), String::new()),
             };
-            let reason = "no such transfer open (the manager may have restarted): offer the file again".to_owned();
+            let reason =
+                "no such transfer open (the manager may have restarted): offer the file again"
+                    .to_owned();
             return self.fail(tenant, edge, &rid, &file, id, reason);
         };
         if a.rec.edge_id != edge || a.rec.tenant != tenant {
@@ -325,7 +365,14 @@ impl Mover {
                 if let Err(e) = a.writer.write(data).await {
                     let rec = self.drop_transfer(id, true).await;
                     let (rid, file) = rec.map(|r| (r.recording_id, r.file)).unwrap_or_default();
-                    return self.fail(tenant, edge, &rid, &file, id, format!("target write failed: {e}"));
+                    return self.fail(
+                        tenant,
+                        edge,
+                        &rid,
+                        &file,
+                        id,
+                        format!("target write failed: {e}"),
+                    );
                 }
                 self.ack(
                     tenant,
@@ -370,7 +417,12 @@ impl Mover {
     }
 
     /// A file is in its target: catalog it, finish the recording if complete, ack `Stored`.
-    async fn stored(&mut self, rec: &TransferRecord, op: &Operator, sha256: Sha256) -> anyhow::Result<()> {
+    async fn stored(
+        &mut self,
+        rec: &TransferRecord,
+        op: &Operator,
+        sha256: Sha256,
+    ) -> anyhow::Result<()> {
         inc(&self.metrics.transfers_ok_total);
         add(&self.metrics.bytes_stored_total, rec.size);
         let loc = Location {
@@ -383,7 +435,8 @@ impl Mover {
             && e.all_stored_in(&rec.target)
             && e.state != RecordingState::Stored
         {
-            self.write_manifest(&rec.recording_id, &rec.target, op).await?;
+            self.write_manifest(&rec.recording_id, &rec.target, op)
+                .await?;
         }
         self.ack(
             &rec.tenant,
@@ -411,8 +464,16 @@ impl Mover {
     }
 
     /// Writes `manifest.json` beside the files and marks the recording stored.
-    async fn write_manifest(&mut self, recording_id: &str, target: &str, op: &Operator) -> anyhow::Result<()> {
-        let (Some(m), Some(e)) = (self.store.manifest(recording_id)?, self.store.recording(recording_id)?) else {
+    async fn write_manifest(
+        &mut self,
+        recording_id: &str,
+        target: &str,
+        op: &Operator,
+    ) -> anyhow::Result<()> {
+        let (Some(m), Some(e)) = (
+            self.store.manifest(recording_id)?,
+            self.store.recording(recording_id)?,
+        ) else {
             return Ok(());
         };
         let path = format!(

@@ -37,7 +37,11 @@ pub enum KnownFile {
     /// The recording's manifest does not list that file.
     UnknownFile,
     /// The manifest lists it with this size and digest; `stored` when the target has a copy.
-    Listed { size: u64, sha256: Sha256, stored: bool },
+    Listed {
+        size: u64,
+        sha256: Sha256,
+        stored: bool,
+    },
 }
 
 /// Decides an offer. `open` is the transfer already open for the same edge, recording and file.
@@ -48,12 +52,17 @@ pub fn decide_offer(
 ) -> OfferDecision {
     match known {
         KnownFile::UnknownRecording => OfferDecision::Refuse {
-            reason: format!("recording {} is not in the catalog (send its manifest first)", offer.recording_id),
+            reason: format!(
+                "recording {} is not in the catalog (send its manifest first)",
+                offer.recording_id
+            ),
         },
         KnownFile::UnknownFile => OfferDecision::Refuse {
             reason: format!("file {:?} is not in the recording's manifest", offer.file),
         },
-        KnownFile::Listed { size, sha256, .. } if *size != offer.size || *sha256 != offer.sha256 => {
+        KnownFile::Listed { size, sha256, .. }
+            if *size != offer.size || *sha256 != offer.sha256 =>
+        {
             OfferDecision::Refuse {
                 reason: "offered size or sha256 differs from the manifest".into(),
             }
@@ -174,7 +183,10 @@ impl Transfer {
         }
         if end > self.size {
             return ChunkDecision::Overrun {
-                reason: format!("chunk ends at byte {end}, past the file's size {}", self.size),
+                reason: format!(
+                    "chunk ends at byte {end}, past the file's size {}",
+                    self.size
+                ),
             };
         }
         // offset <= next < end <= size: the new bytes are data[next - offset..].
@@ -239,7 +251,13 @@ mod tests {
         let (out, done, acks) = run(&data, &[(0, 400), (400, 400), (800, 200)]);
         assert_eq!(out, data);
         assert_eq!(acks, vec![400, 800, 1000]);
-        assert_eq!(done, Some(Completion { sha256: sha(&data), matches: true }));
+        assert_eq!(
+            done,
+            Some(Completion {
+                sha256: sha(&data),
+                matches: true
+            })
+        );
     }
 
     #[test]
@@ -247,7 +265,14 @@ mod tests {
         let data: Vec<u8> = (0..1000u32).map(|i| (i % 13) as u8).collect();
         let (out, done, acks) = run(
             &data,
-            &[(0, 300), (600, 300), (0, 300), (300, 300), (500, 300), (800, 200)],
+            &[
+                (0, 300),
+                (600, 300),
+                (0, 300),
+                (300, 300),
+                (500, 300),
+                (800, 200),
+            ],
         );
         assert_eq!(out, data);
         assert_eq!(acks, vec![300, 300, 300, 600, 800, 1000]);
@@ -263,9 +288,18 @@ mod tests {
             d => panic!("{d:?}"),
         }
         let mut t = Transfer::new(4, sha(b"abcd"));
-        assert!(matches!(t.on_chunk(2, b"cdef"), ChunkDecision::ReAck { gap: true, .. }));
-        assert!(matches!(t.on_chunk(0, b"abcdef"), ChunkDecision::Overrun { .. }));
-        assert!(matches!(t.on_chunk(u64::MAX, b"ab"), ChunkDecision::Overrun { .. }));
+        assert!(matches!(
+            t.on_chunk(2, b"cdef"),
+            ChunkDecision::ReAck { gap: true, .. }
+        ));
+        assert!(matches!(
+            t.on_chunk(0, b"abcdef"),
+            ChunkDecision::Overrun { .. }
+        ));
+        assert!(matches!(
+            t.on_chunk(u64::MAX, b"ab"),
+            ChunkDecision::Overrun { .. }
+        ));
         assert!(Transfer::new(0, sha(b"")).completion().matches);
     }
 
@@ -277,7 +311,11 @@ mod tests {
             size: 4,
             sha256: sha(b"abcd"),
         };
-        let listed = |stored| KnownFile::Listed { size: 4, sha256: sha(b"abcd"), stored };
+        let listed = |stored| KnownFile::Listed {
+            size: 4,
+            sha256: sha(b"abcd"),
+            stored,
+        };
         assert!(matches!(
             decide_offer(&offer, &KnownFile::UnknownRecording, None),
             OfferDecision::Refuse { .. }
@@ -286,16 +324,32 @@ mod tests {
             decide_offer(&offer, &KnownFile::UnknownFile, None),
             OfferDecision::Refuse { .. }
         ));
-        assert_eq!(decide_offer(&offer, &listed(true), None), OfferDecision::AlreadyStored);
-        assert_eq!(decide_offer(&offer, &listed(false), None), OfferDecision::Start);
+        assert_eq!(
+            decide_offer(&offer, &listed(true), None),
+            OfferDecision::AlreadyStored
+        );
+        assert_eq!(
+            decide_offer(&offer, &listed(false), None),
+            OfferDecision::Start
+        );
         let mut t = Transfer::new(4, sha(b"abcd"));
         let _ = t.on_chunk(0, b"ab");
         assert_eq!(
             decide_offer(&offer, &listed(false), Some((9, &t))),
-            OfferDecision::Resume { transfer_id: 9, offset: 2 }
+            OfferDecision::Resume {
+                transfer_id: 9,
+                offset: 2
+            }
         );
-        let other = KnownFile::Listed { size: 5, sha256: sha(b"abcd"), stored: false };
-        assert!(matches!(decide_offer(&offer, &other, None), OfferDecision::Refuse { .. }));
+        let other = KnownFile::Listed {
+            size: 5,
+            sha256: sha(b"abcd"),
+            stored: false,
+        };
+        assert!(matches!(
+            decide_offer(&offer, &other, None),
+            OfferDecision::Refuse { .. }
+        ));
     }
 
     proptest! {
@@ -329,7 +383,8 @@ mod tests {
             }
             // Then the sender rewinds to the ack and sends the rest in order.
             while !t.is_complete() {
-                let ack = feed(&mut t, &mut out, t.next_offset(), 500);
+                let next = t.next_offset();
+                let ack = feed(&mut t, &mut out, next, 500);
                 prop_assert!(ack >= last_ack);
                 last_ack = ack;
             }
