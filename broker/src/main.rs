@@ -27,7 +27,7 @@ struct Cli {
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
     /// Log filter (RUST_LOG syntax); RUST_LOG wins when set.
-    #[arg(long, default_value = "info")]
+    #[arg(long, default_value = "info,rumqttd=warn")]
     log_level: String,
 }
 

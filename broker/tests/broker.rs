@@ -151,3 +151,43 @@ fn a_taken_port_is_an_error_not_a_false_start() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn credentials_file_changes_are_picked_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("broker-credentials.toml");
+    let writer = CredentialStore::new();
+    writer.set_password("edge-1", "one").expect("random");
+    writer.to_file().write_atomic(&path).expect("written");
+    let creds = CredentialStore::load(&path).expect("loads");
+    tapfleet_broker::watch_file(path.clone(), creds.clone(), Duration::from_millis(50))
+        .expect("watch");
+    let cfg = BrokerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        ..BrokerConfig::default()
+    };
+    let h = tapfleet_broker::start(cfg, creds).expect("broker starts");
+    let (_c, mut el) = client(&h, "e1", Some(("edge-1", "one")));
+    assert!(connects(&mut el).await);
+    let (_c, mut el) = client(&h, "e2", Some(("edge-2", "two")));
+    assert!(!connects(&mut el).await);
+
+    // The manager enrolls edge-2 and rewrites the file.
+    writer.set_password("edge-2", "two").expect("random");
+    writer.add_claim_token("claim");
+    writer.to_file().write_atomic(&path).expect("rewritten");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_c, mut el) = client(&h, "e2", Some(("edge-2", "two")));
+        if connects(&mut el).await {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "new credentials not reloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_c, mut el) = client(&h, "enroll-x", Some(("enroll", "claim")));
+    assert!(connects(&mut el).await, "claim token from the file refused");
+}

@@ -211,7 +211,9 @@ impl Fleet {
                 }
             }
             Channel::Telemetry => {
-                if self.decode::<Telemetry>(topic, payload).is_some() {
+                // Only liveness is kept from telemetry for now.
+                let telemetry = self.decode::<Telemetry>(topic, payload);
+                if telemetry.is_some() {
                     self.touch(edge);
                 }
             }

@@ -21,7 +21,7 @@ use tapfleet_fleet_manager::serve::{ServeOptions, run};
 )]
 struct Cli {
     /// Log filter (RUST_LOG syntax); RUST_LOG wins when set.
-    #[arg(long, global = true, default_value = "info")]
+    #[arg(long, global = true, default_value = "info,rumqttd=warn")]
     log_level: String,
     #[command(subcommand)]
     cmd: Cmd,

@@ -522,6 +522,50 @@ async fn edge_enrolls_uploads_and_the_catalog_survives_a_restart() {
     let loc = upload(&mut edge, &bulk, &g, &rid, "call.pcap", &pcap).await;
     let dir_rel = format!("default/{}/2024/02/29/{rid}", g.edge);
     assert_eq!(loc, format!("{dir_rel}/call.pcap"));
+    // Tampered bytes under the right offer: the digest check fails, nothing becomes visible.
+    {
+        let mut bad = extra.clone();
+        bad[1000] ^= 0xff;
+        let offer = TransferOffer {
+            recording_id: rid.clone(),
+            file: "dtmf.pcap".into(),
+            size: extra.len() as u64,
+            sha256: sha256(&extra),
+        };
+        edge.publish(
+            &t(Channel::Replies),
+            &JobReply::new(None, ReplyBody::Offer(offer)),
+        )
+        .await;
+        let tid = edge
+            .recv(&t(Channel::Acks), |a: Ack| match a.body {
+                AckBody::Accept { transfer_id, .. } => Some(transfer_id),
+                _ => None,
+            })
+            .await;
+        for off in (0..bad.len()).step_by(CHUNK) {
+            let end = (off + CHUNK).min(bad.len());
+            let chunk = TransferChunk::new(tid, off as u64, bad[off..end].to_vec());
+            bulk.publish(&t(Channel::Upload), &chunk).await;
+        }
+        let reason = edge
+            .recv(&t(Channel::Acks), |a: Ack| match a.body {
+                AckBody::TransferFailed {
+                    transfer_id,
+                    reason,
+                    ..
+                } if transfer_id == tid => Some(reason),
+                AckBody::Stored { .. } => panic!("tampered file stored"),
+                _ => None,
+            })
+            .await;
+        assert!(reason.contains("sha256"), "{reason}");
+        let dir = data
+            .join("targets/cloud")
+            .join(format!("default/{}/2024/02/29/{rid}", g.edge));
+        assert!(!dir.join("dtmf.pcap").exists());
+        assert_eq!(metric(http, "transfers_failed_total"), 2); // the early offer and this one
+    }
     let loc2 = upload(&mut edge, &bulk, &g, &rid, "dtmf.pcap", &extra).await;
     assert_eq!(loc2, format!("{dir_rel}/dtmf.pcap"));
 

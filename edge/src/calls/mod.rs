@@ -527,7 +527,10 @@ mod tests {
         let rtcp: SocketAddr = "10.0.0.2:6001".parse().expect("addr");
         assert!(t.route_media(a, rtcp).is_some_and(|r| r.rtcp));
         // A BYE from the callee ends the call after the grace period.
-        assert_eq!(t.on_sip(1_000_000_000, &msg(BYE_FROM_CALLEE)), SipVerdict::Call(k));
+        assert_eq!(
+            t.on_sip(1_000_000_000, &msg(BYE_FROM_CALLEE)),
+            SipVerdict::Call(k)
+        );
         assert!(t.expire(1_500_000_000).is_empty());
         let ended = t.expire(4_000_000_000);
         assert_eq!(ended.len(), 1);

@@ -254,7 +254,12 @@ impl<R: Read> PcapReader<R> {
     }
 
     /// Reads a section header block's body once its length and byte-order magic were read.
-    fn read_shb_body(&mut self, start: u64, len: [u8; 4], bom: [u8; 4]) -> Result<(), CaptureError> {
+    fn read_shb_body(
+        &mut self,
+        start: u64,
+        len: [u8; 4],
+        bom: [u8; 4],
+    ) -> Result<(), CaptureError> {
         let endian = if u32::from_le_bytes(bom) == PCAPNG_BOM {
             Endian::Little
         } else if u32::from_be_bytes(bom) == PCAPNG_BOM {
@@ -340,11 +345,12 @@ impl<R: Read> PcapReader<R> {
             }
             match btype {
                 BLOCK_IDB => {
-                    let iface = parse_idb(endian, self.buf.get(..body_len).unwrap_or(&[]))
-                        .ok_or(CaptureError::BadBlock {
+                    let iface = parse_idb(endian, self.buf.get(..body_len).unwrap_or(&[])).ok_or(
+                        CaptureError::BadBlock {
                             reason: "short interface description",
                             offset: start,
-                        })?;
+                        },
+                    )?;
                     if let Format::Ng { interfaces, .. } = &mut self.format {
                         if interfaces.len() >= 4096 {
                             return Err(CaptureError::BadBlock {
@@ -543,7 +549,11 @@ mod tests {
         };
         let mut f = Vec::new();
         f.extend_from_slice(&w(magic));
-        f.extend_from_slice(&if endian_be { [0, 2, 0, 4] } else { [2, 0, 4, 0] });
+        f.extend_from_slice(&if endian_be {
+            [0, 2, 0, 4]
+        } else {
+            [2, 0, 4, 0]
+        });
         f.extend_from_slice(&[0; 8]);
         f.extend_from_slice(&w(65535));
         f.extend_from_slice(&w(1));
@@ -591,6 +601,102 @@ mod tests {
         assert!(matches!(
             r.next_raw(),
             Err(CaptureError::RecordTooLarge { .. })
+        ));
+    }
+
+    /// A pcapng block in the given byte order.
+    fn block(be: bool, btype: u32, body: &[u8]) -> Vec<u8> {
+        let w = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+        let mut body = body.to_vec();
+        while body.len() % 4 != 0 {
+            body.push(0);
+        }
+        let total = (body.len() + 12) as u32;
+        let mut b = Vec::new();
+        b.extend_from_slice(&w(btype));
+        b.extend_from_slice(&w(total));
+        b.extend_from_slice(&body);
+        b.extend_from_slice(&w(total));
+        b
+    }
+
+    fn pcapng_two_sections() -> Vec<u8> {
+        let mut f = Vec::new();
+        // Section 1, little-endian: Ethernet at nanoseconds, an EPB.
+        let mut shb = Vec::new();
+        shb.extend_from_slice(&PCAPNG_BOM.to_le_bytes());
+        shb.extend_from_slice(&[1, 0, 0, 0]);
+        shb.extend_from_slice(&u64::MAX.to_le_bytes());
+        f.extend(block(false, PCAPNG_SHB, &shb));
+        let mut idb = vec![1, 0, 0, 0];
+        idb.extend_from_slice(&0u32.to_le_bytes());
+        idb.extend_from_slice(&[9, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0]); // if_tsresol = 9, end
+        f.extend(block(false, BLOCK_IDB, &idb));
+        let ts: u64 = 1_700_000_000_123_456_789;
+        let mut epb = Vec::new();
+        epb.extend_from_slice(&0u32.to_le_bytes());
+        epb.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
+        epb.extend_from_slice(&(ts as u32).to_le_bytes());
+        epb.extend_from_slice(&3u32.to_le_bytes());
+        epb.extend_from_slice(&9u32.to_le_bytes());
+        epb.extend_from_slice(&[1, 2, 3]);
+        f.extend(block(false, BLOCK_EPB, &epb));
+        f.extend(block(false, 0x0000_0004, &[0; 8])); // name resolution: skipped
+        // Section 2, big-endian: Linux SLL at microseconds (default), an SPB.
+        let mut shb = Vec::new();
+        shb.extend_from_slice(&PCAPNG_BOM.to_be_bytes());
+        shb.extend_from_slice(&[0, 1, 0, 0]);
+        shb.extend_from_slice(&u64::MAX.to_be_bytes());
+        f.extend(block(true, PCAPNG_SHB, &shb));
+        let mut idb = vec![0, 113, 0, 0];
+        idb.extend_from_slice(&2u32.to_be_bytes()); // snaplen 2
+        f.extend(block(true, BLOCK_IDB, &idb));
+        let mut spb = Vec::new();
+        spb.extend_from_slice(&4u32.to_be_bytes());
+        spb.extend_from_slice(&[7, 8, 9, 10]);
+        f.extend(block(true, BLOCK_SPB, &spb));
+        f
+    }
+
+    #[test]
+    fn pcapng_sections_resolutions_and_block_kinds() {
+        let f = pcapng_two_sections();
+        let mut r = PcapReader::new(&f[..]).expect("header");
+        let p = r.next_raw().expect("ok").expect("epb");
+        assert_eq!(p.ts_ns, 1_700_000_000_123_456_789);
+        assert_eq!(p.ts_precision, TsPrecision::Nano);
+        assert_eq!((p.linktype, p.orig_len, p.data), (1, 9, &[1u8, 2, 3][..]));
+        assert!(p.classic.is_none());
+        let p = r.next_raw().expect("ok").expect("spb");
+        assert_eq!(p.linktype, 113);
+        assert_eq!(p.ts_precision, TsPrecision::Micro);
+        assert_eq!(p.data, &[7, 8], "cut to the interface's snaplen");
+        assert_eq!(p.ts_ns, 1_700_000_000_123_456_789, "an SPB inherits the last time");
+        assert!(r.next_raw().expect("ok").is_none());
+        assert_eq!(r.packets(), 2);
+    }
+
+    #[test]
+    fn pcapng_truncation_and_garbage_never_panic() {
+        let f = pcapng_two_sections();
+        for cut in 0..f.len() {
+            let res = PcapReader::new(&f[..cut]).and_then(|mut r| {
+                while r.next_raw()?.is_some() {}
+                Ok(())
+            });
+            // Cuts at block boundaries end cleanly; everything else is a typed error.
+            let _ = res;
+        }
+        let mut bad = f.clone();
+        bad[4] = 13; // block length not a multiple of 4
+        assert!(PcapReader::new(&bad[..]).is_err());
+        let mut bad = f.clone();
+        let epb_start = 28 + 32;
+        bad[epb_start + 8] = 5; // EPB for undeclared interface 5
+        let mut r = PcapReader::new(&bad[..]).expect("header");
+        assert!(matches!(
+            r.next_raw(),
+            Err(CaptureError::UnknownInterface { id: 5, .. })
         ));
     }
 }

@@ -208,9 +208,9 @@ impl CallRecording {
                     None => i64::from(pkt.timestamp),
                 };
                 s.ext_ts = Some((pkt.timestamp, ext));
-                let arrival_frame =
-                    ((i128::from(arrival_ns - self.start_ns) * i128::from(SAMPLE_RATE))
-                        / 1_000_000_000) as i64;
+                let arrival_frame = ((i128::from(arrival_ns - self.start_ns)
+                    * i128::from(SAMPLE_RATE))
+                    / 1_000_000_000) as i64;
                 let (a_ts, a_frame) = match s.anchor {
                     Some((t, f)) if ((f + (ext - t)) - arrival_frame).abs() <= 8000 => (t, f),
                     // First packet, or the timestamps jumped more than 1 s from arrival: re-anchor.
@@ -264,7 +264,11 @@ impl CallRecording {
     }
 
     /// Closes the files (synced), writes `manifest.json` last, and returns the manifest.
-    pub fn finish(mut self, dialog: &Dialog, edge_id: Option<&str>) -> io::Result<schemas::Manifest> {
+    pub fn finish(
+        mut self,
+        dialog: &Dialog,
+        edge_id: Option<&str>,
+    ) -> io::Result<schemas::Manifest> {
         let mut m = schemas::Manifest::new(self.id.clone(), schemas::RecordingKind::Call);
         m.edge_id = edge_id.map(str::to_string);
         m.call_id = dialog.call_id.clone();
@@ -320,8 +324,9 @@ impl CallRecording {
                 .max(0) as u64;
             let (size, sha) = w.finish(frames)?;
             if late > 0 {
-                m.incomplete
-                    .push(format!("{late} audio samples arrived too late for audio.wav"));
+                m.incomplete.push(format!(
+                    "{late} audio samples arrived too late for audio.wav"
+                ));
             }
             m.files.push(schemas::FileEntry {
                 name: WAV_NAME.into(),

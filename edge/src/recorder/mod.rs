@@ -396,11 +396,12 @@ impl Recorder {
             Ok(manifest) => {
                 tracing::debug!(recording_id = %id, packets = manifest.packets, "call finished");
                 self.stats.calls_finished += 1;
-                self.events.push(RecorderEvent::Finished(Box::new(FinishedRecording {
-                    recording_id: id,
-                    dir,
-                    manifest,
-                })));
+                self.events
+                    .push(RecorderEvent::Finished(Box::new(FinishedRecording {
+                        recording_id: id,
+                        dir,
+                        manifest,
+                    })));
             }
             Err(e) => {
                 tracing::warn!(recording_id = %id, error = %e, "finishing recording failed");

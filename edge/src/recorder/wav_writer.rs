@@ -73,7 +73,11 @@ impl WavWriter {
         let mut buf = [0u8; 4];
         while self.base < frame {
             let idx = (self.base % window) as usize;
-            let fr = self.ring.get_mut(idx).map(std::mem::take).unwrap_or_default();
+            let fr = self
+                .ring
+                .get_mut(idx)
+                .map(std::mem::take)
+                .unwrap_or_default();
             buf[0..2].copy_from_slice(&fr[0].to_le_bytes());
             buf[2..4].copy_from_slice(&fr[1].to_le_bytes());
             self.out.write_all(&buf)?;

@@ -107,7 +107,9 @@ mod tests {
 
     #[test]
     fn parses_header_with_csrc_extension_padding() {
-        let mut p = vec![0xb1, 0x88, 0x12, 0x34, 0, 0, 0x01, 0x40, 0xde, 0xad, 0xbe, 0xef];
+        let mut p = vec![
+            0xb1, 0x88, 0x12, 0x34, 0, 0, 0x01, 0x40, 0xde, 0xad, 0xbe, 0xef,
+        ];
         p.extend_from_slice(&[1, 2, 3, 4]); // CSRC
         p.extend_from_slice(&[0xbe, 0xde, 0, 1, 9, 9, 9, 9]); // extension of 1 word
         p.extend_from_slice(&[7, 7, 7]); // payload

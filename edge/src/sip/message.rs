@@ -98,8 +98,7 @@ pub fn looks_like_sip(p: &[u8]) -> bool {
     let Some(end) = first else { return false };
     let line = p.get(..end).unwrap_or(&[]);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    line.ends_with(b" SIP/2.0")
-        && line.first().is_some_and(|c| c.is_ascii_uppercase())
+    line.ends_with(b" SIP/2.0") && line.first().is_some_and(|c| c.is_ascii_uppercase())
 }
 
 /// Parses one SIP message from the start of `data`.
@@ -187,7 +186,9 @@ fn parse_start(line: &str) -> Result<StartLine<'_>, SipError> {
     if method.is_empty()
         || uri.is_empty()
         || version != "SIP/2.0"
-        || !method.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        || !method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
     {
         return Err(SipError::Malformed("request line"));
     }
@@ -223,7 +224,10 @@ fn headers(head: &str) -> impl Iterator<Item = (&str, &str)> {
             let bytes = rest.as_bytes();
             let mut end = rest.len();
             let mut i = 0;
-            while let Some(p) = bytes.get(i..).and_then(|s| s.iter().position(|&b| b == b'\n')) {
+            while let Some(p) = bytes
+                .get(i..)
+                .and_then(|s| s.iter().position(|&b| b == b'\n'))
+            {
                 let nl = i + p;
                 if !matches!(bytes.get(nl + 1), Some(b' ' | b'\t')) {
                     end = nl;
@@ -281,11 +285,7 @@ pub fn parse_name_addr(v: &str) -> Result<NameAddr<'_>, SipError> {
         let uri = after.get(..gt).unwrap_or("");
         let params = after.get(gt + 1..).unwrap_or("");
         let display = display.trim_matches('"').trim();
-        (
-            (!display.is_empty()).then_some(display),
-            uri.trim(),
-            params,
-        )
+        ((!display.is_empty()).then_some(display), uri.trim(), params)
     } else {
         // addr-spec: parameters after the URI belong to the header.
         let (uri, params) = match v.find(';') {

@@ -34,7 +34,13 @@ mod tests {
         assert_eq!(m.from.tag, Some("66891B8"));
         assert_eq!(m.to.user, Some("147"));
         assert_eq!(m.to.tag, None);
-        assert_eq!(m.cseq, CSeq { seq: 1, method: "INVITE" });
+        assert_eq!(
+            m.cseq,
+            CSeq {
+                seq: 1,
+                method: "INVITE"
+            }
+        );
         assert_eq!(m.content_length, Some(277));
         assert_eq!(m.body.len(), 277);
         assert!(!m.body_truncated);
@@ -46,10 +52,16 @@ mod tests {
         assert_eq!(a.media, "audio");
         assert_eq!(a.port, 35560);
         assert_eq!(a.payload_types, vec![8, 0, 18, 101]);
-        assert_eq!(a.connection, Some("10.251.23.139".parse::<IpAddr>().expect("ip")));
+        assert_eq!(
+            a.connection,
+            Some("10.251.23.139".parse::<IpAddr>().expect("ip"))
+        );
         assert_eq!(a.ptime, Some(20));
         assert_eq!(a.direction, Direction::SendRecv);
-        assert_eq!(a.rtpmap(101).map(|r| r.encoding), Some("telephone-event".into()));
+        assert_eq!(
+            a.rtpmap(101).map(|r| r.encoding),
+            Some("telephone-event".into())
+        );
         assert_eq!(a.rtpmap(8).map(|r| r.clock_rate), Some(8000));
     }
 
@@ -77,7 +89,10 @@ mod tests {
             sd.media[0].connection,
             Some("fe80::21a:a0ff:fe07:32e0".parse::<IpAddr>().expect("ip"))
         );
-        assert_eq!(sd.media[0].rtpmap(0).map(|r| r.encoding), Some("pcmu".into()));
+        assert_eq!(
+            sd.media[0].rtpmap(0).map(|r| r.encoding),
+            Some("pcmu".into())
+        );
     }
 
     #[test]
@@ -107,10 +122,16 @@ mod tests {
             m=audio 5000 RTP/AVP 8\r\nc=IN IP4 10.0.0.2\r\na=sendonly\r\n";
         let sd = sdp::parse(body).expect("sdp");
         assert_eq!(sd.media[0].direction, Direction::RecvOnly);
-        assert_eq!(sd.media[0].connection, Some("10.0.0.1".parse().expect("ip")));
+        assert_eq!(
+            sd.media[0].connection,
+            Some("10.0.0.1".parse().expect("ip"))
+        );
         assert_eq!(sd.media[1].port, 0);
         assert_eq!(sd.media[1].direction, Direction::Inactive);
-        assert_eq!(sd.media[2].connection, Some("10.0.0.2".parse().expect("ip")));
+        assert_eq!(
+            sd.media[2].connection,
+            Some("10.0.0.2".parse().expect("ip"))
+        );
         assert_eq!(sd.media[2].direction, Direction::SendOnly);
     }
 
