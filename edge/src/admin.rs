@@ -48,7 +48,11 @@ pub fn main(args: CacheArgs) -> anyhow::Result<()> {
             } else {
                 for (id, e) in &entries {
                     let call = e.manifest.as_ref().map_or("", |m| m.call_id.as_str());
-                    println!("{id}  {:<10} {:>10} B  {call}", format!("{:?}", e.state), e.bytes());
+                    println!(
+                        "{id}  {:<10} {:>10} B  {call}",
+                        format!("{:?}", e.state),
+                        e.bytes()
+                    );
                 }
                 let s = cache.summary()?;
                 println!(

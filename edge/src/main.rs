@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "tapfleet-edge", version, about = "tapfleet edge: records SIP calls and their media")]
+#[command(
+    name = "tapfleet-edge",
+    version,
+    about = "tapfleet edge: records SIP calls and their media"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

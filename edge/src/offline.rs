@@ -81,7 +81,8 @@ pub fn main(args: RecordArgs) -> anyhow::Result<()> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    print_summary(&rec, &finished, &failed, started.elapsed());
+    // A closed stdout (e.g. piped into `head`) must not fail the recording.
+    let _ = print_summary(&rec, &finished, &failed, started.elapsed());
     result?;
     if !failed.is_empty() {
         anyhow::bail!("{} recordings failed: {}", failed.len(), failed.join("; "));
@@ -144,9 +145,12 @@ fn print_summary(
     finished: &[FinishedRecording],
     failed: &[String],
     elapsed: std::time::Duration,
-) {
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
     let s = rec.stats();
-    println!(
+    writeln!(
+        out,
         "{} calls recorded, {} packets ({} bytes) in {:.2}s: {} SIP messages, {} RTP, {} RTCP, \
          {} orphan RTP, {} other, {} undecodable, {} IP fragments, {} SIP parse errors",
         finished.len(),
@@ -161,7 +165,7 @@ fn print_summary(
         s.undecoded,
         s.ip_fragments,
         s.sip_parse_errors,
-    );
+    )?;
     for f in finished {
         let m = &f.manifest;
         let who = |p: &tapfleet_schemas::Party| {
@@ -171,7 +175,8 @@ fn print_summary(
                 p.number.clone()
             }
         };
-        println!(
+        writeln!(
+            out,
             "{}  Call-ID {}  {} -> {}  {} streams  {:.1}s  {} packets  {:?}{}",
             m.recording_id,
             m.call_id,
@@ -182,9 +187,10 @@ fn print_summary(
             m.packets,
             m.end_reason,
             m.sip_status.map(|s| format!(" {s}")).unwrap_or_default(),
-        );
+        )?;
     }
     for f in failed {
-        println!("FAILED {f}");
+        writeln!(out, "FAILED {f}")?;
     }
+    Ok(())
 }

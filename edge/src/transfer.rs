@@ -72,7 +72,9 @@ impl Sender {
         if self.is_done() {
             return None;
         }
-        if now_ns.saturating_sub(self.progress_ns) >= self.cfg.stall_timeout_ns && self.next > self.acked {
+        if now_ns.saturating_sub(self.progress_ns) >= self.cfg.stall_timeout_ns
+            && self.next > self.acked
+        {
             self.next = self.acked;
             self.progress_ns = now_ns;
             self.rewinds += 1;
@@ -142,7 +144,13 @@ mod tests {
         let sent: Vec<_> = std::iter::from_fn(|| s.poll_chunk(0)).collect();
         assert_eq!(sent.len(), 3);
         s.on_ack(10, 1);
-        assert_eq!(s.poll_chunk(1), Some(ChunkRange { offset: 30, len: 10 }));
+        assert_eq!(
+            s.poll_chunk(1),
+            Some(ChunkRange {
+                offset: 30,
+                len: 10
+            })
+        );
         assert_eq!(s.poll_chunk(1), None);
     }
 
@@ -152,7 +160,13 @@ mod tests {
         while s.poll_chunk(0).is_some() {}
         s.on_ack(10, 5);
         assert_eq!(s.poll_chunk(104), None);
-        assert_eq!(s.poll_chunk(105), Some(ChunkRange { offset: 10, len: 10 }));
+        assert_eq!(
+            s.poll_chunk(105),
+            Some(ChunkRange {
+                offset: 10,
+                len: 10
+            })
+        );
         assert_eq!(s.rewinds(), 1);
     }
 

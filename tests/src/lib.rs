@@ -38,7 +38,11 @@ pub fn bin(name: &str) -> PathBuf {
 /// The shared captures beside the repository (`../shared/captures`).
 pub fn captures() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/captures");
-    assert!(p.exists(), "{} is missing: the shared captures must sit beside the repository", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: the shared captures must sit beside the repository",
+        p.display()
+    );
     p
 }
 
@@ -64,7 +68,9 @@ impl Proc {
         let out = File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         Proc {
             name: name.to_owned(),
             child: Some(child),
@@ -118,7 +124,12 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!("----- {} log ({}) -----\n{}", self.name, self.log.display(), tail(&self.output(), 80));
+            eprintln!(
+                "----- {} log ({}) -----\n{}",
+                self.name,
+                self.log.display(),
+                tail(&self.output(), 80)
+            );
         }
     }
 }
@@ -135,7 +146,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -163,7 +177,9 @@ pub fn sha256_file(path: &Path) -> String {
 
 /// Runs a command to completion and returns its stdout; panics with its output on failure.
 pub fn run_ok(mut cmd: Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\n{}\n{}",
@@ -180,5 +196,8 @@ pub fn require_tool(tool: &str) {
         .args(["-c", &format!("command -v {tool}")])
         .output()
         .is_ok_and(|o| o.status.success());
-    assert!(ok, "{tool} is required by this test: install it (tests/run.sh does)");
+    assert!(
+        ok,
+        "{tool} is required by this test: install it (tests/run.sh does)"
+    );
 }

@@ -86,13 +86,16 @@ fn every_call_reaches_the_cloud_target_with_matching_sha256() {
         seed: 42,
         ..GenOptions::default()
     };
-    let truth = generate_to_file(&opts, &pcap, None)
-        .expect("generate calls");
+    let truth = generate_to_file(&opts, &pcap, None).expect("generate calls");
     assert_eq!(truth.calls.len(), 6);
 
     let mut edge = start_edge(&fleet, &pcap);
     let stored = wait_stored(&fleet, truth.calls.len());
-    assert_eq!(stored.len(), truth.calls.len(), "one recording per call, no duplicates");
+    assert_eq!(
+        stored.len(),
+        truth.calls.len(),
+        "one recording per call, no duplicates"
+    );
 
     // Every call of the ground truth is in the catalog, once.
     let mut by_call: BTreeMap<String, usize> = BTreeMap::new();
@@ -102,7 +105,12 @@ fn every_call_reaches_the_cloud_target_with_matching_sha256() {
             .or_default() += 1;
     }
     for call in &truth.calls {
-        assert_eq!(by_call.get(&call.call_id), Some(&1), "call {} in catalog", call.call_id);
+        assert_eq!(
+            by_call.get(&call.call_id),
+            Some(&1),
+            "call {} in catalog",
+            call.call_id
+        );
     }
 
     let target_root = fleet.dir.path().join("manager/targets/cloud");
@@ -118,7 +126,10 @@ fn every_call_reaches_the_cloud_target_with_matching_sha256() {
         let files = rec["files"].as_array().expect("files");
         let names: Vec<&str> = files.iter().filter_map(|f| f["name"].as_str()).collect();
         for expected in ["call.pcap", "audio.wav", "manifest.json"] {
-            assert!(names.contains(&expected), "{id}: {expected} in catalog ({names:?})");
+            assert!(
+                names.contains(&expected),
+                "{id}: {expected} in catalog ({names:?})"
+            );
         }
         for f in files {
             let name = f["name"].as_str().expect("name");
@@ -132,7 +143,11 @@ fn every_call_reaches_the_cloud_target_with_matching_sha256() {
             );
             let edge_file = edge_recordings.join(id).join(name);
             let target_sha = sha256_file(&stored_path);
-            assert_eq!(target_sha, sha256_file(&edge_file), "{id}/{name}: target == edge");
+            assert_eq!(
+                target_sha,
+                sha256_file(&edge_file),
+                "{id}/{name}: target == edge"
+            );
             if let Some(catalog_sha) = f["sha256"].as_str() {
                 assert_eq!(target_sha, catalog_sha, "{id}/{name}: target == catalog");
             }
@@ -140,7 +155,10 @@ fn every_call_reaches_the_cloud_target_with_matching_sha256() {
     }
 
     // The edge's cache marks every recording as stored (inspected after a clean stop).
-    assert!(edge.terminate(Duration::from_secs(20)), "edge stops on SIGTERM");
+    assert!(
+        edge.terminate(Duration::from_secs(20)),
+        "edge stops on SIGTERM"
+    );
     let mut list = Command::new(bin("tapfleet-edge"));
     list.args(["cache", "list", "--json", "--data"])
         .arg(fleet.dir.path().join("edge"));
@@ -173,7 +191,14 @@ fn an_edge_killed_mid_delivery_finishes_after_restart_without_duplicates() {
     // Restart on an empty capture: whatever is still in the cache must be delivered.
     let empty = fleet.dir.path().join("empty.pcap");
     let mut header = Vec::new();
-    for word in [0xa1b2_c3d4u32.to_le_bytes(), [2, 0, 4, 0], [0; 4], [0; 4], 65535u32.to_le_bytes(), 1u32.to_le_bytes()] {
+    for word in [
+        0xa1b2_c3d4u32.to_le_bytes(),
+        [2, 0, 4, 0],
+        [0; 4],
+        [0; 4],
+        65535u32.to_le_bytes(),
+        1u32.to_le_bytes(),
+    ] {
         header.extend_from_slice(&word);
     }
     std::fs::write(&empty, header).expect("write empty.pcap");
@@ -181,13 +206,27 @@ fn an_edge_killed_mid_delivery_finishes_after_restart_without_duplicates() {
     let stored = wait_stored(&fleet, truth.calls.len());
     let v = get_json(&format!("{}/api/v1/recordings", fleet.http)).expect("catalog");
     let all = v["recordings"].as_array().expect("recordings");
-    assert_eq!(all.len(), truth.calls.len(), "no duplicates after a kill -9: {v}");
+    assert_eq!(
+        all.len(),
+        truth.calls.len(),
+        "no duplicates after a kill -9: {v}"
+    );
     let target_root = fleet.dir.path().join("manager/targets/cloud");
     for (id, rec) in &stored {
         for f in rec["files"].as_array().expect("files") {
             let path = target_root.join(f["locations"][0]["path"].as_str().expect("path"));
-            let edge_file = fleet.dir.path().join("edge/cache/recordings").join(id).join(f["name"].as_str().expect("name"));
-            assert_eq!(sha256_file(&path), sha256_file(&edge_file), "{}", path.display());
+            let edge_file = fleet
+                .dir
+                .path()
+                .join("edge/cache/recordings")
+                .join(id)
+                .join(f["name"].as_str().expect("name"));
+            assert_eq!(
+                sha256_file(&path),
+                sha256_file(&edge_file),
+                "{}",
+                path.display()
+            );
         }
     }
 }

@@ -13,9 +13,16 @@ use tapfleet_tests::{bin, captures, require_tool, run_ok};
 /// (epoch time, frame length) of every frame of `file` matching `filter`, in file order.
 fn frames(file: &Path, filter: &str) -> Vec<(String, String)> {
     let mut cmd = Command::new("tshark");
-    cmd.arg("-r")
-        .arg(file)
-        .args(["-Y", filter, "-T", "fields", "-e", "frame.time_epoch", "-e", "frame.len"]);
+    cmd.arg("-r").arg(file).args([
+        "-Y",
+        filter,
+        "-T",
+        "fields",
+        "-e",
+        "frame.time_epoch",
+        "-e",
+        "frame.len",
+    ]);
     run_ok(cmd)
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -29,12 +36,26 @@ fn frames(file: &Path, filter: &str) -> Vec<(String, String)> {
 /// Distinct values of a field over the frames matching `filter`.
 fn field_values(file: &Path, filter: &str, field: &str) -> BTreeSet<String> {
     let mut cmd = Command::new("tshark");
-    cmd.arg("-r")
-        .arg(file)
-        .args(["-Y", filter, "-T", "fields", "-E", "occurrence=a", "-E", "separator=,", "-e", field]);
+    cmd.arg("-r").arg(file).args([
+        "-Y",
+        filter,
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "separator=,",
+        "-e",
+        field,
+    ]);
     run_ok(cmd)
         .lines()
-        .flat_map(|l| l.split(',').map(str::trim).map(str::to_owned).collect::<Vec<_>>())
+        .flat_map(|l| {
+            l.split(',')
+                .map(str::trim)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .filter(|v| !v.is_empty())
         .collect()
 }
@@ -50,7 +71,11 @@ fn records(file: &Path) -> Vec<Vec<u8>> {
     };
     let u32_at = |o: usize| {
         let b = [bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]];
-        if le { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) }
+        if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        }
     };
     let mut out = Vec::new();
     let mut off = 24;
@@ -117,10 +142,16 @@ fn sipp_capture_yields_its_five_calls_with_exactly_their_frames() {
             expected.len(),
             "{call_id}: call.pcap frames == tshark's frames of the call ({filter})"
         );
-        assert_eq!(got, expected, "{call_id}: same frames, same times, same order");
+        assert_eq!(
+            got, expected,
+            "{call_id}: same frames, same times, same order"
+        );
         // Byte-identical records (header with timestamps + data) of the input.
         for rec in records(&dir.join("call.pcap")) {
-            assert!(input_records.contains(&rec), "{call_id}: a record not byte-identical to the input");
+            assert!(
+                input_records.contains(&rec),
+                "{call_id}: a record not byte-identical to the input"
+            );
         }
     }
     let tshark_calls = field_values(&input, "sip.Method == \"INVITE\"", "sip.Call-ID");
@@ -142,7 +173,11 @@ fn unreadable_input_is_a_clear_error_and_a_nonzero_exit() {
             .expect("run");
         assert!(!out.status.success(), "{} must fail", input.display());
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("error"), "clear error for {}: {err}", input.display());
+        assert!(
+            err.contains("error"),
+            "clear error for {}: {err}",
+            input.display()
+        );
         assert!(!err.contains("panicked"), "no panic: {err}");
     }
 }

@@ -220,7 +220,11 @@ impl Cache {
             let mut e = old?;
             if matches!(e.state, State::Finalized | State::Announced) {
                 e.stored_files.insert(file.to_owned());
-                let files = e.manifest.as_ref().map(|m| m.files.as_slice()).unwrap_or(&[]);
+                let files = e
+                    .manifest
+                    .as_ref()
+                    .map(|m| m.files.as_slice())
+                    .unwrap_or(&[]);
                 if files.iter().all(|f| e.stored_files.contains(&f.name)) {
                     e.state = State::Stored;
                     e.changed_ms = now_ms;
@@ -271,7 +275,10 @@ impl Cache {
             }
             if matches!(e.state, State::Finalized | State::Announced) {
                 s.backlog_bytes += e.bytes();
-                s.backlog_oldest_ms = Some(s.backlog_oldest_ms.map_or(e.created_ms, |o: i64| o.min(e.created_ms)));
+                s.backlog_oldest_ms = Some(
+                    s.backlog_oldest_ms
+                        .map_or(e.created_ms, |o: i64| o.min(e.created_ms)),
+                );
             }
         }
         Ok(s)

@@ -7,7 +7,12 @@ use super::{Entry, State};
 
 /// Whether the upload threshold is reached: pending bytes >= threshold, or the oldest pending
 /// recording is older than the maximum age. A threshold of 0 uploads at once.
-pub fn should_upload(cfg: &CacheConfig, pending_bytes: u64, oldest_pending_ms: Option<i64>, now_ms: i64) -> bool {
+pub fn should_upload(
+    cfg: &CacheConfig,
+    pending_bytes: u64,
+    oldest_pending_ms: Option<i64>,
+    now_ms: i64,
+) -> bool {
     let Some(oldest) = oldest_pending_ms else {
         return false;
     };
@@ -15,7 +20,8 @@ pub fn should_upload(cfg: &CacheConfig, pending_bytes: u64, oldest_pending_ms: O
         return true;
     }
     cfg.upload_max_age_secs > 0
-        && now_ms.saturating_sub(oldest) >= i64::try_from(cfg.upload_max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+        && now_ms.saturating_sub(oldest)
+            >= i64::try_from(cfg.upload_max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
 /// Ids of stored recordings whose local files retention says to delete now.
@@ -67,7 +73,10 @@ mod tests {
     #[test]
     fn upload_threshold_by_bytes_or_age() {
         let mut cfg = CacheConfig::default();
-        assert!(should_upload(&cfg, 1, Some(0), 0), "threshold 0 uploads at once");
+        assert!(
+            should_upload(&cfg, 1, Some(0), 0),
+            "threshold 0 uploads at once"
+        );
         assert!(!should_upload(&cfg, 0, None, 0), "nothing pending");
         cfg.upload_threshold_bytes = 1000;
         cfg.upload_max_age_secs = 60;
@@ -94,6 +103,9 @@ mod tests {
         assert_eq!(to_evict(&keep, [("s", &s)], 0, 86_400_000), vec!["s"]);
         let space = CacheConfig::default();
         assert!(to_evict(&space, [("s", &s)], 0, 0).is_empty());
-        assert_eq!(to_evict(&space, [("s", &s)], space.capacity_bytes, 0), vec!["s"]);
+        assert_eq!(
+            to_evict(&space, [("s", &s)], space.capacity_bytes, 0),
+            vec!["s"]
+        );
     }
 }

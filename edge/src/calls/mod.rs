@@ -228,6 +228,8 @@ pub struct CallTracker {
     by_call_id: HashMap<String, CallKey>,
     routes: HashMap<SocketAddr, MediaRoute>,
     next_key: CallKey,
+    /// Calls ended by `on_sip`, returned by the next `expire`/`take_ended`.
+    ended: Vec<Dialog>,
     /// SDP bodies that did not parse.
     pub sdp_errors: u64,
 }
@@ -251,6 +253,18 @@ impl CallTracker {
 
     /// Accounts a SIP message seen at `now_ns`.
     pub fn on_sip(&mut self, now_ns: i64, msg: &SipMessage<'_>) -> SipVerdict {
+        // An INVITE for a dialog that BYE or CANCEL already closed starts a new call (a
+        // Call-ID reused later, or the same capture read twice): the old call ends now.
+        if msg.is_request("INVITE")
+            && let Some(&k) = self.by_call_id.get(msg.call_id)
+            && self
+                .dialogs
+                .get(&k)
+                .is_some_and(|d| matches!(d.end_reason, Some(CallEnd::Bye | CallEnd::Cancel)))
+            && let Some(d) = self.remove(k, CallEnd::Timeout)
+        {
+            self.ended.push(d);
+        }
         let (key, new) = match self.by_call_id.get(msg.call_id) {
             Some(&k) => (k, false),
             None if msg.is_request("INVITE") => {
@@ -448,21 +462,28 @@ impl CallTracker {
             })
             .map(|d| d.key)
             .collect();
-        let mut out: Vec<Dialog> = over
-            .into_iter()
-            .filter_map(|k| self.remove(k, CallEnd::Timeout))
-            .collect();
+        let mut out: Vec<Dialog> = std::mem::take(&mut self.ended);
+        out.extend(
+            over.into_iter()
+                .filter_map(|k| self.remove(k, CallEnd::Timeout)),
+        );
         out.sort_by_key(|d| (d.start_ns, d.key));
         out
+    }
+
+    /// Calls that `on_sip` ended (a closed dialog's Call-ID reused by a new INVITE).
+    pub fn take_ended(&mut self) -> Vec<Dialog> {
+        std::mem::take(&mut self.ended)
     }
 
     /// Ends every call (end of capture).
     pub fn end_all(&mut self) -> Vec<Dialog> {
         let keys: Vec<CallKey> = self.dialogs.keys().copied().collect();
-        let mut out: Vec<Dialog> = keys
-            .into_iter()
-            .filter_map(|k| self.remove(k, CallEnd::CaptureEnd))
-            .collect();
+        let mut out: Vec<Dialog> = std::mem::take(&mut self.ended);
+        out.extend(
+            keys.into_iter()
+                .filter_map(|k| self.remove(k, CallEnd::CaptureEnd)),
+        );
         out.sort_by_key(|d| (d.start_ns, d.key));
         out
     }
@@ -548,5 +569,42 @@ mod tests {
         assert!(t.expire(100_000_000_000).is_empty());
         let ended = t.expire(181_000_000_000);
         assert_eq!(ended[0].end_reason, Some(CallEnd::Timeout));
+    }
+
+    #[test]
+    fn reused_call_id_after_bye_starts_a_new_call() {
+        let mut t = CallTracker::new(TrackerOptions::default());
+        let SipVerdict::NewCall(k1) = t.on_sip(0, &msg(INVITE)) else {
+            panic!("first INVITE starts a call")
+        };
+        t.on_sip(10, &msg(OK));
+        t.on_sip(20, &msg(BYE_FROM_CALLEE));
+        let SipVerdict::NewCall(k2) = t.on_sip(30, &msg(INVITE)) else {
+            panic!("an INVITE after BYE starts a new call")
+        };
+        assert_ne!(k1, k2);
+        let ended = t.take_ended();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].key, k1);
+        assert_eq!(ended[0].end_reason, Some(CallEnd::Bye));
+        assert_eq!(t.active(), 1);
+    }
+
+    #[test]
+    fn invite_after_auth_challenge_continues_the_call() {
+        const CHALLENGE: &[u8] = b"SIP/2.0 407 Proxy Authentication Required\r\n\
+            From: \"Alice\" <sip:alice@a>;tag=A\r\nTo: <sip:bob@b>;tag=P\r\nCall-ID: c1\r\n\
+            CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let mut t = CallTracker::new(TrackerOptions::default());
+        let SipVerdict::NewCall(k) = t.on_sip(0, &msg(INVITE)) else {
+            panic!("INVITE starts a call")
+        };
+        t.on_sip(10, &msg(CHALLENGE));
+        assert!(t.expire(5_000_000_000).is_empty(), "waits for credentials");
+        assert_eq!(t.on_sip(6_000_000_000, &msg(INVITE)), SipVerdict::Call(k));
+        t.on_sip(6_100_000_000, &msg(OK));
+        let d = t.dialog(k).expect("active");
+        assert_eq!(d.sip_status, Some(200));
+        assert_eq!(d.end_reason, None);
     }
 }

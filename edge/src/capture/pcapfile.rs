@@ -608,7 +608,7 @@ mod tests {
     fn block(be: bool, btype: u32, body: &[u8]) -> Vec<u8> {
         let w = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
         let mut body = body.to_vec();
-        while body.len() % 4 != 0 {
+        while !body.len().is_multiple_of(4) {
             body.push(0);
         }
         let total = (body.len() + 12) as u32;
@@ -671,7 +671,10 @@ mod tests {
         assert_eq!(p.linktype, 113);
         assert_eq!(p.ts_precision, TsPrecision::Micro);
         assert_eq!(p.data, &[7, 8], "cut to the interface's snaplen");
-        assert_eq!(p.ts_ns, 1_700_000_000_123_456_789, "an SPB inherits the last time");
+        assert_eq!(
+            p.ts_ns, 1_700_000_000_123_456_789,
+            "an SPB inherits the last time"
+        );
         assert!(r.next_raw().expect("ok").is_none());
         assert_eq!(r.packets(), 2);
     }

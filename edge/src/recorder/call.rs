@@ -76,6 +76,8 @@ pub struct CallRecording {
     linktype_mismatch: u64,
     untracked_streams: u64,
     audio: bool,
+    /// Decoded samples of the current packet (reused).
+    pcm: Vec<i16>,
 }
 
 impl CallRecording {
@@ -102,6 +104,7 @@ impl CallRecording {
             linktype_mismatch: 0,
             untracked_streams: 0,
             audio,
+            pcm: Vec::new(),
         })
     }
 
@@ -229,11 +232,9 @@ impl CallRecording {
                         self.wav = Some(WavWriter::create(&self.dir.join(WAV_NAME))?);
                     }
                     if let Some(w) = self.wav.as_mut() {
-                        w.put(
-                            channel,
-                            pos as u64,
-                            pkt.payload.iter().map(|&b| law.decode(b)),
-                        )?;
+                        self.pcm.clear();
+                        self.pcm.extend(pkt.payload.iter().map(|&b| law.decode(b)));
+                        w.put(channel, pos as u64, &self.pcm)?;
                     }
                     s.decoded = true;
                 }

@@ -185,7 +185,7 @@ impl Recorder {
         self.stats.bytes += pkt.data.len() as u64;
         match self.last_tick_ns {
             None => self.last_tick_ns = Some(pkt.ts_ns),
-            Some(t) if pkt.ts_ns - t >= AUTO_TICK_NS => self.tick(pkt.ts_ns),
+            Some(t) if (pkt.ts_ns - t).abs() >= AUTO_TICK_NS => self.tick(pkt.ts_ns),
             _ => {}
         }
         let dg = match packet::decode(pkt.linktype, pkt.data) {
@@ -267,7 +267,12 @@ impl Recorder {
             };
             self.stats.sip_messages += 1;
             let sdp_errors = self.tracker.sdp_errors;
-            match self.tracker.on_sip(pkt.ts_ns, &msg) {
+            let verdict = self.tracker.on_sip(pkt.ts_ns, &msg);
+            // Calls the message ended are finished before a new one may reuse their folder.
+            for d in self.tracker.take_ended() {
+                self.finish_call(d);
+            }
+            match verdict {
                 SipVerdict::NewCall(k) => {
                     self.start_call(k, pkt)?;
                     target.get_or_insert(k);

@@ -42,46 +42,52 @@ impl WavWriter {
     }
 
     /// Puts samples of one channel (0 = left, 1 = right) starting at frame `pos`.
-    pub fn put(
-        &mut self,
-        channel: usize,
-        pos: u64,
-        samples: impl ExactSizeIterator<Item = i16>,
-    ) -> io::Result<()> {
+    pub fn put(&mut self, channel: usize, pos: u64, samples: &[i16]) -> io::Result<()> {
         let ch = channel.min(1);
-        let end = pos + samples.len() as u64;
+        let len = samples.len() as u64;
         let window = WINDOW_FRAMES as u64;
+        let end = pos + len;
         if end > self.base + window {
             self.flush_until(end - window)?;
         }
-        for (i, s) in samples.enumerate() {
-            let f = pos + i as u64;
-            if f < self.base {
-                self.late_samples += 1;
-                continue;
-            }
-            if let Some(frame) = self.ring.get_mut((f % window) as usize) {
+        // Frames already on disk are lost for this channel.
+        let skip = self.base.saturating_sub(pos).min(len);
+        self.late_samples += skip;
+        let mut i = skip;
+        while i < len {
+            let idx = ((pos + i) % window) as usize;
+            let n = (len - i).min(window - idx as u64);
+            let dst = self.ring.get_mut(idx..idx + n as usize).unwrap_or_default();
+            let src = samples
+                .get(i as usize..(i + n) as usize)
+                .unwrap_or_default();
+            for (frame, &s) in dst.iter_mut().zip(src) {
                 frame[ch] = s;
             }
+            i += n;
         }
         Ok(())
     }
 
-    /// Writes frames up to (excluding) `frame` to disk.
+    /// Writes frames up to (excluding) `frame` to disk, clearing their ring slots.
     fn flush_until(&mut self, frame: u64) -> io::Result<()> {
+        const CHUNK: usize = 1024;
         let window = WINDOW_FRAMES as u64;
-        let mut buf = [0u8; 4];
+        let mut scratch = [0u8; CHUNK * 4];
         while self.base < frame {
             let idx = (self.base % window) as usize;
-            let fr = self
-                .ring
-                .get_mut(idx)
-                .map(std::mem::take)
-                .unwrap_or_default();
-            buf[0..2].copy_from_slice(&fr[0].to_le_bytes());
-            buf[2..4].copy_from_slice(&fr[1].to_le_bytes());
-            self.out.write_all(&buf)?;
-            self.base += 1;
+            let n = ((frame - self.base) as usize)
+                .min(WINDOW_FRAMES - idx)
+                .min(CHUNK);
+            let frames = self.ring.get_mut(idx..idx + n).unwrap_or_default();
+            for (fr, out) in frames.iter_mut().zip(scratch.chunks_exact_mut(4)) {
+                let [l, r] = std::mem::take(fr);
+                out[0..2].copy_from_slice(&l.to_le_bytes());
+                out[2..4].copy_from_slice(&r.to_le_bytes());
+            }
+            self.out
+                .write_all(scratch.get(..n * 4).unwrap_or_default())?;
+            self.base += n as u64;
         }
         Ok(())
     }
@@ -154,10 +160,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("a.wav");
         let mut w = WavWriter::create(&p).expect("create");
-        w.put(0, 10, [1i16, 2, 3].into_iter()).expect("put");
-        w.put(1, 20_000, [7i16; 160].into_iter()).expect("put");
+        w.put(0, 10, &[1i16, 2, 3]).expect("put");
+        w.put(1, 20_000, &[7i16; 160]).expect("put");
         // Late: frame 5 was flushed when frame 20_000 arrived.
-        w.put(1, 5, [9i16].into_iter()).expect("put");
+        w.put(1, 5, &[9i16]).expect("put");
         assert_eq!(w.late_samples, 1);
         let (size, _) = w.finish(24_000).expect("finish");
         assert_eq!(size, 44 + 24_000 * 4);

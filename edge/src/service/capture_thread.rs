@@ -23,7 +23,9 @@ pub enum Source {
 pub enum CaptureMsg {
     Recorder(RecorderEvent),
     /// The source ended (replay done) or failed.
-    Ended { error: Option<String> },
+    Ended {
+        error: Option<String>,
+    },
 }
 
 /// Counters the capture thread keeps for telemetry.
@@ -68,7 +70,10 @@ fn run(
         Source::Replay(path) => {
             let file = std::fs::File::open(&path)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            Box::new(PcapReader::new(std::io::BufReader::with_capacity(1 << 20, file))?)
+            Box::new(PcapReader::new(std::io::BufReader::with_capacity(
+                1 << 20,
+                file,
+            ))?)
         }
         Source::Live(ifaces) => {
             let iface = ifaces.first().cloned().unwrap_or_else(|| "any".to_owned());

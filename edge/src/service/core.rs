@@ -198,7 +198,10 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
 
 impl Core {
     fn edge_config(&self) -> EdgeConfig {
-        self.config.as_ref().map(|c| c.edge.clone()).unwrap_or_default()
+        self.config
+            .as_ref()
+            .map(|c| c.edge.clone())
+            .unwrap_or_default()
     }
 
     async fn publish<M: Message>(&self, topic: &str, retain: bool, msg: &M) -> anyhow::Result<()> {
@@ -261,10 +264,12 @@ impl Core {
         if payload.is_empty() {
             return Ok(()); // a cleared retained message
         }
-        match decode::<DesiredConfig>(payload).map_err(|e| e.to_string()).and_then(|c| {
-            validate(&c.edge)?;
-            Ok(c)
-        }) {
+        match decode::<DesiredConfig>(payload)
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                validate(&c.edge)?;
+                Ok(c)
+            }) {
             Ok(cfg) => {
                 let current = self.config.as_ref().map(|c| c.version);
                 if current.is_some_and(|v| v > cfg.version) {
@@ -276,8 +281,11 @@ impl Core {
                 } else {
                     if current != Some(cfg.version) {
                         tracing::info!(version = cfg.version, "applying config");
-                        if self.config.as_ref().map(|c| &c.edge.capture) != Some(&cfg.edge.capture) {
-                            tracing::info!("capture settings changed: they apply at the next start of the service");
+                        if self.config.as_ref().map(|c| &c.edge.capture) != Some(&cfg.edge.capture)
+                        {
+                            tracing::info!(
+                                "capture settings changed: they apply at the next start of the service"
+                            );
                         }
                     }
                     super::save_config(&self.data, &cfg)?;
@@ -316,7 +324,8 @@ impl Core {
                 tracing::info!(recording = %manifest.recording_id, call_id = %manifest.call_id, bytes = manifest.total_bytes(), "recording finalized");
                 self.cache.finalize(manifest.clone(), now_ms())?;
                 if self.connected {
-                    self.publish(&self.topics.manifests, false, &manifest).await?;
+                    self.publish(&self.topics.manifests, false, &manifest)
+                        .await?;
                 }
             }
             CaptureMsg::Ended { error: None } => tracing::info!("capture source ended"),
@@ -384,7 +393,9 @@ impl Core {
                 ..
             } => {
                 tracing::info!(recording = %recording_id, file, target, location, "file stored");
-                let whole = self.cache.mark_file_stored(&recording_id, &file, now_ms())?;
+                let whole = self
+                    .cache
+                    .mark_file_stored(&recording_id, &file, now_ms())?;
                 if self
                     .current
                     .as_ref()
@@ -477,10 +488,7 @@ impl Core {
             } => {
                 self.errors += 1;
                 tracing::warn!(transfer_id, reason, "upload failed");
-                if let Some(cur) = self
-                    .current
-                    .take_if(|c| c.transfer_id == Some(transfer_id))
-                {
+                if let Some(cur) = self.current.take_if(|c| c.transfer_id == Some(transfer_id)) {
                     self.enqueue(cur.recording_id, cur.file, false);
                 }
             }
@@ -586,12 +594,7 @@ impl Core {
             let Some(entry) = self.cache.get(&recording_id)? else {
                 continue;
             };
-            let Some(f) = entry
-                .manifest
-                .as_ref()
-                .and_then(|m| m.file(&file))
-                .cloned()
-            else {
+            let Some(f) = entry.manifest.as_ref().and_then(|m| m.file(&file)).cloned() else {
                 continue;
             };
             if entry.stored_files.contains(&file) || entry.state != State::Announced {

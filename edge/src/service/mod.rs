@@ -126,7 +126,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("reading token file {}", f.display()))?
                     .trim()
                     .to_owned(),
-                (None, None) => bail!("this edge is not enrolled yet: give --token or --token-file"),
+                (None, None) => {
+                    bail!("this edge is not enrolled yet: give --token or --token-file")
+                }
             };
             tracing::info!(broker = %broker, "enrolling");
             let id = identity::enroll(&broker, &token, &hostname).await?;
@@ -208,11 +210,21 @@ fn hostname() -> String {
         .trim()
         .to_ascii_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(48)
         .collect();
     let clean = clean.trim_matches('-').to_owned();
-    if clean.is_empty() { "edge".to_owned() } else { clean }
+    if clean.is_empty() {
+        "edge".to_owned()
+    } else {
+        clean
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {

@@ -25,7 +25,10 @@ pub enum Conn {
 pub enum NetEvent {
     Connected(Conn),
     Disconnected(Conn, String),
-    Message { topic: String, payload: bytes::Bytes },
+    Message {
+        topic: String,
+        payload: bytes::Bytes,
+    },
 }
 
 /// Largest MQTT packet both ways (a transfer chunk with its envelope fits).

@@ -32,10 +32,17 @@ pub enum UploadCmd {
 #[derive(Debug)]
 pub enum UploadEvent {
     /// Every byte acknowledged; the core waits for the manager's `Stored`.
-    AllAcked { transfer_id: u64 },
-    Failed { transfer_id: u64, reason: String },
+    AllAcked {
+        transfer_id: u64,
+    },
+    Failed {
+        transfer_id: u64,
+        reason: String,
+    },
     /// Bytes published (for the upload rate).
-    Sent { bytes: u64 },
+    Sent {
+        bytes: u64,
+    },
 }
 
 struct Active {
@@ -70,7 +77,11 @@ pub async fn run(
             }
         }
         let wait = active.as_ref().map_or(Duration::from_secs(3600), |a| {
-            let ns = a.sender.deadline_ns().saturating_sub(super::now_ns()).max(1_000_000);
+            let ns = a
+                .sender
+                .deadline_ns()
+                .saturating_sub(super::now_ns())
+                .max(1_000_000);
             Duration::from_nanos(u64::try_from(ns).unwrap_or(1_000_000))
         });
         let cmd = tokio::select! {
