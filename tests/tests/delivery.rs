@@ -125,7 +125,7 @@ fn every_call_reaches_the_cloud_target_with_matching_sha256() {
         assert_eq!(rec["callee"]["number"], call.callee.number.as_str());
         let files = rec["files"].as_array().expect("files");
         let names: Vec<&str> = files.iter().filter_map(|f| f["name"].as_str()).collect();
-        for expected in ["call.pcap", "audio.wav", "manifest.json"] {
+        for expected in ["call.pcap", "audio.wav"] {
             assert!(
                 names.contains(&expected),
                 "{id}: {expected} in catalog ({names:?})"
@@ -148,10 +148,22 @@ fn every_call_reaches_the_cloud_target_with_matching_sha256() {
                 sha256_file(&edge_file),
                 "{id}/{name}: target == edge"
             );
-            if let Some(catalog_sha) = f["sha256"].as_str() {
-                assert_eq!(target_sha, catalog_sha, "{id}/{name}: target == catalog");
-            }
+            assert_eq!(
+                Some(target_sha.as_str()),
+                f["sha256"].as_str(),
+                "{id}/{name}: target == catalog"
+            );
         }
+        // manifest.json sits beside the media, byte-identical to the edge's.
+        let loc = &rec["manifest_locations"][0];
+        assert_eq!(loc["target"], "cloud", "{id}: manifest.json location");
+        let stored_manifest = target_root.join(loc["path"].as_str().expect("manifest path"));
+        assert!(stored_manifest.ends_with(format!("{id}/manifest.json")));
+        assert_eq!(
+            sha256_file(&stored_manifest),
+            sha256_file(&edge_recordings.join(id).join("manifest.json")),
+            "{id}: manifest.json target == edge"
+        );
     }
 
     // The edge's cache marks every recording as stored (inspected after a clean stop).

@@ -22,6 +22,11 @@ pub enum Source {
 #[derive(Debug)]
 pub enum CaptureMsg {
     Recorder(RecorderEvent),
+    /// A recording could not be written (disk error); its call was dropped, the others go on.
+    Failed {
+        recording_id: String,
+        error: String,
+    },
     /// The source ended (replay done) or failed.
     Ended {
         error: Option<String>,
@@ -98,7 +103,10 @@ fn run(
                     .bytes
                     .fetch_add(pkt.data.len() as u64, Ordering::Relaxed);
                 let ts = pkt.ts_ns;
-                recorder.process(&pkt)?;
+                if let Err(e) = recorder.process(&pkt) {
+                    // Only the call concerned is dropped; it is reported through drain_failures.
+                    tracing::error!(error = %e, "recording write failed");
+                }
                 ts
             }
             Next::Idle => super::now_ns(),
@@ -130,8 +138,19 @@ fn forward(
     counters
         .active_calls
         .store(recorder.stats().active_calls, Ordering::Relaxed);
-    for ev in recorder.drain_events() {
-        tx.blocking_send(CaptureMsg::Recorder(ev))
+    let failures: Vec<CaptureMsg> = recorder
+        .drain_failures()
+        .map(|f| CaptureMsg::Failed {
+            recording_id: f.recording_id,
+            error: f.error,
+        })
+        .collect();
+    for msg in recorder
+        .drain_events()
+        .map(CaptureMsg::Recorder)
+        .chain(failures)
+    {
+        tx.blocking_send(msg)
             .map_err(|_| anyhow::anyhow!("the service is shutting down"))?;
     }
     Ok(())

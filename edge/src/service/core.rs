@@ -328,6 +328,13 @@ impl Core {
                         .await?;
                 }
             }
+            CaptureMsg::Failed {
+                recording_id,
+                error,
+            } => {
+                self.errors += 1;
+                tracing::error!(recording = %recording_id, error, "recording failed and was dropped");
+            }
             CaptureMsg::Ended { error: None } => tracing::info!("capture source ended"),
             CaptureMsg::Ended { error: Some(e) } => {
                 self.errors += 1;
