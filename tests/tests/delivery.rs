@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use tapfleet_callgen::{CodecChoice, GenOptions, generate_to_file};
-use tapfleet_tests::{Proc, bin, free_port, get_json, run_ok, sha256_file, wait_for};
+use tapfleet_tests::{Proc, bin, free_port, get_json, require_tool, run_ok, sha256_file, wait_for};
 
 struct Fleet {
     dir: tempfile::TempDir,
@@ -20,13 +20,21 @@ struct Fleet {
 
 fn start_manager() -> Fleet {
     let dir = tempfile::tempdir().expect("tempdir");
-    let http_port = free_port();
     let mqtt_port = free_port();
+    start_manager_in(
+        dir,
+        mqtt_port,
+        &["--mqtt-listen", &format!("127.0.0.1:{mqtt_port}")],
+    )
+}
+
+fn start_manager_in(dir: tempfile::TempDir, mqtt_port: u16, broker_args: &[&str]) -> Fleet {
+    let http_port = free_port();
     let mut cmd = Command::new(bin("tapfleet-manager"));
     cmd.args(["serve", "--data"])
         .arg(dir.path().join("manager"))
         .args(["--http", &format!("127.0.0.1:{http_port}")])
-        .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt_port}")])
+        .args(broker_args)
         .env("RUST_LOG", "info");
     let manager = Proc::start("manager", cmd, dir.path());
     let http = format!("http://127.0.0.1:{http_port}");
@@ -238,6 +246,54 @@ fn an_edge_killed_mid_delivery_finishes_after_restart_without_duplicates() {
                 sha256_file(&edge_file),
                 "{}",
                 path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn delivery_works_through_an_external_mosquitto() {
+    require_tool("mosquitto");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let conf = dir.path().join("mosquitto.conf");
+    // Loopback only; this test checks the protocol through another broker, not its auth.
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 10000\n"),
+    )
+    .expect("mosquitto.conf");
+    let mut cmd = Command::new("mosquitto");
+    cmd.arg("-c").arg(&conf);
+    let _mosquitto = Proc::start("mosquitto", cmd, dir.path());
+    wait_for("mosquitto listening", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    let fleet = start_manager_in(
+        dir,
+        port,
+        &["--broker", &format!("mqtt://127.0.0.1:{port}")],
+    );
+    let pcap = fleet.dir.path().join("calls.pcap");
+    let opts = GenOptions {
+        calls: 4,
+        concurrency: 2,
+        duration_s: 2.0,
+        seed: 3,
+        ..GenOptions::default()
+    };
+    let truth = generate_to_file(&opts, &pcap, None).expect("generate");
+    let _edge = start_edge(&fleet, &pcap);
+    let stored = wait_stored(&fleet, truth.calls.len());
+    assert_eq!(stored.len(), truth.calls.len());
+    let target_root = fleet.dir.path().join("manager/targets/cloud");
+    for (id, rec) in &stored {
+        for f in rec["files"].as_array().expect("files") {
+            let path = target_root.join(f["locations"][0]["path"].as_str().expect("path"));
+            assert_eq!(
+                Some(sha256_file(&path).as_str()),
+                f["sha256"].as_str(),
+                "{id}"
             );
         }
     }
