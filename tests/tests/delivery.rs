@@ -50,6 +50,10 @@ fn start_manager_in(dir: tempfile::TempDir, mqtt_port: u16, broker_args: &[&str]
 }
 
 fn start_edge(fleet: &Fleet, replay: &Path) -> Proc {
+    start_edge_with(fleet, replay, &[])
+}
+
+fn start_edge_with(fleet: &Fleet, replay: &Path, extra: &[&str]) -> Proc {
     let token_file = fleet.dir.path().join("manager/enroll.token");
     assert!(token_file.exists(), "the manager wrote no enroll.token");
     let mut cmd = Command::new(bin("tapfleet-edge"));
@@ -60,8 +64,27 @@ fn start_edge(fleet: &Fleet, replay: &Path) -> Proc {
         .arg(&token_file)
         .arg("--replay")
         .arg(replay)
+        .args(extra)
         .args(["--log", "info"]);
     Proc::start("edge", cmd, fleet.dir.path())
+}
+
+/// A pcap file with a header and no packet.
+fn empty_pcap(dir: &Path) -> std::path::PathBuf {
+    let empty = dir.join("empty.pcap");
+    let mut header = Vec::new();
+    for word in [
+        0xa1b2_c3d4u32.to_le_bytes(),
+        [2, 0, 4, 0],
+        [0; 4],
+        [0; 4],
+        65535u32.to_le_bytes(),
+        1u32.to_le_bytes(),
+    ] {
+        header.extend_from_slice(&word);
+    }
+    std::fs::write(&empty, header).expect("write empty.pcap");
+    empty
 }
 
 /// The catalog's recordings, by id, once `n` of them are stored.
@@ -288,6 +311,59 @@ fn delivery_works_through_an_external_mosquitto() {
     assert_eq!(stored.len(), truth.calls.len());
     let target_root = fleet.dir.path().join("manager/targets/cloud");
     for (id, rec) in &stored {
+        for f in rec["files"].as_array().expect("files") {
+            let path = target_root.join(f["locations"][0]["path"].as_str().expect("path"));
+            assert_eq!(
+                Some(sha256_file(&path).as_str()),
+                f["sha256"].as_str(),
+                "{id}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_edge_killed_while_recording_delivers_the_calls_marked_incomplete() {
+    let fleet = start_manager();
+    let pcap = fleet.dir.path().join("calls.pcap");
+    let opts = GenOptions {
+        calls: 3,
+        concurrency: 3,
+        duration_s: 20.0,
+        seed: 11,
+        ..GenOptions::default()
+    };
+    let truth = generate_to_file(&opts, &pcap, None).expect("generate");
+    // Real-time replay: the calls are in progress when the edge dies.
+    let mut edge = start_edge_with(&fleet, &pcap, &["--replay-speed", "1"]);
+    let recordings = fleet.dir.path().join("edge/cache/recordings");
+    wait_for("3 calls being recorded", Duration::from_secs(30), || {
+        let n = std::fs::read_dir(&recordings).ok()?.count();
+        (n >= 3).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    edge.kill();
+
+    let _edge = start_edge(&fleet, &empty_pcap(fleet.dir.path()));
+    let stored = wait_stored(&fleet, truth.calls.len());
+    assert_eq!(stored.len(), truth.calls.len());
+    let target_root = fleet.dir.path().join("manager/targets/cloud");
+    for (id, rec) in &stored {
+        let manifest_path =
+            target_root.join(rec["manifest_locations"][0]["path"].as_str().expect("path"));
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest"))
+                .expect("json");
+        assert_eq!(m["complete"], false, "{id} is marked incomplete: {m}");
+        let reasons = m["incomplete"].to_string();
+        assert!(
+            reasons.contains("stopped while recording"),
+            "{id}: {reasons}"
+        );
+        assert!(
+            m["packets"].as_u64().unwrap_or(0) > 10,
+            "{id} kept its packets"
+        );
         for f in rec["files"].as_array().expect("files") {
             let path = target_root.join(f["locations"][0]["path"].as_str().expect("path"));
             assert_eq!(

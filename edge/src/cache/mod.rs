@@ -258,6 +258,23 @@ impl Cache {
         })
     }
 
+    /// Removes the index entry of a recording that never got a packet (state `recording` only).
+    pub fn forget_recording(&self, id: &str) -> Result<(), CacheError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(RECORDINGS)?;
+            let state = match table.get(id)? {
+                Some(v) => Some(decode_entry(id, v.value())?.state),
+                None => None,
+            };
+            if state == Some(State::Recording) {
+                table.remove(id)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Counts per state and the bytes held locally and not yet stored.
     pub fn summary(&self) -> Result<Summary, CacheError> {
         let mut s = Summary::default();

@@ -14,7 +14,11 @@ use crate::recorder::{Recorder, RecorderEvent, RecorderOptions};
 /// Where packets come from.
 #[derive(Debug, Clone)]
 pub enum Source {
-    Replay(PathBuf),
+    /// A capture file, paced at `speed` times real time (0: as fast as possible).
+    Replay {
+        path: PathBuf,
+        speed: f64,
+    },
     Live(Vec<String>),
 }
 
@@ -71,8 +75,12 @@ fn run(
     tx: &Sender<CaptureMsg>,
     counters: &CaptureCounters,
 ) -> anyhow::Result<()> {
+    let mut pace = None;
     let mut src: Box<dyn PacketSource> = match source {
-        Source::Replay(path) => {
+        Source::Replay { path, speed } => {
+            if speed > 0.0 {
+                pace = Some(Pace { speed, start: None });
+            }
             let file = std::fs::File::open(&path)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             Box::new(PcapReader::new(std::io::BufReader::with_capacity(
@@ -98,6 +106,9 @@ fn run(
     loop {
         let now = match src.next_packet()? {
             Next::Packet(pkt) => {
+                if let Some(p) = pace.as_mut() {
+                    p.wait_for(pkt.ts_ns);
+                }
                 counters.packets.fetch_add(1, Ordering::Relaxed);
                 counters
                     .bytes
@@ -154,4 +165,22 @@ fn forward(
             .map_err(|_| anyhow::anyhow!("the service is shutting down"))?;
     }
     Ok(())
+}
+
+/// Paces a replay: packet `ts` is processed `(ts - first ts) / speed` after the first one.
+struct Pace {
+    speed: f64,
+    start: Option<(i64, std::time::Instant)>,
+}
+
+impl Pace {
+    fn wait_for(&mut self, ts_ns: i64) {
+        let (first_ts, started) = *self.start.get_or_insert((ts_ns, std::time::Instant::now()));
+        let offset_ns = (ts_ns.saturating_sub(first_ts)).max(0) as f64 / self.speed;
+        let due = started + std::time::Duration::from_nanos(offset_ns as u64);
+        let now = std::time::Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+    }
 }

@@ -139,6 +139,12 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
         rtp_timeout_ns: i64::from(capture_cfg.rtp_timeout_secs.max(1)) * 1_000_000_000,
         ..RecorderOptions::default()
     };
+    // Before capturing: whatever an earlier run left half-written is finalized, not lost.
+    let report =
+        super::recover::reconcile(&cache, &opts, now_ms()).context("reconciling the cache")?;
+    if report != super::recover::Report::default() {
+        tracing::warn!(?report, "cache reconciled after an unclean stop");
+    }
     capture_thread::spawn(
         setup.source,
         capture_cfg,

@@ -14,6 +14,7 @@ mod capture_thread;
 mod core;
 pub mod identity;
 mod net;
+pub mod recover;
 mod upload;
 
 use std::fmt;
@@ -41,6 +42,9 @@ pub struct RunArgs {
     /// Play a pcap/pcapng file through the capture pipeline instead of a live interface.
     #[arg(long, conflicts_with = "interface")]
     pub replay: Option<PathBuf>,
+    /// Replay pace: 1 plays the capture in real time, 2 twice as fast, 0 as fast as possible.
+    #[arg(long, default_value_t = 0.0, requires = "replay")]
+    pub replay_speed: f64,
     /// Capture live on this interface (repeatable or comma-separated; `any` for all).
     #[arg(long, env = "TAPFLEET_INTERFACE", value_delimiter = ',')]
     pub interface: Vec<String>,
@@ -115,6 +119,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.replay.is_none() && args.interface.is_empty() {
         bail!("give --replay FILE or --interface IF");
     }
+    if !(args.replay_speed.is_finite() && args.replay_speed >= 0.0) {
+        bail!("--replay-speed must be a number >= 0");
+    }
     create_private_dir(&args.data)?;
     let hostname = hostname();
     let identity = match identity::load(&args.data)? {
@@ -139,7 +146,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(tenant = %identity.tenant, edge = %identity.edge_id, "edge identity");
     let config = load_config(&args.data);
     let source = match (&args.replay, args.interface.as_slice()) {
-        (Some(file), _) => capture_thread::Source::Replay(file.clone()),
+        (Some(file), _) => capture_thread::Source::Replay {
+            path: file.clone(),
+            speed: args.replay_speed,
+        },
         (None, ifaces) => capture_thread::Source::Live(ifaces.to_vec()),
     };
     core::run(core::Setup {
