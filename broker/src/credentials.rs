@@ -1,11 +1,12 @@
 //! [`CredentialStore`]: who may connect to the broker.
 //!
-//! Holds `username -> salted SHA-256 of the password` ([`PasswordHash`]) and decides every login
-//! ([`CredentialStore::check_login`]):
-//! - user [`ENROLL_USERNAME`] with a client id starting `enroll-`: the password is a claim token,
+//! Holds `username -> (salted SHA-256 of the password, role)` ([`PasswordHash`], [`Role`]) and
+//! decides every login ([`CredentialStore::authenticate`], which also says who the client is):
+//! - user [`ENROLL_USERNAME`] with a client id `enroll-<session>`: the password is a claim token,
 //!   accepted by the claim validator hook if one is set, else by the SHA-256 hashes of the claim
-//!   tokens loaded into the store;
-//! - any other user: the password must hash to the stored hash.
+//!   tokens loaded into the store; the identity is confined to that session;
+//! - any other user: the password must hash to the stored hash; its role says whether it is the
+//!   manager (every namespace) or an edge of one tenant (its own namespace, user name = edge id).
 //!
 //! The store is filled in-process by the fleet manager, or loaded from a credentials file
 //! ([`CredentialsFile`], TOML) that the manager writes atomically and the standalone broker
@@ -24,6 +25,20 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::BrokerError;
+use crate::acl::Identity;
+
+/// Why a login is refused (never holds the password).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LoginError {
+    #[error("no user name")]
+    NoCredentials,
+    #[error("wrong user name or password")]
+    BadPassword,
+    #[error("an enrolling client's id must be enroll-<session>")]
+    BadEnrollClientId,
+    #[error("the user's edge id or tenant is not a valid topic level")]
+    BadIdentity,
+}
 
 /// The user name an enrolling client connects with (its password is the claim token).
 pub const ENROLL_USERNAME: &str = "enroll";
@@ -116,9 +131,24 @@ pub fn claim_token_digest(token: &str) -> String {
 /// A hook deciding whether a claim token is valid.
 pub type ClaimValidator = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
+/// What a user is allowed to be once logged in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// The fleet manager: every namespace.
+    Manager,
+    /// An edge of `tenant`; its user name is its edge id.
+    Edge { tenant: String },
+}
+
+#[derive(Debug, Clone)]
+struct User {
+    hash: PasswordHash,
+    role: Role,
+}
+
 #[derive(Default)]
 struct Inner {
-    users: HashMap<String, PasswordHash>,
+    users: HashMap<String, User>,
     claim_digests: HashSet<String>,
     claim_validator: Option<ClaimValidator>,
 }
@@ -152,20 +182,21 @@ impl CredentialStore {
         f(&mut guard)
     }
 
-    /// Adds or replaces a user with a password (hashed here with a fresh salt).
+    /// Adds or replaces a user with a password (hashed here with a fresh salt) and a role.
     pub fn set_password(
         &self,
         username: &str,
         password: &str,
+        role: Role,
     ) -> Result<PasswordHash, BrokerError> {
         let hash = PasswordHash::new(password)?;
-        self.insert_hash(username, hash.clone());
+        self.insert_hash(username, hash.clone(), role);
         Ok(hash)
     }
 
-    /// Adds or replaces a user with an already salted hash.
-    pub fn insert_hash(&self, username: &str, hash: PasswordHash) {
-        self.write(|i| i.users.insert(username.to_owned(), hash));
+    /// Adds or replaces a user with an already salted hash and a role.
+    pub fn insert_hash(&self, username: &str, hash: PasswordHash, role: Role) {
+        self.write(|i| i.users.insert(username.to_owned(), User { hash, role }));
     }
 
     /// Removes a user; its connections are refused from now on (open ones stay open).
@@ -196,7 +227,11 @@ impl CredentialStore {
 
     /// Whether a user/password pair is valid (not for the enroll user).
     pub fn verify(&self, username: &str, password: &str) -> bool {
-        self.read(|i| i.users.get(username).is_some_and(|h| h.verify(password)))
+        self.read(|i| {
+            i.users
+                .get(username)
+                .is_some_and(|u| u.hash.verify(password))
+        })
     }
 
     /// Whether a claim token is valid.
@@ -216,31 +251,96 @@ impl CredentialStore {
 
     /// The broker's login decision.
     pub fn check_login(&self, client_id: &str, username: &str, password: &str) -> bool {
-        if username == ENROLL_USERNAME {
-            return client_id.starts_with(ENROLL_CLIENT_PREFIX)
-                && !password.is_empty()
-                && self.verify_claim_token(password);
+        self.authenticate(client_id, username, password).is_ok()
+    }
+
+    /// Who a client is, from its client id, user name and password; or why it is refused.
+    pub fn authenticate(
+        &self,
+        client_id: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Identity, LoginError> {
+        if username.is_empty() {
+            return Err(LoginError::NoCredentials);
         }
-        !username.is_empty() && self.verify(username, password)
+        if username == ENROLL_USERNAME {
+            let session = client_id
+                .strip_prefix(ENROLL_CLIENT_PREFIX)
+                .filter(|s| tapfleet_schemas::topic::validate_id(s).is_ok())
+                .ok_or(LoginError::BadEnrollClientId)?;
+            if password.is_empty() || !self.verify_claim_token(password) {
+                return Err(LoginError::BadPassword);
+            }
+            return Ok(Identity::Enrolling {
+                session: session.to_owned(),
+            });
+        }
+        let role = self.read(|i| {
+            i.users
+                .get(username)
+                .filter(|u| u.hash.verify(password))
+                .map(|u| u.role.clone())
+        });
+        match role {
+            None => Err(LoginError::BadPassword),
+            Some(Role::Manager) => Ok(Identity::Manager {
+                user: username.to_owned(),
+            }),
+            Some(Role::Edge { tenant }) => {
+                // The namespace must be expressible: both ids valid topic levels.
+                tapfleet_schemas::Topic::edge(&tenant, username, tapfleet_schemas::Channel::State)
+                    .map_err(|_| LoginError::BadIdentity)?;
+                Ok(Identity::Edge {
+                    tenant,
+                    edge: username.to_owned(),
+                })
+            }
+        }
     }
 
     /// A snapshot in file form.
     pub fn to_file(&self) -> CredentialsFile {
-        self.read(|i| CredentialsFile {
-            claim_tokens: i.claim_digests.iter().cloned().collect(),
-            users: i
-                .users
-                .iter()
-                .map(|(u, h)| (u.clone(), h.to_string()))
-                .collect(),
+        self.read(|i| {
+            let mut f = CredentialsFile {
+                claim_tokens: i.claim_digests.iter().cloned().collect(),
+                ..CredentialsFile::default()
+            };
+            for (name, u) in &i.users {
+                f.users.insert(name.clone(), u.hash.to_string());
+                match &u.role {
+                    Role::Manager => f.managers.push(name.clone()),
+                    Role::Edge { tenant } => {
+                        f.tenants.insert(name.clone(), tenant.clone());
+                    }
+                }
+            }
+            f.managers.sort();
+            f
         })
     }
 
-    /// Replaces users and claim token digests with a file's (the validator hook stays).
+    /// Replaces users and claim token digests with a file's (the validator hook stays). Every
+    /// user must have a role: a tenant (an edge) or a place in `managers`.
     pub fn replace_from_file(&self, file: &CredentialsFile) -> Result<(), BrokerError> {
         let mut users = HashMap::with_capacity(file.users.len());
         for (u, h) in &file.users {
-            users.insert(u.clone(), h.parse::<PasswordHash>()?);
+            let role = match (file.tenants.get(u), file.managers.contains(u)) {
+                (Some(t), false) => Role::Edge { tenant: t.clone() },
+                (None, true) => Role::Manager,
+                _ => {
+                    return Err(BrokerError::Credentials(format!(
+                        "user {u:?} needs exactly one of a tenant or a place in managers"
+                    )));
+                }
+            };
+            users.insert(
+                u.clone(),
+                User {
+                    hash: h.parse::<PasswordHash>()?,
+                    role,
+                },
+            );
         }
         let mut digests = HashSet::with_capacity(file.claim_tokens.len());
         for d in &file.claim_tokens {
@@ -265,13 +365,18 @@ impl CredentialStore {
     }
 }
 
-/// The credentials file (TOML): claim token digests and `user = "sha256:salt:hash"`.
+/// The credentials file (TOML): claim token digests, `users.NAME = "sha256:salt:hash"`, and each
+/// user's role: `tenants.EDGE = "TENANT"` for an edge, or its name in `managers`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CredentialsFile {
     /// SHA-256 (hex) of each valid claim token.
     pub claim_tokens: Vec<String>,
+    /// Users with the manager's role (every namespace).
+    pub managers: Vec<String>,
     pub users: BTreeMap<String, String>,
+    /// Edge user (edge id) -> its tenant.
+    pub tenants: BTreeMap<String, String>,
 }
 
 impl CredentialsFile {
@@ -358,8 +463,22 @@ mod tests {
     #[test]
     fn passwords_verify_only_with_the_right_secret() {
         let s = CredentialStore::new();
-        s.set_password("edge-1", "s3cret").expect("random");
+        let role = Role::Edge {
+            tenant: "acme".into(),
+        };
+        s.set_password("edge-1", "s3cret", role).expect("random");
         assert!(s.check_login("edge-1", "edge-1", "s3cret"));
+        assert_eq!(
+            s.authenticate("any", "edge-1", "s3cret"),
+            Ok(Identity::Edge {
+                tenant: "acme".into(),
+                edge: "edge-1".into()
+            })
+        );
+        assert_eq!(
+            s.authenticate("any", "edge-1", "bad"),
+            Err(LoginError::BadPassword)
+        );
         assert!(!s.check_login("edge-1", "edge-1", "s3cret "));
         assert!(!s.check_login("edge-1", "edge-2", "s3cret"));
         assert!(!s.check_login("x", "", ""));
@@ -370,6 +489,14 @@ mod tests {
         let s = CredentialStore::new();
         s.add_claim_token("tok");
         assert!(s.check_login("enroll-abc", ENROLL_USERNAME, "tok"));
+        assert_eq!(
+            s.authenticate("enroll-abc", ENROLL_USERNAME, "tok"),
+            Ok(Identity::Enrolling {
+                session: "abc".into()
+            })
+        );
+        assert!(!s.check_login("enroll-a/b", ENROLL_USERNAME, "tok"));
+        assert!(!s.check_login("enroll-", ENROLL_USERNAME, "tok"));
         assert!(!s.check_login("abc", ENROLL_USERNAME, "tok"));
         assert!(!s.check_login("enroll-abc", ENROLL_USERNAME, "tok2"));
         assert!(!s.check_login("enroll-abc", "someone", "tok"));
@@ -385,13 +512,28 @@ mod tests {
         assert!(back.verify("pw"));
         assert!("sha256:zz:00".parse::<PasswordHash>().is_err());
         let s = CredentialStore::new();
-        s.insert_hash("u", back);
+        s.insert_hash("u", back, Role::Manager);
+        s.set_password(
+            "e",
+            "pe",
+            Role::Edge {
+                tenant: "t1".into(),
+            },
+        )
+        .expect("random");
         s.add_claim_token("t");
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("creds.toml");
         s.to_file().write_atomic(&p).expect("written");
         let loaded = CredentialStore::load(&p).expect("loaded");
-        assert!(loaded.check_login("c", "u", "pw"));
+        assert!(matches!(
+            loaded.authenticate("c", "u", "pw"),
+            Ok(Identity::Manager { .. })
+        ));
+        assert!(matches!(
+            loaded.authenticate("c", "e", "pe"),
+            Ok(Identity::Edge { tenant, .. }) if tenant == "t1"
+        ));
         assert!(loaded.check_login("enroll-x", ENROLL_USERNAME, "t"));
         let text = std::fs::read_to_string(&p).expect("read");
         assert!(!text.contains("pw\"") && !text.contains("\"t\""));

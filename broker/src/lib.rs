@@ -1,27 +1,38 @@
-//! tapfleet's embedded MQTT broker: rumqttd 0.20 run from our own [`BrokerConfig`], with every
-//! login decided by a [`CredentialStore`] (only credentials the fleet manager issued connect).
+//! tapfleet's embedded MQTT broker: rumqttd 0.20 behind our own gate, run from our own
+//! [`BrokerConfig`], with every login decided by a [`CredentialStore`] and every PUBLISH and
+//! SUBSCRIBE authorized against the client's namespace ([`acl`]).
 //!
-//! [`start`] runs rumqttd on its own threads (its `Broker::start` blocks) and returns once the
-//! listener accepts TCP connections. rumqttd has no shutdown: the broker lives until the process
-//! ends. It keeps nothing on disk: retained messages are gone after a restart, so the manager
-//! republishes them on every CONNACK.
+//! [`start`] binds the public listener, runs rumqttd on its own threads (its `Broker::start`
+//! blocks) on a random loopback port that only accepts the gate's internal secret, and runs the
+//! gate ([`gate`]: a tokio runtime of its own, a task per connection) on the public listener; it
+//! returns once rumqttd accepts TCP connections. rumqttd has no shutdown: the broker lives until
+//! the process ends. It keeps nothing on disk: retained messages are gone after a restart, so the
+//! manager republishes them on every CONNACK.
 //!
-//! Only a plain listener is exposed; TLS termination and per-namespace ACLs are not here yet (any
-//! authenticated client may publish and subscribe anywhere in rumqttd).
+//! The public listener is plain TCP today; TLS (rustls) slots in as another [`gate::Accept`].
 
+pub mod acl;
 mod config;
 mod credentials;
+pub mod gate;
+pub mod mqtt;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
+
+use sha2::Digest;
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use acl::Identity;
 pub use config::BrokerConfig;
 pub use credentials::{
     ClaimValidator, CredentialStore, CredentialsFile, ENROLL_CLIENT_PREFIX, ENROLL_USERNAME,
-    PasswordHash, claim_token_digest, watch_file,
+    LoginError, PasswordHash, Role, claim_token_digest, watch_file,
 };
+pub use gate::GateCounts;
+use gate::{Gate, GateStats};
+use std::sync::Arc;
 
 /// How long [`start`] waits for the listener to accept connections.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,10 +68,17 @@ pub struct BrokerHandle {
     local_addr: SocketAddr,
     credentials: CredentialStore,
     thread: thread::JoinHandle<()>,
+    gate_thread: thread::JoinHandle<()>,
+    stats: Arc<GateStats>,
 }
 
 impl BrokerHandle {
-    /// The address the listener is bound to.
+    /// The gate's counters (connections, refusals).
+    pub fn gate_counts(&self) -> GateCounts {
+        self.stats.snapshot()
+    }
+
+    /// The address the public listener (the gate) is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -72,45 +90,47 @@ impl BrokerHandle {
 
     /// Whether the broker's threads are still running.
     pub fn is_running(&self) -> bool {
-        !self.thread.is_finished()
+        !self.thread.is_finished() && !self.gate_thread.is_finished()
     }
 
     /// Blocks until the broker stops (it normally never does).
     pub fn join(self) {
+        let _ = self.gate_thread.join();
         let _ = self.thread.join();
     }
 }
 
-/// Starts rumqttd with `cfg`, deciding logins with `creds`; returns once the listener accepts TCP.
+/// Starts rumqttd and the gate with `cfg`, deciding logins with `creds`; returns once the broker
+/// accepts connections.
 ///
-/// Port 0 is resolved to a free port first (rumqttd does not report the port it bound). The
-/// address is checked free before rumqttd binds it, so another process on the port is reported as
-/// [`BrokerError::Bind`] instead of being mistaken for this broker.
+/// The public listener is bound here (port 0 picks a free port: see
+/// [`BrokerHandle::local_addr`]), so another process on the port is reported as
+/// [`BrokerError::Bind`]. rumqttd gets a free loopback port of its own.
 pub fn start(cfg: BrokerConfig, creds: CredentialStore) -> Result<BrokerHandle, BrokerError> {
     cfg.validate()?;
-    let local_addr = {
-        let probe = TcpListener::bind(cfg.listen).map_err(|source| BrokerError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
-        probe.local_addr().map_err(|source| BrokerError::Bind {
-            addr: cfg.listen,
-            source,
-        })?
+    let bind_err = |addr: SocketAddr| move |source| BrokerError::Bind { addr, source };
+    let public = TcpListener::bind(cfg.listen).map_err(bind_err(cfg.listen))?;
+    let local_addr = public.local_addr().map_err(bind_err(cfg.listen))?;
+    public.set_nonblocking(true).map_err(bind_err(cfg.listen))?;
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let internal = {
+        let probe = TcpListener::bind(loopback).map_err(bind_err(loopback))?;
+        probe.local_addr().map_err(bind_err(loopback))?
     };
-    let mut rcfg = cfg.to_rumqttd(local_addr);
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| BrokerError::Random(e.to_string()))?;
+    let secret = hex::encode(secret);
+
+    let mut rcfg = cfg.to_rumqttd(internal);
     if let Some(servers) = rcfg.v4.as_mut() {
         for server in servers.values_mut() {
-            let store = creds.clone();
-            server.set_auth_handler(move |client_id: String, user: String, pass: String| {
-                let store = store.clone();
-                async move {
-                    let ok = store.check_login(&client_id, &user, &pass);
-                    if !ok {
-                        tracing::warn!(%client_id, username = %user, "mqtt login refused");
-                    }
-                    ok
+            let expected = sha2::Sha256::digest(secret.as_bytes());
+            server.set_auth_handler(move |client_id: String, _user: String, pass: String| {
+                let ok = sha2::Sha256::digest(pass.as_bytes()) == expected;
+                if !ok {
+                    tracing::warn!(%client_id, "internal broker: login without the gate refused");
                 }
+                async move { ok }
             });
         }
     }
@@ -123,28 +143,50 @@ pub fn start(cfg: BrokerConfig, creds: CredentialStore) -> Result<BrokerHandle, 
             }
         })
         .map_err(BrokerError::Thread)?;
-    let connect_to = if local_addr.ip().is_unspecified() {
-        match local_addr {
-            SocketAddr::V4(a) => SocketAddr::from(([127, 0, 0, 1], a.port())),
-            SocketAddr::V6(a) => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port())),
-        }
-    } else {
-        local_addr
-    };
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        if TcpStream::connect_timeout(&connect_to, Duration::from_millis(200)).is_ok() {
+        if TcpStream::connect_timeout(&internal, Duration::from_millis(200)).is_ok() {
             break;
         }
         if thread.is_finished() || Instant::now() >= deadline {
-            return Err(BrokerError::NotListening(local_addr));
+            return Err(BrokerError::NotListening(internal));
         }
         thread::sleep(Duration::from_millis(20));
     }
+
+    let stats = Arc::new(GateStats::default());
+    let gate = Arc::new(Gate {
+        creds: creds.clone(),
+        internal,
+        internal_secret: secret,
+        max_packet: cfg.max_payload_size,
+        connect_timeout: Duration::from_millis(u64::from(cfg.connection_timeout_ms)),
+        max_connections: cfg.max_connections,
+        stats: stats.clone(),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("tapfleet-gate")
+        .enable_all()
+        .build()
+        .map_err(BrokerError::Thread)?;
+    let gate_thread = thread::Builder::new()
+        .name("tapfleet-gate-main".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(public) {
+                    Ok(l) => gate::run(l, Arc::new(gate::Plain), gate).await,
+                    Err(e) => tracing::error!(error = %e, "gate listener unusable"),
+                }
+            });
+        })
+        .map_err(BrokerError::Thread)?;
     tracing::info!(listen = %local_addr, "mqtt broker listening");
     Ok(BrokerHandle {
         local_addr,
         credentials: creds,
         thread,
+        gate_thread,
+        stats,
     })
 }

@@ -125,6 +125,45 @@ impl Sender {
     }
 }
 
+/// A token bucket for the upload bandwidth cap, pure: `now` is passed in.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    bytes_per_sec: u64,
+    /// Bytes that may be sent at once after an idle period.
+    burst: u64,
+    tokens: f64,
+    last_ns: i64,
+}
+
+impl RateLimiter {
+    /// A limiter of `bytes_per_sec` (at least 1) with a burst of one chunk or a tenth of a
+    /// second, whichever is larger.
+    pub fn new(bytes_per_sec: u64, chunk_bytes: u32, now_ns: i64) -> RateLimiter {
+        let bytes_per_sec = bytes_per_sec.max(1);
+        let burst = (bytes_per_sec / 10).max(u64::from(chunk_bytes));
+        RateLimiter {
+            bytes_per_sec,
+            burst,
+            tokens: burst as f64,
+            last_ns: now_ns,
+        }
+    }
+
+    /// How long to wait before `bytes` may be sent; takes them from the bucket. Sending after
+    /// that wait keeps the average at most `bytes_per_sec`.
+    pub fn take(&mut self, bytes: u64, now_ns: i64) -> i64 {
+        let elapsed = now_ns.saturating_sub(self.last_ns).max(0) as f64 / 1e9;
+        self.last_ns = now_ns.max(self.last_ns);
+        self.tokens = (self.tokens + elapsed * self.bytes_per_sec as f64).min(self.burst as f64);
+        self.tokens -= bytes as f64;
+        if self.tokens >= 0.0 {
+            0
+        } else {
+            (-self.tokens / self.bytes_per_sec as f64 * 1e9).ceil() as i64
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +226,26 @@ mod tests {
         assert!(s.is_done());
         let empty = Sender::new(cfg(10, 100), 0, 0, 0);
         assert!(empty.is_done());
+    }
+
+    #[test]
+    fn rate_limiter_keeps_the_average() {
+        let mut r = RateLimiter::new(1000, 100, 0);
+        // The burst goes at once, then 100 bytes per 100 ms.
+        assert_eq!(r.take(100, 0), 0);
+        assert_eq!(r.take(100, 0), 100_000_000);
+        let mut now = 100_000_000;
+        let mut sent = 200u64;
+        for _ in 0..100 {
+            let wait = r.take(100, now);
+            now += wait;
+            sent += 100;
+        }
+        let secs = now as f64 / 1e9;
+        assert!(
+            (sent as f64 / secs) <= 1000.0 * 1.02,
+            "{sent} B in {secs} s"
+        );
     }
 
     proptest! {

@@ -2,7 +2,8 @@
 //!
 //! Tables (values are JSON unless said otherwise, so they can be read with any tool):
 //! - `edges`: edge id -> [`EdgeRecord`] (edge ids are unique across tenants: they are MQTT user names)
-//! - `credentials`: MQTT user name -> salted SHA-256 (`sha256:salt:hash`, never the password)
+//! - `credentials`: MQTT user name (edge id) -> [`EdgeCredential`]: salted SHA-256
+//!   (`sha256:salt:hash`, never the password) and the tenant the broker confines the edge to
 //! - `claim_tokens`: SHA-256 hex of a claim token -> [`ClaimToken`] (never the token)
 //! - `configs`: (edge id, version) -> `DesiredConfig` (CBOR), every version kept
 //! - `recordings`: recording id -> [`RecordingEntry`]
@@ -70,6 +71,14 @@ pub struct EdgeRecord {
     pub reported_config_version: Option<u64>,
     pub config_error: Option<String>,
     pub last_seen_ms: Option<i64>,
+}
+
+/// An edge's MQTT credential: the broker lets it into its tenant's namespace only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeCredential {
+    /// `sha256:salt:hash` of the password.
+    pub hash: String,
+    pub tenant: String,
 }
 
 /// A claim token (by digest).
@@ -197,22 +206,45 @@ impl Store {
 
     // ---- credentials
 
-    pub fn put_credential(&self, username: &str, hash: &str) -> Result<(), StoreError> {
+    pub fn put_credential(&self, username: &str, cred: &EdgeCredential) -> Result<(), StoreError> {
+        let json = String::from_utf8(to_json(cred)?)
+            .map_err(|e| StoreError::Corrupt("credential", e.to_string()))?;
         let tx = dbr(self.db.begin_write())?;
         {
             let mut t = dbr(tx.open_table(CREDENTIALS))?;
-            dbr(t.insert(username, hash))?;
+            dbr(t.insert(username, json.as_str()))?;
         }
         dbr(tx.commit())
     }
 
-    pub fn credentials(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let tx = dbr(self.db.begin_read())?;
-        let t = dbr(tx.open_table(CREDENTIALS))?;
-        let mut out = Vec::new();
-        for row in dbr(t.iter())? {
-            let (k, v) = dbr(row)?;
-            out.push((k.value().to_owned(), v.value().to_owned()));
+    /// Every edge credential. A row from before tenants were kept with the credential (a bare
+    /// hash) takes the tenant of its edge record, or is skipped (logged) without one.
+    pub fn credentials(&self) -> Result<Vec<(String, EdgeCredential)>, StoreError> {
+        let rows = {
+            let tx = dbr(self.db.begin_read())?;
+            let t = dbr(tx.open_table(CREDENTIALS))?;
+            let mut rows = Vec::new();
+            for row in dbr(t.iter())? {
+                let (k, v) = dbr(row)?;
+                rows.push((k.value().to_owned(), v.value().to_owned()));
+            }
+            rows
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for (user, value) in rows {
+            if value.starts_with('{') {
+                out.push((user, from_json("credential", value.as_bytes())?));
+            } else if let Some(e) = self.edge(&user)? {
+                out.push((
+                    user,
+                    EdgeCredential {
+                        hash: value,
+                        tenant: e.tenant,
+                    },
+                ));
+            } else {
+                tracing::warn!(%user, "credential without a tenant skipped");
+            }
         }
         Ok(out)
     }

@@ -83,7 +83,28 @@ pub struct CacheConfig {
     pub upload_max_age_secs: u64,
     /// Upload bandwidth cap in bytes per second (none: unlimited).
     pub bandwidth_limit_bps: Option<u64>,
+    /// When uploads may start, as UTC time-of-day windows (none: at any time).
+    pub upload_windows: Vec<TimeWindow>,
     pub retention: Retention,
+}
+
+/// A daily window of UTC time, `[start, end)` in minutes since midnight; `end < start` wraps
+/// past midnight (e.g. 22:00-06:00 is `{start_minute: 1320, end_minute: 360}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeWindow {
+    pub start_minute: u16,
+    pub end_minute: u16,
+}
+
+impl TimeWindow {
+    /// Whether the UTC minute of day `minute` (0..1440) is inside the window.
+    pub fn contains(&self, minute: u16) -> bool {
+        if self.start_minute <= self.end_minute {
+            (self.start_minute..self.end_minute).contains(&minute)
+        } else {
+            minute >= self.start_minute || minute < self.end_minute
+        }
+    }
 }
 
 impl Default for CacheConfig {
@@ -94,6 +115,7 @@ impl Default for CacheConfig {
             upload_threshold_bytes: 0,
             upload_max_age_secs: 0,
             bandwidth_limit_bps: None,
+            upload_windows: Vec::new(),
             retention: Retention::default(),
         }
     }

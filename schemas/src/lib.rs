@@ -19,7 +19,9 @@ mod transfer;
 
 pub use ack::{Ack, AckBody};
 pub use codec::{DecodeError, EncodeError, MAX_DEPTH, Message, SCHEMA_VERSION, decode, encode};
-pub use config::{CacheConfig, CaptureConfig, DesiredConfig, EdgeConfig, Retention, StoragePolicy};
+pub use config::{
+    CacheConfig, CaptureConfig, DesiredConfig, EdgeConfig, Retention, StoragePolicy, TimeWindow,
+};
 pub use enroll::{EnrollGrant, EnrollRequest, EnrollResponse, EnrollResult};
 pub use job::{Job, JobAction, JobReply, ReplyBody, TransferOffer};
 pub use manifest::{

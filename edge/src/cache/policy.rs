@@ -1,7 +1,7 @@
 //! Cache policy, pure: given the cache's entries, its config and `now`, which recordings to
 //! upload and which to evict. No IO; the service applies the decisions.
 
-use tapfleet_schemas::{CacheConfig, Retention};
+use tapfleet_schemas::{CacheConfig, Retention, TimeWindow};
 
 use super::{Entry, State};
 
@@ -22,6 +22,15 @@ pub fn should_upload(
     cfg.upload_max_age_secs > 0
         && now_ms.saturating_sub(oldest)
             >= i64::try_from(cfg.upload_max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// Whether uploads may start at `now_ms` (Unix ms): no windows means at any time.
+pub fn upload_window_open(windows: &[TimeWindow], now_ms: i64) -> bool {
+    if windows.is_empty() {
+        return true;
+    }
+    let minute = u16::try_from(now_ms.rem_euclid(86_400_000) / 60_000).unwrap_or(0);
+    windows.iter().any(|w| w.contains(minute))
 }
 
 /// Ids of stored recordings whose local files retention says to delete now.
@@ -83,6 +92,27 @@ mod tests {
         assert!(!should_upload(&cfg, 999, Some(0), 59_999));
         assert!(should_upload(&cfg, 1000, Some(0), 1));
         assert!(should_upload(&cfg, 1, Some(0), 60_000));
+    }
+
+    #[test]
+    fn upload_windows_by_utc_time_of_day() {
+        let night = [TimeWindow {
+            start_minute: 22 * 60,
+            end_minute: 6 * 60,
+        }];
+        let at = |h: i64, m: i64| (h * 60 + m) * 60_000 + 3 * 86_400_000;
+        assert!(upload_window_open(&[], at(12, 0)));
+        assert!(upload_window_open(&night, at(23, 30)));
+        assert!(upload_window_open(&night, at(0, 0)));
+        assert!(upload_window_open(&night, at(5, 59)));
+        assert!(!upload_window_open(&night, at(6, 0)));
+        assert!(!upload_window_open(&night, at(21, 59)));
+        let day = [TimeWindow {
+            start_minute: 9 * 60,
+            end_minute: 17 * 60,
+        }];
+        assert!(upload_window_open(&day, at(9, 0)));
+        assert!(!upload_window_open(&day, at(17, 0)));
     }
 
     #[test]

@@ -176,6 +176,9 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
         last_outbox: long_ago,
         last_telemetry: long_ago,
     };
+    let _ = core.upload_tx.send(UploadCmd::SetRate(
+        core.edge_config().cache.bandwidth_limit_bps,
+    ));
     let mut tick = tokio::time::interval(TICK);
     let mut capture_open = true;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -295,6 +298,9 @@ impl Core {
                         }
                     }
                     super::save_config(&self.data, &cfg)?;
+                    let _ = self
+                        .upload_tx
+                        .send(UploadCmd::SetRate(cfg.edge.cache.bandwidth_limit_bps));
                     self.config = Some(cfg);
                     self.config_error = None;
                 }
@@ -530,7 +536,7 @@ impl Core {
                 }
             }
         }
-        if self.connected {
+        if self.connected && policy::upload_window_open(&cfg.cache.upload_windows, now_ms()) {
             self.offer_next().await?;
         }
         let entries = self.cache.entries()?;
@@ -667,6 +673,20 @@ fn validate(cfg: &EdgeConfig) -> Result<(), String> {
     }
     if cfg.capture.snaplen < 256 {
         return Err("capture.snaplen must be at least 256".to_owned());
+    }
+    if let Some(w) = cfg
+        .cache
+        .upload_windows
+        .iter()
+        .find(|w| w.start_minute >= 1440 || w.end_minute > 1440)
+    {
+        return Err(format!(
+            "cache.upload_windows: {}..{} is not within 0..1440 minutes",
+            w.start_minute, w.end_minute
+        ));
+    }
+    if cfg.cache.bandwidth_limit_bps == Some(0) {
+        return Err("cache.bandwidth_limit_bps must be more than 0 (or absent)".to_owned());
     }
     if cfg.storage.target.is_empty() {
         return Err("storage.target must name a target".to_owned());

@@ -9,7 +9,7 @@ use tapfleet_schemas::{TransferChunk, encode};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use crate::transfer::{Sender, SenderConfig};
+use crate::transfer::{RateLimiter, Sender, SenderConfig};
 
 /// Commands from the core.
 #[derive(Debug)]
@@ -26,6 +26,8 @@ pub enum UploadCmd {
     },
     /// Stop sending (reconnect, or the transfer ended).
     Cancel,
+    /// The bandwidth cap in bytes per second (none: unlimited).
+    SetRate(Option<u64>),
 }
 
 /// What the upload task reports back.
@@ -60,10 +62,11 @@ pub async fn run(
     tx: UnboundedSender<UploadEvent>,
 ) {
     let mut active: Option<Active> = None;
+    let mut limiter: Option<RateLimiter> = None;
     let mut buf = Vec::new();
     loop {
         if let Some(a) = active.as_mut() {
-            if let Err(reason) = pump(a, &client, &topic, &mut buf, &tx).await {
+            if let Err(reason) = pump(a, &client, &topic, &mut buf, &tx, limiter.as_mut()).await {
                 let _ = tx.send(UploadEvent::Failed {
                     transfer_id: a.transfer_id,
                     reason,
@@ -118,6 +121,9 @@ pub async fn run(
                 }
             }
             UploadCmd::Cancel => active = None,
+            UploadCmd::SetRate(rate) => {
+                limiter = rate.map(|bps| RateLimiter::new(bps, cfg.chunk_bytes, super::now_ns()));
+            }
         }
     }
 }
@@ -129,8 +135,15 @@ async fn pump(
     topic: &str,
     buf: &mut Vec<u8>,
     tx: &UnboundedSender<UploadEvent>,
+    mut limiter: Option<&mut RateLimiter>,
 ) -> Result<(), String> {
     while let Some(range) = a.sender.poll_chunk(super::now_ns()) {
+        if let Some(l) = limiter.as_deref_mut() {
+            let wait = l.take(u64::from(range.len), super::now_ns());
+            if wait > 0 {
+                tokio::time::sleep(Duration::from_nanos(wait.unsigned_abs())).await;
+            }
+        }
         buf.resize(range.len as usize, 0);
         a.file
             .seek(std::io::SeekFrom::Start(range.offset))

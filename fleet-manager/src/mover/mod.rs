@@ -4,18 +4,20 @@
 //!
 //! Per offer: refused, answered `Stored` at once (already stored), resumed (an open transfer of
 //! the same file), or started — a transfer id from the store's counter (unique across restarts),
-//! a record in the `transfers` table, an OpenDAL writer at the final path (fs: atomic rename on
-//! close), and `Accept{offset: 0}`. Per chunk: write what the state machine says, ack. At the
-//! end: close (commit) when the SHA-256 matches, else abort (the temp file is removed), and when
-//! every file of the recording is stored, write `manifest.json` and mark the recording stored.
+//! a record in the `transfers` table, a [`commit::AtomicWriter`] for the final path, and
+//! `Accept{offset: 0}`. Per chunk: write what the state machine says, ack. At the end: commit
+//! when the SHA-256 matches (the writer checks it again over the bytes it wrote), else abort
+//! (nothing becomes visible), and when every file of the recording is stored, write
+//! `manifest.json` (through the same verified atomic write) and mark the recording stored.
 //! A transfer open when the manager stopped is answered `TransferFailed` so the edge offers again.
 
+pub mod commit;
 pub mod transfer;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use opendal::{Operator, Writer};
+use opendal::Operator;
 use tapfleet_schemas::{Ack, AckBody, Channel, Sha256, Topic, TransferChunk, TransferOffer};
 use tokio::sync::mpsc;
 
@@ -24,6 +26,7 @@ use crate::metrics::{Metrics, add, inc};
 use crate::mqtt::Outbox;
 use crate::store::{Store, TransferRecord};
 use crate::targets::{DEFAULT_TARGET, Targets};
+use commit::{AtomicWriter, write_verified};
 use transfer::{ChunkDecision, KnownFile, OfferDecision, Transfer, decide_offer};
 
 /// Work for the mover.
@@ -48,7 +51,7 @@ pub enum MoverCmd {
 
 struct Active {
     sm: Transfer,
-    writer: Writer,
+    writer: AtomicWriter,
     rec: TransferRecord,
 }
 
@@ -98,8 +101,8 @@ impl Mover {
                 tracing::error!(error = %e, "mover command failed");
             }
         }
-        for (_, mut a) in self.active.drain() {
-            let _ = a.writer.abort().await;
+        for (_, a) in self.active.drain() {
+            a.writer.abort().await;
         }
     }
 
@@ -245,8 +248,8 @@ impl Mover {
                             reason,
                         );
                     }
-                    if let Err(e) = op.write(&path, Vec::<u8>::new()).await {
-                        let reason = format!("target write failed: {e}");
+                    if let Err(e) = write_verified(&op, &path, [], &offer.sha256).await {
+                        let reason = e.to_string();
                         return self.fail(
                             tenant,
                             edge,
@@ -258,7 +261,7 @@ impl Mover {
                     }
                     return self.stored(&rec, &op, offer.sha256).await;
                 }
-                let writer = match op.writer(&path).await {
+                let writer = match AtomicWriter::open(&op, &path, offer.size).await {
                     Ok(w) => w,
                     Err(e) => {
                         let reason = format!("target {target} cannot be written: {e}");
@@ -292,14 +295,14 @@ impl Mover {
 
     /// Forgets an open transfer, aborting its writer (removes the temp file).
     async fn drop_transfer(&mut self, id: u64, abort: bool) -> Option<TransferRecord> {
-        let mut a = self.active.remove(&id)?;
+        let a = self.active.remove(&id)?;
         self.by_file.remove(&(
             a.rec.edge_id.clone(),
             a.rec.recording_id.clone(),
             a.rec.file.clone(),
         ));
         if abort {
-            let _ = a.writer.abort().await;
+            a.writer.abort().await;
         }
         if let Err(e) = self.store.remove_transfer(id) {
             tracing::warn!(error = %e, transfer_id = id, "transfer record not removed");
@@ -371,7 +374,7 @@ impl Mover {
                         &rid,
                         &file,
                         id,
-                        format!("target write failed: {e}"),
+                        e.to_string(),
                     );
                 }
                 self.ack(
@@ -385,7 +388,7 @@ impl Mover {
                 let Some(done) = done else {
                     return Ok(());
                 };
-                let Some(mut a) = self.active.remove(&id) else {
+                let Some(a) = self.active.remove(&id) else {
                     return Ok(());
                 };
                 self.by_file.remove(&(
@@ -396,17 +399,15 @@ impl Mover {
                 let _ = self.store.remove_transfer(id);
                 let rec = a.rec.clone();
                 if !done.matches {
-                    let _ = a.writer.abort().await;
+                    a.writer.abort().await;
                     let reason = format!(
                         "sha256 mismatch: received {} but {} was offered",
                         done.sha256, rec.sha256
                     );
                     return self.fail(tenant, edge, &rec.recording_id, &rec.file, id, reason);
                 }
-                if let Err(e) = a.writer.close().await {
-                    let _ = a.writer.abort().await;
-                    let reason = format!("target commit failed: {e}");
-                    return self.fail(tenant, edge, &rec.recording_id, &rec.file, id, reason);
+                if let Err(e) = a.writer.commit(&done.sha256).await {
+                    return self.fail(tenant, edge, &rec.recording_id, &rec.file, id, e.to_string());
                 }
                 let Some(op) = self.targets.get(&rec.target).cloned() else {
                     return Ok(());
@@ -480,7 +481,9 @@ impl Mover {
             "{}/manifest.json",
             recording_dir(&e.tenant, &e.edge_id, e.start_ns, recording_id)
         );
-        op.write(&path, tapfleet_schemas::manifest_json(&m)).await?;
+        let json = tapfleet_schemas::manifest_json(&m);
+        let digest = commit::sha256(&json);
+        write_verified(op, &path, [json], &digest).await?;
         self.store.mark_stored(
             recording_id,
             Location {

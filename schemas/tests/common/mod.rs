@@ -8,8 +8,8 @@ use tapfleet_schemas::{
     Ack, AckBody, CacheConfig, CaptureConfig, DesiredConfig, DtmfEvent, EdgeConfig, EndReason,
     EnrollGrant, EnrollRequest, EnrollResponse, EnrollResult, FileEntry, Job, JobAction, JobReply,
     Manifest, Message, Party, RecordingCounts, RecordingKind, ReplyBody, ReportedState, Retention,
-    Sha256, StoragePolicy, StreamDirection, StreamInfo, Telemetry, TransferChunk, TransferOffer,
-    encode,
+    Sha256, StoragePolicy, StreamDirection, StreamInfo, Telemetry, TimeWindow, TransferChunk,
+    TransferOffer, encode,
 };
 
 pub const RID: &str = "20240229T123456Z-deadbeef00010203";
@@ -132,6 +132,10 @@ pub fn desired_configs() -> Vec<DesiredConfig> {
             upload_threshold_bytes: 1 << 20,
             upload_max_age_secs: 600,
             bandwidth_limit_bps: Some(1_000_000),
+            upload_windows: vec![TimeWindow {
+                start_minute: 1320,
+                end_minute: 360,
+            }],
             retention: Retention::KeepDays { days: 30 },
         },
         storage: StoragePolicy {
