@@ -8,6 +8,11 @@ step() { printf '\n=== %s (%ss)\n' "$*" "$SECONDS" >&2; }
 
 step "system packages"
 ./deploy/install-deps.sh test
+# The storage servers (sshd, nginx, s3s-fs built from crates.io) install in the background while
+# the workspace is linted and built; the tests wait for them.
+servers_log=$(mktemp)
+./deploy/install-test-servers.sh >"$servers_log" 2>&1 &
+servers_pid=$!
 
 step "rustfmt"
 cargo fmt --all -- --check
@@ -18,10 +23,17 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build binaries"
 cargo build --workspace --bins --locked
 
+step "test servers"
+if ! wait "$servers_pid"; then
+  cat "$servers_log" >&2
+  echo "installing the test servers failed" >&2
+  exit 1
+fi
+
 step "tests"
 cargo test --workspace --locked -- --test-threads 2
 
 step "fuzz (short runs)"
-./fuzz/run.sh "${FUZZ_SECONDS:-20}"
+./fuzz/run.sh "${FUZZ_SECONDS:-10}"
 
 step "all passed"

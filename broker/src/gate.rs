@@ -316,7 +316,9 @@ async fn refuse<W: AsyncWrite + Unpin>(wr: &mut W, code: u8) {
 fn note_end(gate: &Gate, peer: &SocketAddr, client_id: &str, user: &str, end: &End) {
     match end {
         End::Eof => {}
-        End::Closed(why) => tracing::debug!(%peer, %client_id, %user, reason = why, "connection closed"),
+        End::Closed(why) => {
+            tracing::debug!(%peer, %client_id, %user, reason = why, "connection closed")
+        }
         End::Io(e) => tracing::debug!(%peer, %client_id, %user, error = %e, "connection ended"),
         End::Malformed(e) => {
             inc(&gate.stats.malformed);

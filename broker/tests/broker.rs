@@ -1,15 +1,29 @@
 //! Drives a started broker with real rumqttc clients: issued credentials connect, wrong or
 //! missing ones are refused, claim tokens work only for enrolling clients, a 1 MiB publish passes
-//! and retained messages reach a late subscriber.
+//! and retained messages reach a late subscriber, credential file reloads apply.
 
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS};
-use tapfleet_broker::{BrokerConfig, CredentialStore};
+use tapfleet_broker::{BrokerConfig, CredentialStore, Role};
+
+fn edge() -> Role {
+    Role::Edge {
+        tenant: "acme".into(),
+    }
+}
+
+const BIG: &str = "tapfleet/v1/tenants/acme/edges/edge-1/upload";
+const RETAINED: &str = "tapfleet/v1/tenants/acme/edges/edge-1/state";
 
 fn start_broker() -> (tapfleet_broker::BrokerHandle, CredentialStore) {
     let creds = CredentialStore::new();
-    creds.set_password("edge-1", "right").expect("random");
+    creds
+        .set_password("edge-1", "right", edge())
+        .expect("random");
+    creds
+        .set_password("mgr", "m", Role::Manager)
+        .expect("random");
     creds.add_claim_token("claim-123");
     let cfg = BrokerConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
@@ -64,7 +78,7 @@ async fn only_issued_credentials_connect() {
     let (_c, mut el) = client(&h, "enroll-s2", Some(("enroll", "claim-999")));
     assert!(!connects(&mut el).await, "bad claim token accepted");
     // A user added later connects without restarting the broker.
-    creds.set_password("edge-2", "pw2").expect("random");
+    creds.set_password("edge-2", "pw2", edge()).expect("random");
     let (_c, mut el) = client(&h, "edge-2", Some(("edge-2", "pw2")));
     assert!(connects(&mut el).await, "new user refused");
     creds.remove("edge-2");
@@ -75,9 +89,9 @@ async fn only_issued_credentials_connect() {
 #[tokio::test]
 async fn one_mib_publish_and_retained_messages_pass() {
     let (h, _creds) = start_broker();
-    let (sub, mut sub_el) = client(&h, "sub", Some(("edge-1", "right")));
+    let (sub, mut sub_el) = client(&h, "sub", Some(("mgr", "m")));
     assert!(connects(&mut sub_el).await);
-    sub.subscribe("t/big", QoS::AtLeastOnce)
+    sub.subscribe(BIG, QoS::AtLeastOnce)
         .await
         .expect("subscribe");
     let (publ, mut pub_el) = client(&h, "pub", Some(("edge-1", "right")));
@@ -100,10 +114,10 @@ async fn one_mib_publish_and_retained_messages_pass() {
     .await;
     assert!(suback.is_ok(), "no suback");
     let big: Vec<u8> = (0..(1024 * 1024 + 300)).map(|i| (i % 251) as u8).collect();
-    publ.publish("t/big", QoS::AtLeastOnce, false, big.clone())
+    publ.publish(BIG, QoS::AtLeastOnce, false, big.clone())
         .await
         .expect("publish");
-    publ.publish("t/retained", QoS::AtLeastOnce, true, b"keep".to_vec())
+    publ.publish(RETAINED, QoS::AtLeastOnce, true, b"keep".to_vec())
         .await
         .expect("publish");
     let got = tokio::time::timeout(Duration::from_secs(10), async {
@@ -119,9 +133,9 @@ async fn one_mib_publish_and_retained_messages_pass() {
 
     // A subscriber that comes later receives the retained message.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (late, mut late_el) = client(&h, "late", Some(("edge-1", "right")));
+    let (late, mut late_el) = client(&h, "late", Some(("mgr", "m")));
     assert!(connects(&mut late_el).await);
-    late.subscribe("t/retained", QoS::AtLeastOnce)
+    late.subscribe(RETAINED, QoS::AtLeastOnce)
         .await
         .expect("subscribe");
     let (retain, payload) = tokio::time::timeout(Duration::from_secs(5), async {
@@ -157,7 +171,9 @@ async fn credentials_file_changes_are_picked_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("broker-credentials.toml");
     let writer = CredentialStore::new();
-    writer.set_password("edge-1", "one").expect("random");
+    writer
+        .set_password("edge-1", "one", edge())
+        .expect("random");
     writer.to_file().write_atomic(&path).expect("written");
     let creds = CredentialStore::load(&path).expect("loads");
     tapfleet_broker::watch_file(path.clone(), creds.clone(), Duration::from_millis(50))
@@ -173,7 +189,9 @@ async fn credentials_file_changes_are_picked_up() {
     assert!(!connects(&mut el).await);
 
     // The manager enrolls edge-2 and rewrites the file.
-    writer.set_password("edge-2", "two").expect("random");
+    writer
+        .set_password("edge-2", "two", edge())
+        .expect("random");
     writer.add_claim_token("claim");
     writer.to_file().write_atomic(&path).expect("rewritten");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

@@ -632,3 +632,127 @@ fn rtp_stats_agree_with_tshark_on_late_offer_with_duplicated_frames() {
 fn rtp_stats_agree_with_tshark_on_g711_call_with_rtcp() {
     assert_rtp_stats_match("jnetpcap-legacy/tests/test-sip-rtp-g711.pcap");
 }
+
+/// `frames` plus the IP fragments tshark (two passes) reassembles into them.
+fn with_fragments(file: &Path, frames: &BTreeSet<u64>) -> BTreeSet<u64> {
+    let f = file.to_string_lossy();
+    let mut out = frames.clone();
+    for line in tshark(&[
+        "-2",
+        "-r",
+        &f,
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+        "-e",
+        "ip.reassembled_in",
+        "-e",
+        "ipv6.reassembled.in",
+    ])
+    .lines()
+    {
+        let mut it = line.split('\t');
+        let Some(n) = it.next().and_then(|n| n.parse::<u64>().ok()) else {
+            continue;
+        };
+        if it
+            .filter_map(|x| x.parse::<u64>().ok())
+            .any(|r| frames.contains(&r))
+        {
+            out.insert(n);
+        }
+    }
+    out
+}
+
+/// SIP INVITEs split into IP fragments (IPv6 on Linux SLL, IPv4 on Ethernet) are reassembled:
+/// the calls tshark sees are recorded, and each call.pcap holds, byte for byte, the frames tshark
+/// attributes to the call plus every original fragment of its reassembled datagrams.
+#[test]
+fn fragmented_invites_are_reassembled_and_their_fragments_recorded() {
+    for (rel, calls) in [
+        ("sngrep/tests/ipv6frag.pcap", 1),
+        ("sip-capture/collect/testdata/sip-i.pcap", 1),
+    ] {
+        let input = capture(rel);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let recs = record_ok(&[&input], dir.path());
+        assert_eq!(recs.len(), calls, "{rel}");
+        let ids: BTreeSet<String> = recs.iter().map(|(_, m)| m.call_id.clone()).collect();
+        assert_eq!(ids, call_ids(&input), "{rel}");
+        for (path, m) in &recs {
+            let sip = tshark_call_frames(&input, &m.call_id);
+            let want = with_fragments(&input, &sip);
+            assert!(want.len() > sip.len(), "{rel}: tshark shows fragments");
+            let disk = std::fs::read(path.join("call.pcap")).expect("read");
+            let got: Vec<u64> = frames(&path.join("call.pcap"), "frame")
+                .into_iter()
+                .map(|x| x.0)
+                .collect();
+            assert_eq!(got.len(), want.len(), "{rel}: {want:?}");
+            assert!(
+                disk == expected_call_pcap(&input, &want),
+                "{rel}: call.pcap differs from frames {want:?}"
+            );
+        }
+    }
+    // A lone fragment never completes: no call, no error.
+    let input = capture("sip-capture/extract/testdata/sip-frag.pcap");
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(record_ok(&[&input], dir.path()).is_empty());
+}
+
+/// SIP over TCP on port 6060 with messages split across segments (234 PDUs tshark reassembles)
+/// and several per segment: every INVITE dialog tshark finds (told the port is SIP) is recorded,
+/// with every SIP message of it.
+#[test]
+fn sip_over_tcp_split_across_segments_yields_every_call() {
+    let input = capture("heplify/example/pcap/sip_ipv4_tcp_fragmented.pcap");
+    let f = input.to_string_lossy().into_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recs = record_ok(&[&input], dir.path());
+    let want: BTreeSet<String> = tshark(&[
+        "-r",
+        &f,
+        "-d",
+        "tcp.port==6060,sip",
+        "-Y",
+        "sip.Method == \"INVITE\"",
+        "-T",
+        "fields",
+        "-e",
+        "sip.Call-ID",
+    ])
+    .lines()
+    .filter(|l| !l.is_empty())
+    .map(str::to_string)
+    .collect();
+    assert_eq!(want.len(), 37, "INDEX.tsv: 37 INVITE dialogs");
+    let got: BTreeSet<String> = recs.iter().map(|(_, m)| m.call_id.clone()).collect();
+    assert_eq!(got, want);
+    assert_eq!(recs.len(), 37, "one recording per dialog");
+    // Every SIP message of a call (tshark: frames with its Call-ID, one per message) lands in
+    // its call.pcap: a call.pcap holds at least that many frames.
+    for (path, m) in &recs {
+        let msgs = tshark(&[
+            "-r",
+            &f,
+            "-d",
+            "tcp.port==6060,sip",
+            "-Y",
+            &format!("sip.Call-ID == \"{}\"", m.call_id),
+            "-T",
+            "fields",
+            "-e",
+            "sip.CSeq.method",
+        ]);
+        let n_msgs = msgs.lines().flat_map(|l| l.split(',')).count();
+        let n_frames = frames(&path.join("call.pcap"), "frame").len();
+        assert!(
+            n_frames >= msgs.lines().count() && n_frames > 0,
+            "{}: {n_frames} frames for {n_msgs} messages",
+            m.call_id
+        );
+    }
+}

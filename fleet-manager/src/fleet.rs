@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use tapfleet_broker::{CredentialStore, CredentialsFile, PasswordHash};
+use tapfleet_broker::{CredentialStore, CredentialsFile, PasswordHash, Role};
 use tapfleet_schemas::topic::filter;
 use tapfleet_schemas::{
     Ack, AckBody, Channel, DesiredConfig, EdgeConfig, EnrollGrant, EnrollRequest, EnrollResponse,
@@ -30,7 +30,7 @@ use crate::enroll::{random_hex, sanitize_edge_id, unique_edge_id};
 use crate::metrics::{Metrics, inc};
 use crate::mover::MoverCmd;
 use crate::mqtt::{Inbound, Outbox};
-use crate::store::{EdgeRecord, Store, StoreError, Upsert};
+use crate::store::{EdgeCredential, EdgeRecord, Store, StoreError, Upsert};
 use crate::targets::Targets;
 
 /// Last time each edge was heard from (Unix ms), shared with the HTTP API.
@@ -60,19 +60,26 @@ pub struct CredentialSink {
     pub broker: Option<CredentialStore>,
     /// The credentials file for a standalone `tapfleet-broker`.
     pub file: PathBuf,
-    /// An extra user kept in the file (the manager's own user on an external broker).
+    /// An extra user kept in the file with the manager's role (the manager's own user on an
+    /// external broker): user name and `sha256:salt:hash`.
     pub extra_user: Option<(String, String)>,
 }
 
 impl CredentialSink {
-    /// Rewrites the credentials file from the store (atomically).
+    /// Rewrites the credentials file from the store (atomically): every edge with its tenant.
     pub fn write_file(&self, store: &Store) -> anyhow::Result<()> {
         let mut f = CredentialsFile {
             claim_tokens: store.claim_digests()?,
-            users: store.credentials()?.into_iter().collect(),
+            ..CredentialsFile::default()
         };
+        for (user, c) in store.credentials()? {
+            f.users.insert(user.clone(), c.hash);
+            f.tenants.insert(user, c.tenant);
+        }
         if let Some((u, h)) = &self.extra_user {
             f.users.insert(u.clone(), h.clone());
+            f.tenants.remove(u);
+            f.managers.push(u.clone());
         }
         f.write_atomic(&self.file)?;
         Ok(())
@@ -422,7 +429,13 @@ impl Fleet {
         let password = random_hex(24).map_err(|e| internal(&e))?;
         let hash = PasswordHash::new(&password).map_err(|e| internal(&e))?;
         self.store
-            .put_credential(&edge_id, &hash.to_string())
+            .put_credential(
+                &edge_id,
+                &EdgeCredential {
+                    hash: hash.to_string(),
+                    tenant: tenant.clone(),
+                },
+            )
             .map_err(|e| internal(&e))?;
         self.store.put_edge(&rec).map_err(|e| internal(&e))?;
         let cfg = match self
@@ -440,7 +453,13 @@ impl Fleet {
             }
         };
         if let Some(b) = &self.creds.broker {
-            b.insert_hash(&edge_id, hash);
+            b.insert_hash(
+                &edge_id,
+                hash,
+                Role::Edge {
+                    tenant: tenant.clone(),
+                },
+            );
         }
         if let Err(e) = self.creds.write_file(&self.store) {
             tracing::error!(error = %e, "credentials file not written");

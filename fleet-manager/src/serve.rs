@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use tapfleet_broker::{BrokerConfig, CredentialStore, PasswordHash};
+use tapfleet_broker::{BrokerConfig, CredentialStore, PasswordHash, Role};
 use tokio::sync::{mpsc, watch};
 
 use crate::fleet::{CredentialSink, Fleet};
@@ -95,8 +95,12 @@ pub async fn run(
     let (settings, sink, _broker) = match &opts.broker {
         None => {
             let creds = CredentialStore::new();
-            for (user, hash) in store.credentials()? {
-                creds.insert_hash(&user, hash.parse::<PasswordHash>()?);
+            for (user, c) in store.credentials()? {
+                creds.insert_hash(
+                    &user,
+                    c.hash.parse::<PasswordHash>()?,
+                    Role::Edge { tenant: c.tenant },
+                );
             }
             // Claim tokens are checked against the digests in redb, so a token added later works.
             let claim_store = store.clone();
@@ -108,7 +112,7 @@ pub async fn run(
                     .is_some()
             });
             let password = crate::enroll::random_hex(24)?;
-            creds.set_password(MANAGER_USERNAME, &password)?;
+            creds.set_password(MANAGER_USERNAME, &password, Role::Manager)?;
             let bcfg = BrokerConfig {
                 listen: opts.mqtt_listen,
                 ..BrokerConfig::default()

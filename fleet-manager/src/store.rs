@@ -207,8 +207,8 @@ impl Store {
     // ---- credentials
 
     pub fn put_credential(&self, username: &str, cred: &EdgeCredential) -> Result<(), StoreError> {
-        let json = String::from_utf8(to_json(cred)?)
-            .map_err(|e| StoreError::Corrupt("credential", e.to_string()))?;
+        let json =
+            String::from_utf8(to_json(cred)?).map_err(|e| StoreError::Encode(e.to_string()))?;
         let tx = dbr(self.db.begin_write())?;
         {
             let mut t = dbr(tx.open_table(CREDENTIALS))?;

@@ -40,8 +40,19 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use opendal::Operator;
-use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::layers::{CapabilityOverrideLayer, RetryLayer, TimeoutLayer};
 use serde::Deserialize;
+
+/// Crates that log credentials at debug level (reqsign prints the static credential
+/// provider, secret included): the binary caps them at `info` whatever the log filter says.
+pub const SECRET_LOGGING_CRATES: &[&str] = &[
+    "reqsign_core",
+    "reqsign_aws_core",
+    "reqsign_aws_v4",
+    "reqsign_azure_storage",
+    "reqsign_google",
+    "reqsign_file_read_tokio",
+];
 
 /// The name of the default target.
 pub const DEFAULT_TARGET: &str = "cloud";
@@ -353,8 +364,14 @@ pub fn build_operator(
             if let Some(sc) = &c.storage_class {
                 b = b.default_storage_class(sc);
             }
-            // Never `enable_write_with_append`: an S3 append silently replaces the object.
-            Operator::new(b).map_err(op_err)?
+            // OpenDAL 0.59 enables S3 append writes natively; an append silently replaces an
+            // object (and most compatible servers lack it): turn the capability off.
+            Operator::new(b)
+                .map_err(op_err)?
+                .layer(CapabilityOverrideLayer::new(|mut c| {
+                    c.write_can_append = false;
+                    c
+                }))
         }
         TargetConfig::Sftp(c) => {
             non_empty(name, "endpoint", &c.endpoint)?;
@@ -569,8 +586,8 @@ mod tests {
         assert!(dir.path().join("targets/cloud").is_dir());
     }
 
-    #[test]
-    fn every_kind_parses_and_builds() {
+    #[tokio::test]
+    async fn every_kind_parses_and_builds() {
         let dir = tempfile::tempdir().expect("tempdir");
         let key = dir.path().join("id_ed25519");
         std::fs::write(&key, "not checked until connect").expect("key");
@@ -660,6 +677,20 @@ mod tests {
         let dbg = format!("{cfg:?}");
         assert!(!dbg.contains("dGVzdA=="), "{dbg}");
         assert!(dbg.contains("<redacted>"), "{dbg}");
+    }
+
+    #[test]
+    fn the_deploy_example_parses() {
+        let cfg = parse(include_str!("../../deploy/manager.toml.example")).expect("parses");
+        assert!(matches!(
+            cfg.targets.get("cloud"),
+            Some(TargetConfig::S3(_))
+        ));
+        assert!(matches!(
+            cfg.targets.get("private"),
+            Some(TargetConfig::Sftp(_))
+        ));
+        assert_eq!(cfg.storage, StorageOptions::default());
     }
 
     #[test]

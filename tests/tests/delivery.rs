@@ -65,8 +65,23 @@ fn start_edge_with(fleet: &Fleet, replay: &Path, extra: &[&str]) -> Proc {
         .arg("--replay")
         .arg(replay)
         .args(extra)
+        .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
         .args(["--log", "info"]);
     Proc::start("edge", cmd, fleet.dir.path())
+}
+
+/// The address the edge's metrics server said it listens on.
+fn edge_metrics_addr(edge: &Proc) -> String {
+    wait_for(
+        "edge metrics listener in the log",
+        Duration::from_secs(10),
+        || {
+            let log = edge.output();
+            let line = log.lines().find(|l| l.contains("metrics on /metrics"))?;
+            let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
+            Some(addr.to_owned())
+        },
+    )
 }
 
 /// A pcap file with a header and no packet.
@@ -196,6 +211,27 @@ fn every_call_reaches_the_cloud_target_with_matching_sha256() {
             "{id}: manifest.json target == edge"
         );
     }
+
+    // The edge's metrics say the same.
+    let metrics_addr = edge_metrics_addr(&edge);
+    let metrics = wait_for("edge metrics: all stored", Duration::from_secs(10), || {
+        let body = ureq::get(&format!("http://{metrics_addr}/metrics"))
+            .call()
+            .ok()?
+            .body_mut()
+            .read_to_string()
+            .ok()?;
+        body.contains(&format!(
+            "tapfleet_edge_recordings{{state=\"stored\"}} {}",
+            truth.calls.len()
+        ))
+        .then_some(body)
+    });
+    assert!(metrics.contains("tapfleet_edge_connected 1"), "{metrics}");
+    assert!(
+        metrics.contains("tapfleet_edge_backlog_bytes 0"),
+        "{metrics}"
+    );
 
     // The edge's cache marks every recording as stored (inspected after a clean stop).
     assert!(

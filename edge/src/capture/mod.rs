@@ -42,6 +42,54 @@ pub struct RawPacket<'a> {
     pub classic: Option<ClassicRecord<'a>>,
 }
 
+/// A packet copied out of its source, for the few that must wait (IP fragments, TCP segments
+/// before their message is complete) before they can be written into a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedPacket {
+    pub ts_ns: i64,
+    pub orig_len: u32,
+    pub linktype: u16,
+    pub ts_precision: TsPrecision,
+    pub data: Vec<u8>,
+    /// The classic-pcap file header and record header, when it came from a classic pcap.
+    pub classic: Option<Box<([u8; 24], [u8; 16])>>,
+}
+
+impl OwnedPacket {
+    pub fn from_raw(p: &RawPacket<'_>) -> Self {
+        OwnedPacket {
+            ts_ns: p.ts_ns,
+            orig_len: p.orig_len,
+            linktype: p.linktype,
+            ts_precision: p.ts_precision,
+            data: p.data.to_vec(),
+            classic: p
+                .classic
+                .map(|c| Box::new((*c.file_header, *c.record_header))),
+        }
+    }
+
+    /// Bytes this copy holds (for memory bounds).
+    pub fn cost(&self) -> usize {
+        self.data.len() + std::mem::size_of::<Self>() + if self.classic.is_some() { 40 } else { 0 }
+    }
+
+    /// A borrowed view, as the source would have returned it.
+    pub fn as_raw(&self) -> RawPacket<'_> {
+        RawPacket {
+            ts_ns: self.ts_ns,
+            orig_len: self.orig_len,
+            linktype: self.linktype,
+            ts_precision: self.ts_precision,
+            data: &self.data,
+            classic: self.classic.as_deref().map(|(f, r)| ClassicRecord {
+                file_header: f,
+                record_header: r,
+            }),
+        }
+    }
+}
+
 /// What a source has next.
 #[derive(Debug)]
 pub enum Next<'a> {

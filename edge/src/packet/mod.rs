@@ -1,7 +1,10 @@
 //! Pure packet decoding from the link layer to the UDP or TCP payload: Ethernet (with 802.1Q/QinQ
 //! VLAN tags), Linux cooked capture v1 (113) and v2 (276), raw IP (101, 12, 228, 229) and BSD
-//! NULL/loopback (0). IP via etherparse's lax slicer (snaplen-cut packets still decode); IP
-//! fragments are reported, not reassembled.
+//! NULL/loopback (0). IP via etherparse's lax slicer (snaplen-cut packets still decode). IPv4 and
+//! IPv6 fragments come out of [`decode_any`] as [`Fragment`]s for [`reassembly`]; a reassembled
+//! payload goes through [`decode_transport`].
+
+pub mod reassembly;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -56,8 +59,50 @@ const ETH_IPV4: u16 = 0x0800;
 const ETH_IPV6: u16 = 0x86dd;
 const ETH_VLAN: [u16; 3] = [0x8100, 0x88a8, 0x9100];
 
-/// Decodes a captured frame of the given link type down to its UDP/TCP payload.
+/// One IPv4 or IPv6 fragment of a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fragment<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// IPv4 identification (16 bits) or IPv6 fragment header identification.
+    pub id: u32,
+    /// The fragmented payload's protocol (17 UDP, 6 TCP, ...).
+    pub protocol: u8,
+    /// Byte offset of `data` in the datagram's payload.
+    pub offset: usize,
+    /// More fragments follow.
+    pub more: bool,
+    pub data: &'a [u8],
+}
+
+/// The TCP header fields stream reassembly needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpMeta {
+    pub seq: u32,
+    pub syn: bool,
+    pub fin: bool,
+    pub rst: bool,
+}
+
+/// A decoded frame: a whole UDP/TCP datagram (with its TCP header fields if TCP) or one IP
+/// fragment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoded<'a> {
+    Datagram(Datagram<'a>, Option<TcpMeta>),
+    Fragment(Fragment<'a>),
+}
+
+/// Decodes a captured frame of the given link type down to its UDP/TCP payload; fragments are
+/// [`DecodeSkip::Fragment`].
 pub fn decode(linktype: u16, data: &[u8]) -> Result<Datagram<'_>, DecodeSkip> {
+    match decode_any(linktype, data)? {
+        Decoded::Datagram(d, _) => Ok(d),
+        Decoded::Fragment(_) => Err(DecodeSkip::Fragment),
+    }
+}
+
+/// Decodes a captured frame of the given link type down to its UDP/TCP payload or IP fragment.
+pub fn decode_any(linktype: u16, data: &[u8]) -> Result<Decoded<'_>, DecodeSkip> {
     let ip = match linktype {
         linktype::ETHERNET => {
             let mut ethertype = be16(data, 12).ok_or(DecodeSkip::ShortLink)?;
@@ -95,7 +140,7 @@ pub fn decode(linktype: u16, data: &[u8]) -> Result<Datagram<'_>, DecodeSkip> {
         }
         other => return Err(DecodeSkip::LinkType(other)),
     };
-    decode_ip(ip)
+    decode_ip_any(ip)
 }
 
 fn ip_payload(ethertype: u16, rest: &[u8]) -> Result<&[u8], DecodeSkip> {
@@ -105,17 +150,68 @@ fn ip_payload(ethertype: u16, rest: &[u8]) -> Result<&[u8], DecodeSkip> {
     }
 }
 
-/// Decodes an IPv4 or IPv6 packet down to its UDP/TCP payload.
+/// Decodes an IPv4 or IPv6 packet down to its UDP/TCP payload; fragments are
+/// [`DecodeSkip::Fragment`].
 pub fn decode_ip(data: &[u8]) -> Result<Datagram<'_>, DecodeSkip> {
+    match decode_ip_any(data)? {
+        Decoded::Datagram(d, _) => Ok(d),
+        Decoded::Fragment(_) => Err(DecodeSkip::Fragment),
+    }
+}
+
+/// Decodes an IPv4 or IPv6 packet down to its UDP/TCP payload or its fragment.
+pub fn decode_ip_any(data: &[u8]) -> Result<Decoded<'_>, DecodeSkip> {
     let (ip, _) = etherparse::LaxIpSlice::from_slice(data).map_err(|_| DecodeSkip::BadIp)?;
     let src_ip: IpAddr = ip.source_addr();
     let dst_ip: IpAddr = ip.destination_addr();
     let payload = ip.payload();
     if payload.fragmented {
-        return Err(DecodeSkip::Fragment);
+        let (id, offset, more) = match &ip {
+            etherparse::LaxIpSlice::Ipv4(v4) => {
+                let h = v4.header();
+                (
+                    u32::from(h.identification()),
+                    usize::from(h.fragments_offset().byte_offset()),
+                    h.more_fragments(),
+                )
+            }
+            etherparse::LaxIpSlice::Ipv6(v6) => v6
+                .extensions()
+                .clone()
+                .into_iter()
+                .find_map(|e| match e {
+                    etherparse::Ipv6ExtensionSlice::Fragment(f) => Some((
+                        f.identification(),
+                        usize::from(f.fragment_offset().byte_offset()),
+                        f.more_fragments(),
+                    )),
+                    _ => None,
+                })
+                .ok_or(DecodeSkip::BadIp)?,
+        };
+        return Ok(Decoded::Fragment(Fragment {
+            src: src_ip,
+            dst: dst_ip,
+            id,
+            protocol: payload.ip_number.0,
+            offset,
+            more,
+            data: payload.payload,
+        }));
     }
-    let seg = payload.payload;
-    match payload.ip_number {
+    decode_transport(src_ip, dst_ip, payload.ip_number.0, payload.payload)
+        .map(|(d, t)| Decoded::Datagram(d, t))
+}
+
+/// Decodes a UDP or TCP segment (a whole IP payload, e.g. reassembled from fragments), with the
+/// TCP header fields when TCP.
+pub fn decode_transport(
+    src_ip: IpAddr,
+    dst_ip: IpAddr,
+    protocol: u8,
+    seg: &[u8],
+) -> Result<(Datagram<'_>, Option<TcpMeta>), DecodeSkip> {
+    match etherparse::IpNumber(protocol) {
         etherparse::IpNumber::UDP => {
             let sport = be16(seg, 0).ok_or(DecodeSkip::ShortTransport)?;
             let dport = be16(seg, 2).ok_or(DecodeSkip::ShortTransport)?;
@@ -125,12 +221,13 @@ pub fn decode_ip(data: &[u8]) -> Result<Datagram<'_>, DecodeSkip> {
             } else {
                 seg.len()
             };
-            Ok(Datagram {
+            let d = Datagram {
                 src: SocketAddr::new(src_ip, sport),
                 dst: SocketAddr::new(dst_ip, dport),
                 transport: Transport::Udp,
                 payload: seg.get(8..end).unwrap_or(&[]),
-            })
+            };
+            Ok((d, None))
         }
         etherparse::IpNumber::TCP => {
             let sport = be16(seg, 0).ok_or(DecodeSkip::ShortTransport)?;
@@ -140,15 +237,28 @@ pub fn decode_ip(data: &[u8]) -> Result<Datagram<'_>, DecodeSkip> {
             if hl < 20 {
                 return Err(DecodeSkip::ShortTransport);
             }
-            Ok(Datagram {
+            let seq = be32(seg, 4).ok_or(DecodeSkip::ShortTransport)?;
+            let flags = seg.get(13).copied().unwrap_or(0);
+            let d = Datagram {
                 src: SocketAddr::new(src_ip, sport),
                 dst: SocketAddr::new(dst_ip, dport),
                 transport: Transport::Tcp,
                 payload: seg.get(hl..).ok_or(DecodeSkip::ShortTransport)?,
-            })
+            };
+            let meta = TcpMeta {
+                seq,
+                syn: flags & 0x02 != 0,
+                fin: flags & 0x01 != 0,
+                rst: flags & 0x04 != 0,
+            };
+            Ok((d, Some(meta)))
         }
         _ => Err(DecodeSkip::OtherTransport),
     }
+}
+
+fn be32(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(off..off + 4)?.try_into().ok()?))
 }
 
 fn be16(b: &[u8], off: usize) -> Option<u16> {

@@ -17,6 +17,7 @@ pub mod wav_writer;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use tapfleet_schemas::Manifest;
@@ -24,8 +25,10 @@ use tapfleet_schemas::Manifest;
 pub use call::{MANIFEST_NAME, PCAP_NAME, WAV_NAME, emodel_mos};
 
 use crate::calls::{CallKey, CallTracker, Dialog, SipVerdict, TrackerOptions};
-use crate::capture::RawPacket;
-use crate::packet::{self, DecodeSkip, Transport};
+use crate::capture::{OwnedPacket, RawPacket};
+use crate::packet::reassembly::{Reassembler, ReassemblyLimits};
+use crate::packet::{self, Datagram, Decoded, TcpMeta, Transport};
+use crate::sip::stream::{Pushed, SipStreams, StreamLimits};
 use crate::{rtp, sip};
 use call::CallRecording;
 
@@ -44,6 +47,10 @@ pub struct RecorderOptions {
     pub max_calls: usize,
     /// Write `audio.wav` for G.711 calls.
     pub audio: bool,
+    /// Bounds of IP fragment reassembly.
+    pub reassembly: ReassemblyLimits,
+    /// Bounds of SIP-over-TCP stream reassembly.
+    pub tcp: StreamLimits,
 }
 
 impl Default for RecorderOptions {
@@ -56,21 +63,34 @@ impl Default for RecorderOptions {
             closing_grace_ns: t.closing_grace_ns,
             max_calls: t.max_calls,
             audio: true,
+            reassembly: ReassemblyLimits::default(),
+            tcp: StreamLimits::default(),
         }
     }
 }
 
 /// Counters of everything the recorder saw; every packet lands in exactly one of `undecoded`,
 /// `ip_fragments`, `sip_packets`, `rtp_packets`, `rtcp_packets`, `orphan_rtp_packets`,
-/// `other_packets`.
+/// `other_packets`, `tcp_retransmissions`. A datagram reassembled from fragments is counted once
+/// more, in what it carries (`sip_packets`, `rtp_packets`, ...).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecorderStats {
     pub packets: u64,
     pub bytes: u64,
     /// Link layer or IP not decodable (unknown link type, not IP, malformed).
     pub undecoded: u64,
-    /// IP fragments (not reassembled yet).
+    /// IP fragment packets.
     pub ip_fragments: u64,
+    /// Datagrams reassembled from fragments.
+    pub reassembled: u64,
+    /// Datagrams dropped because fragments were still missing after the timeout.
+    pub fragment_timeouts: u64,
+    /// Datagrams dropped to keep reassembly within its memory bounds, or invalid.
+    pub fragment_overflows: u64,
+    /// TCP segments of SIP flows whose bytes were all seen before (not written).
+    pub tcp_retransmissions: u64,
+    /// SIP-over-TCP flows reset (a hole that did not fill, over the bound, not SIP) or evicted.
+    pub tcp_resets: u64,
     /// Packets carrying SIP (any, including unparsable ones).
     pub sip_packets: u64,
     pub sip_messages: u64,
@@ -152,6 +172,9 @@ pub struct Recorder {
     failures: Vec<FailedRecording>,
     stats: RecorderStats,
     last_tick_ns: Option<i64>,
+    frags: Reassembler<OwnedPacket>,
+    /// SIP-over-TCP flows; a tag is the packet (or the fragments) that carried a segment.
+    tcp: SipStreams<Arc<[OwnedPacket]>>,
 }
 
 impl Recorder {
@@ -163,6 +186,8 @@ impl Recorder {
             closing_grace_ns: opts.closing_grace_ns,
             max_calls: opts.max_calls,
         });
+        let frags = Reassembler::new(opts.reassembly);
+        let tcp = SipStreams::new(opts.tcp);
         Recorder {
             out_dir,
             opts,
@@ -172,6 +197,8 @@ impl Recorder {
             failures: Vec::new(),
             stats: RecorderStats::default(),
             last_tick_ns: None,
+            frags,
+            tcp,
         }
     }
 
@@ -188,25 +215,86 @@ impl Recorder {
             Some(t) if (pkt.ts_ns - t).abs() >= AUTO_TICK_NS => self.tick(pkt.ts_ns),
             _ => {}
         }
-        let dg = match packet::decode(pkt.linktype, pkt.data) {
-            Ok(d) => d,
-            Err(DecodeSkip::Fragment) => {
+        let (dg, tcp) = match packet::decode_any(pkt.linktype, pkt.data) {
+            Ok(Decoded::Datagram(d, t)) => (d, t),
+            Ok(Decoded::Fragment(f)) => {
                 self.stats.ip_fragments += 1;
-                return Ok(());
+                let owned = OwnedPacket::from_raw(pkt);
+                let cost = owned.cost();
+                let done = self.frags.push(pkt.ts_ns, &f, owned, cost);
+                self.sync_frag_stats();
+                let Some(r) = done else { return Ok(()) };
+                self.stats.reassembled += 1;
+                let raws: Vec<RawPacket<'_>> = r.tags.iter().map(OwnedPacket::as_raw).collect();
+                return match packet::decode_transport(r.src, r.dst, r.protocol, &r.payload) {
+                    Ok((d, t)) => self.on_datagram(&raws, pkt.ts_ns, d, t),
+                    Err(_) => {
+                        self.stats.undecoded += 1;
+                        Ok(())
+                    }
+                };
             }
             Err(_) => {
                 self.stats.undecoded += 1;
                 return Ok(());
             }
         };
-        if sip::looks_like_sip(dg.payload) {
+        self.on_datagram(std::slice::from_ref(pkt), pkt.ts_ns, dg, tcp)
+    }
+
+    fn sync_frag_stats(&mut self) {
+        let f = self.frags.stats();
+        self.stats.fragment_timeouts = f.timeouts;
+        self.stats.fragment_overflows = f.overflows + f.invalid;
+        let t = self.tcp.stats();
+        self.stats.tcp_retransmissions = t.retransmissions;
+        self.stats.tcp_resets = t.resets + t.evicted;
+    }
+
+    /// Handles a UDP datagram or TCP segment carried by `pkts` (one packet, or the fragments
+    /// it was reassembled from), seen at `now_ns`.
+    fn on_datagram(
+        &mut self,
+        pkts: &[RawPacket<'_>],
+        now_ns: i64,
+        dg: Datagram<'_>,
+        tcp: Option<TcpMeta>,
+    ) -> Result<(), RecorderError> {
+        if let Some(meta) = tcp
+            && (self.tcp.follows(dg.src, dg.dst) || sip::looks_like_sip(dg.payload))
+        {
+            let owned: Arc<[OwnedPacket]> = pkts.iter().map(OwnedPacket::from_raw).collect();
+            let pushed = self
+                .tcp
+                .push(now_ns, dg.src, dg.dst, meta, dg.payload, owned);
+            self.sync_frag_stats();
+            match pushed {
+                Pushed::NotSip => {}
+                Pushed::Retransmission => return Ok(()),
+                Pushed::Sip(msgs) => {
+                    self.stats.sip_packets += 1;
+                    let mut result = Ok(());
+                    for m in msgs {
+                        let raws: Vec<RawPacket<'_>> = m
+                            .tags
+                            .iter()
+                            .flat_map(|t| t.iter().map(OwnedPacket::as_raw))
+                            .collect();
+                        if let Err(e) = self.on_sip(&raws, now_ns, &m.bytes) {
+                            result = Err(e);
+                        }
+                    }
+                    return result;
+                }
+            }
+        } else if sip::looks_like_sip(dg.payload) {
             self.stats.sip_packets += 1;
-            return self.on_sip(pkt, dg.payload, dg.transport);
+            return self.on_sip(pkts, now_ns, dg.payload);
         }
         if dg.transport == Transport::Udp
             && let Some(route) = self.tracker.route_media(dg.src, dg.dst)
         {
-            self.tracker.touch(route.key, pkt.ts_ns);
+            self.tracker.touch(route.key, now_ns);
             let rtp = (!route.rtcp && !rtp::is_rtcp(dg.payload))
                 .then(|| rtp::parse(dg.payload).ok())
                 .flatten();
@@ -222,13 +310,15 @@ impl Recorder {
                 return Ok(());
             };
             let res = (|| {
-                if rec.write_packet(pkt)? {
-                    self.stats.call_packets += 1;
-                } else {
-                    self.stats.linktype_mismatch += 1;
+                for pkt in pkts {
+                    if rec.write_packet(pkt)? {
+                        self.stats.call_packets += 1;
+                    } else {
+                        self.stats.linktype_mismatch += 1;
+                    }
                 }
                 if let Some(r) = rtp {
-                    rec.on_rtp(dialog, route, dg.src, dg.dst, &r, pkt.ts_ns)?;
+                    rec.on_rtp(dialog, route, dg.src, dg.dst, &r, now_ns)?;
                 }
                 Ok(())
             })();
@@ -245,36 +335,35 @@ impl Recorder {
         Ok(())
     }
 
+    /// Handles one SIP message (a UDP datagram's, or one cut from a TCP stream) carried by
+    /// `pkts`.
     fn on_sip(
         &mut self,
-        pkt: &RawPacket<'_>,
+        pkts: &[RawPacket<'_>],
+        now_ns: i64,
         payload: &[u8],
-        transport: Transport,
     ) -> Result<(), RecorderError> {
-        // A UDP datagram holds one message; a TCP segment may hold several (segments that split
-        // a message are not reassembled yet).
-        let mut rest = payload;
         let mut target: Option<CallKey> = None;
-        let mut guard = 0;
-        while !rest.is_empty() && guard < 64 {
-            guard += 1;
-            let msg = match sip::parse(rest) {
+        {
+            let msg = match sip::parse(payload) {
                 Ok(m) => m,
                 Err(_) => {
                     self.stats.sip_parse_errors += 1;
-                    break;
+                    return Ok(());
                 }
             };
             self.stats.sip_messages += 1;
             let sdp_errors = self.tracker.sdp_errors;
-            let verdict = self.tracker.on_sip(pkt.ts_ns, &msg);
+            let verdict = self.tracker.on_sip(now_ns, &msg);
             // Calls the message ended are finished before a new one may reuse their folder.
             for d in self.tracker.take_ended() {
                 self.finish_call(d);
             }
             match verdict {
                 SipVerdict::NewCall(k) => {
-                    self.start_call(k, pkt)?;
+                    if let Some(first) = pkts.first() {
+                        self.start_call(k, first)?;
+                    }
                     target.get_or_insert(k);
                 }
                 SipVerdict::Call(k) => {
@@ -284,23 +373,16 @@ impl Recorder {
                 SipVerdict::TooManyCalls => self.stats.calls_refused += 1,
             }
             self.stats.sdp_parse_errors += self.tracker.sdp_errors - sdp_errors;
-            if transport == Transport::Udp {
-                break;
-            }
-            rest = rest.get(msg.len..).unwrap_or(&[]);
-            let skip = rest
-                .iter()
-                .position(|b| !b.is_ascii_whitespace())
-                .unwrap_or(rest.len());
-            rest = rest.get(skip..).unwrap_or(&[]);
         }
         if let Some(k) = target
             && let Some(rec) = self.calls.get_mut(&k)
         {
-            match rec.write_packet(pkt) {
-                Ok(true) => self.stats.call_packets += 1,
-                Ok(false) => self.stats.linktype_mismatch += 1,
-                Err(e) => return Err(self.fail_call(k, e)),
+            for pkt in pkts {
+                match rec.write_packet(pkt) {
+                    Ok(true) => self.stats.call_packets += 1,
+                    Ok(false) => self.stats.linktype_mismatch += 1,
+                    Err(e) => return Err(self.fail_call(k, e)),
+                }
             }
         }
         Ok(())
@@ -377,6 +459,9 @@ impl Recorder {
     /// Ends calls that are over at `now_ns` (BYE grace, timeouts). Call it when idle.
     pub fn tick(&mut self, now_ns: i64) {
         self.last_tick_ns = Some(now_ns);
+        self.frags.expire(now_ns);
+        self.tcp.expire(now_ns);
+        self.sync_frag_stats();
         let ended = self.tracker.expire(now_ns);
         for d in ended {
             self.finish_call(d);

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 
 use super::capture_thread::{self, CaptureCounters, CaptureMsg, Source};
 use super::identity::Identity;
+use super::metrics::CoreMetrics;
 use super::net::{self, Conn, NetEvent};
 use super::upload::{self, UploadCmd, UploadEvent};
 use super::{BrokerAddr, now_ms};
@@ -43,6 +44,7 @@ pub struct Setup {
     pub hostname: String,
     pub config: Option<DesiredConfig>,
     pub source: Source,
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 struct Topics {
@@ -94,6 +96,7 @@ struct Core {
     current: Option<Current>,
     connected: bool,
     counters: Arc<CaptureCounters>,
+    metrics: Arc<CoreMetrics>,
     errors: u64,
     sent_bytes: u64,
     last_outbox: tokio::time::Instant,
@@ -171,11 +174,20 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
         current: None,
         connected: false,
         counters,
+        metrics: Arc::new(CoreMetrics::default()),
         errors: 0,
         sent_bytes: 0,
         last_outbox: long_ago,
         last_telemetry: long_ago,
     };
+    if let Some(addr) = setup.metrics {
+        let (m, c) = (core.metrics.clone(), core.counters.clone());
+        tokio::spawn(async move {
+            if let Err(e) = super::metrics::serve(addr, m, c).await {
+                tracing::error!(error = %format!("{e:#}"), "metrics server stopped");
+            }
+        });
+    }
     let _ = core.upload_tx.send(UploadCmd::SetRate(
         core.edge_config().cache.bandwidth_limit_bps,
     ));
@@ -196,6 +208,7 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
         };
+        core.update_metrics();
         if let Err(e) = result {
             core.errors += 1;
             tracing::error!(error = %format!("{e:#}"), "service error");
@@ -206,6 +219,42 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
 }
 
 impl Core {
+    /// Mirrors the core's counters into the metrics (cheap: atomics only).
+    fn update_metrics(&self) {
+        let m = &self.metrics;
+        m.errors_total.store(self.errors, Ordering::Relaxed);
+        m.connected
+            .store(u64::from(self.connected), Ordering::Relaxed);
+        m.config_version.store(
+            self.config.as_ref().map_or(0, |c| c.version),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Cache gauges, refreshed on every tick.
+    fn update_cache_metrics(&self, s: &crate::cache::Summary, cfg: &EdgeConfig) {
+        let m = &self.metrics;
+        m.recordings_recording
+            .store(s.counts.recording, Ordering::Relaxed);
+        m.recordings_finalized
+            .store(s.counts.finalized, Ordering::Relaxed);
+        m.recordings_announced
+            .store(s.counts.announced, Ordering::Relaxed);
+        m.recordings_stored
+            .store(s.counts.stored, Ordering::Relaxed);
+        m.recordings_evicted
+            .store(s.counts.evicted, Ordering::Relaxed);
+        m.cache_used_bytes.store(s.used_bytes, Ordering::Relaxed);
+        m.cache_capacity_bytes
+            .store(cfg.cache.capacity_bytes, Ordering::Relaxed);
+        m.backlog_bytes.store(s.backlog_bytes, Ordering::Relaxed);
+        m.backlog_oldest_seconds.store(
+            s.backlog_oldest_ms
+                .map_or(0, |o| u64::try_from((now_ms() - o) / 1000).unwrap_or(0)),
+            Ordering::Relaxed,
+        );
+    }
+
     fn edge_config(&self) -> EdgeConfig {
         self.config
             .as_ref()
@@ -215,6 +264,11 @@ impl Core {
 
     async fn publish<M: Message>(&self, topic: &str, retain: bool, msg: &M) -> anyhow::Result<()> {
         let payload = encode(msg)?;
+        if M::KIND == Manifest::KIND {
+            self.metrics
+                .manifests_published_total
+                .fetch_add(1, Ordering::Relaxed);
+        }
         self.control
             .publish(topic, QoS::AtLeastOnce, retain, payload)
             .await
@@ -266,6 +320,9 @@ impl Core {
 
     fn bad_input(&mut self, topic: &str, e: &dyn std::error::Error) {
         self.errors += 1;
+        self.metrics
+            .bad_messages_total
+            .fetch_add(1, Ordering::Relaxed);
         tracing::warn!(topic, error = %e, "undecodable message dropped");
     }
 
@@ -497,7 +554,12 @@ impl Core {
 
     async fn on_upload(&mut self, ev: UploadEvent) -> anyhow::Result<()> {
         match ev {
-            UploadEvent::Sent { bytes } => self.sent_bytes += bytes,
+            UploadEvent::Sent { bytes } => {
+                self.sent_bytes += bytes;
+                self.metrics
+                    .upload_bytes_total
+                    .fetch_add(bytes, Ordering::Relaxed);
+            }
             UploadEvent::AllAcked { transfer_id } => {
                 tracing::debug!(transfer_id, "all chunks acknowledged; waiting for stored");
             }
@@ -522,6 +584,7 @@ impl Core {
         }
         let cfg = self.edge_config();
         let summary = self.cache.summary()?;
+        self.update_cache_metrics(&summary, &cfg);
         if policy::should_upload(
             &cfg.cache,
             summary.backlog_bytes,

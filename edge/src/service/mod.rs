@@ -13,6 +13,7 @@
 mod capture_thread;
 mod core;
 pub mod identity;
+mod metrics;
 mod net;
 pub mod recover;
 mod upload;
@@ -48,6 +49,9 @@ pub struct RunArgs {
     /// Capture live on this interface (repeatable or comma-separated; `any` for all).
     #[arg(long, env = "TAPFLEET_INTERFACE", value_delimiter = ',')]
     pub interface: Vec<String>,
+    /// Serve Prometheus metrics on this address (`GET /metrics`); `off` to disable.
+    #[arg(long, env = "TAPFLEET_METRICS", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: String,
     /// Log filter (RUST_LOG syntax).
     #[arg(long, env = "TAPFLEET_LOG", default_value = "info")]
     pub log: String,
@@ -106,6 +110,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log)?)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -119,6 +124,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.replay.is_none() && args.interface.is_empty() {
         bail!("give --replay FILE or --interface IF");
     }
+    let metrics = match args.metrics_listen.as_str() {
+        "off" | "" => None,
+        a => Some(
+            a.parse::<std::net::SocketAddr>()
+                .with_context(|| format!("--metrics-listen {a:?}: expected IP:PORT or off"))?,
+        ),
+    };
     if !(args.replay_speed.is_finite() && args.replay_speed >= 0.0) {
         bail!("--replay-speed must be a number >= 0");
     }
@@ -159,6 +171,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         hostname,
         config,
         source,
+        metrics,
     })
     .await
 }

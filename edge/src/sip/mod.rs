@@ -1,8 +1,10 @@
 //! SIP and SDP parsing, pure and zero-copy where it can be: [`message`] parses SIP messages
-//! (any port: SIP is recognised by content), [`sdp`] parses session descriptions.
+//! (any port: SIP is recognised by content), [`sdp`] parses session descriptions, [`stream`]
+//! reassembles SIP over TCP into messages.
 
 pub mod message;
 pub mod sdp;
+pub mod stream;
 
 pub use message::{CSeq, NameAddr, SipError, SipMessage, StartLine, looks_like_sip, parse};
 pub use sdp::{Direction, MediaDescription, RtpMap, SdpError, SessionDescription};

@@ -368,14 +368,7 @@ impl Mover {
                 if let Err(e) = a.writer.write(data).await {
                     let rec = self.drop_transfer(id, true).await;
                     let (rid, file) = rec.map(|r| (r.recording_id, r.file)).unwrap_or_default();
-                    return self.fail(
-                        tenant,
-                        edge,
-                        &rid,
-                        &file,
-                        id,
-                        e.to_string(),
-                    );
+                    return self.fail(tenant, edge, &rid, &file, id, e.to_string());
                 }
                 self.ack(
                     tenant,
@@ -407,7 +400,14 @@ impl Mover {
                     return self.fail(tenant, edge, &rec.recording_id, &rec.file, id, reason);
                 }
                 if let Err(e) = a.writer.commit(&done.sha256).await {
-                    return self.fail(tenant, edge, &rec.recording_id, &rec.file, id, e.to_string());
+                    return self.fail(
+                        tenant,
+                        edge,
+                        &rec.recording_id,
+                        &rec.file,
+                        id,
+                        e.to_string(),
+                    );
                 }
                 let Some(op) = self.targets.get(&rec.target).cloned() else {
                     return Ok(());

@@ -1,0 +1,172 @@
+//! The edge's Prometheus metrics: counters and gauges kept in atomics (the capture thread and the
+//! core update them), rendered as Prometheus text on `GET /metrics` by a small HTTP server.
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::capture_thread::CaptureCounters;
+
+/// Gauges and counters the core keeps (the capture thread's are in [`CaptureCounters`]).
+#[derive(Debug, Default)]
+pub struct CoreMetrics {
+    pub recordings_recording: AtomicU64,
+    pub recordings_finalized: AtomicU64,
+    pub recordings_announced: AtomicU64,
+    pub recordings_stored: AtomicU64,
+    pub recordings_evicted: AtomicU64,
+    pub cache_used_bytes: AtomicU64,
+    pub cache_capacity_bytes: AtomicU64,
+    pub backlog_bytes: AtomicU64,
+    pub backlog_oldest_seconds: AtomicU64,
+    pub upload_bytes_total: AtomicU64,
+    pub manifests_published_total: AtomicU64,
+    pub errors_total: AtomicU64,
+    pub bad_messages_total: AtomicU64,
+    pub connected: AtomicU64,
+    pub config_version: AtomicU64,
+}
+
+/// Renders every metric in the Prometheus text format.
+pub fn render(core: &CoreMetrics, capture: &CaptureCounters) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, v: &AtomicU64| {
+        let _ = writeln!(out, "# HELP tapfleet_edge_{name} {help}");
+        let _ = writeln!(out, "# TYPE tapfleet_edge_{name} {kind}");
+        let _ = writeln!(out, "tapfleet_edge_{name} {}", v.load(Ordering::Relaxed));
+    };
+    metric(
+        "packets_total",
+        "counter",
+        "Packets captured.",
+        &capture.packets,
+    );
+    metric("bytes_total", "counter", "Bytes captured.", &capture.bytes);
+    metric(
+        "kernel_drops_total",
+        "counter",
+        "Packets the kernel dropped.",
+        &capture.kernel_drops,
+    );
+    metric(
+        "interface_drops_total",
+        "counter",
+        "Packets the interface dropped.",
+        &capture.interface_drops,
+    );
+    metric(
+        "active_calls",
+        "gauge",
+        "Calls being recorded.",
+        &capture.active_calls,
+    );
+    metric(
+        "upload_bytes_total",
+        "counter",
+        "File bytes published for upload.",
+        &core.upload_bytes_total,
+    );
+    metric(
+        "manifests_published_total",
+        "counter",
+        "Manifests published (with re-sends).",
+        &core.manifests_published_total,
+    );
+    metric(
+        "errors_total",
+        "counter",
+        "Errors of the service.",
+        &core.errors_total,
+    );
+    metric(
+        "bad_messages_total",
+        "counter",
+        "Undecodable messages received.",
+        &core.bad_messages_total,
+    );
+    metric(
+        "connected",
+        "gauge",
+        "1 when the control connection is up.",
+        &core.connected,
+    );
+    metric(
+        "config_version",
+        "gauge",
+        "Version of the applied config.",
+        &core.config_version,
+    );
+    metric(
+        "cache_used_bytes",
+        "gauge",
+        "Bytes of recordings in the cache.",
+        &core.cache_used_bytes,
+    );
+    metric(
+        "cache_capacity_bytes",
+        "gauge",
+        "Configured cache capacity.",
+        &core.cache_capacity_bytes,
+    );
+    metric(
+        "backlog_bytes",
+        "gauge",
+        "Bytes not yet stored by the manager.",
+        &core.backlog_bytes,
+    );
+    metric(
+        "backlog_oldest_seconds",
+        "gauge",
+        "Age of the oldest recording not yet stored.",
+        &core.backlog_oldest_seconds,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tapfleet_edge_recordings Recordings in the cache, per state."
+    );
+    let _ = writeln!(out, "# TYPE tapfleet_edge_recordings gauge");
+    for (state, v) in [
+        ("recording", &core.recordings_recording),
+        ("finalized", &core.recordings_finalized),
+        ("announced", &core.recordings_announced),
+        ("stored", &core.recordings_stored),
+        ("evicted", &core.recordings_evicted),
+    ] {
+        let _ = writeln!(
+            out,
+            "tapfleet_edge_recordings{{state=\"{state}\"}} {}",
+            v.load(Ordering::Relaxed)
+        );
+    }
+    out
+}
+
+/// Serves `GET /metrics` on `addr` until the process ends.
+pub async fn serve(
+    addr: SocketAddr,
+    core: Arc<CoreMetrics>,
+    capture: Arc<CaptureCounters>,
+) -> anyhow::Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let body = render(&core, &capture);
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    body,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("metrics listener {addr}: {e}"))?;
+    tracing::info!(%addr, "metrics on /metrics");
+    axum::serve(listener, app).await?;
+    Ok(())
+}
