@@ -9,6 +9,8 @@
 //! retransmissions and the closing transaction in the call; 32 s after a 401/407 challenge, and a
 //! new INVITE with the same Call-ID continues the call), on media timeout, or at capture end.
 
+pub mod orphan;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -125,6 +127,33 @@ pub struct Dialog {
 }
 
 impl Dialog {
+    /// The dialog-like record of an orphan stream (RTP no SIP announced): the first sender is
+    /// the "caller", its destination the "callee", both named by address; answered at start.
+    pub fn orphan(key: CallKey, src: SocketAddr, dst: SocketAddr, start_ns: i64) -> Self {
+        let party = |a: SocketAddr| Party {
+            uri: a.to_string(),
+            ..Party::default()
+        };
+        Dialog {
+            key,
+            call_id: String::new(),
+            caller: party(src),
+            callee: party(dst),
+            start_ns,
+            answer_ns: Some(start_ns),
+            last_ns: start_ns,
+            last_sip_ns: start_ns,
+            state: CallState::Answered,
+            sip_status: None,
+            end_reason: None,
+            closing_since: None,
+            challenged: false,
+            caller_sdp: None,
+            callee_sdp: None,
+            routes: Vec::new(),
+        }
+    }
+
     /// The SDP a side sent last.
     pub fn sdp(&self, side: Side) -> Option<&SessionDescription> {
         match side {

@@ -78,6 +78,7 @@ pub struct CallRecording {
     audio: bool,
     /// Decoded samples of the current packet (reused).
     pcm: Vec<i16>,
+    kind: schemas::RecordingKind,
 }
 
 impl CallRecording {
@@ -105,7 +106,13 @@ impl CallRecording {
             untracked_streams: 0,
             audio,
             pcm: Vec::new(),
+            kind: schemas::RecordingKind::Call,
         })
+    }
+
+    /// Marks this recording as an orphan stream (no SIP) in its manifest.
+    pub fn set_orphan(&mut self) {
+        self.kind = schemas::RecordingKind::OrphanStream;
     }
 
     /// Writes a packet into `call.pcap`. Returns whether it was written.
@@ -270,7 +277,7 @@ impl CallRecording {
         dialog: &Dialog,
         edge_id: Option<&str>,
     ) -> io::Result<schemas::Manifest> {
-        let mut m = schemas::Manifest::new(self.id.clone(), schemas::RecordingKind::Call);
+        let mut m = schemas::Manifest::new(self.id.clone(), self.kind);
         m.edge_id = edge_id.map(str::to_string);
         m.call_id = dialog.call_id.clone();
         m.part = self.part;
