@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use tapfleet_edge::capture::PcapReader;
 use tapfleet_edge::rtp::g711::Law;
-use tapfleet_schemas::{Manifest, StreamDirection};
+use tapfleet_schemas::{Manifest, RecordingKind, StreamDirection};
 
 const CAPTURES: &str = "/work/shared/captures";
 
@@ -328,7 +328,7 @@ fn assert_rtp_stats_match(rel: &str) {
         .filter(|((src, dst, _), _)| signalled.contains(src) || signalled.contains(dst))
         .collect();
     let mut got = HashMap::new();
-    for (_, m) in &recs {
+    for (_, m) in recs.iter().filter(|(_, m)| m.kind == RecordingKind::Call) {
         for s in &m.streams {
             let prev = got.insert((s.src.clone(), s.dst.clone(), s.ssrc), (s.packets, s.lost));
             assert!(
@@ -509,21 +509,65 @@ fn pcapng_input_records_the_same_calls_and_packets() {
     }
 }
 
+/// RTP without any SIP (VLAN-tagged PT 111, H.263, a 5-tuple carrying two SSRCs and events, and
+/// its reverse) is recorded as orphan-stream recordings: every stream tshark's heuristic RTP
+/// dissector finds is in one, with the same packet and loss counts, and both directions of a
+/// 5-tuple share a recording.
 #[test]
-fn real_pcapng_without_sip_counts_orphan_rtp() {
+fn rtp_without_sip_is_recorded_as_orphan_streams() {
     let input = capture("nDPI/tests/cfgs/default/pcap/rtp.pcapng");
+    let f = input.to_string_lossy().into_owned();
     let dir = tempfile::tempdir().expect("tempdir");
-    let o = record(&[&input], dir.path());
-    assert!(o.status.success());
-    let stdout = String::from_utf8_lossy(&o.stdout);
+    let recs = record_ok(&[&input], dir.path());
     assert!(
-        stdout.starts_with("0 calls recorded, 112 packets"),
-        "{stdout}"
+        recs.iter()
+            .all(|(_, m)| m.kind == RecordingKind::OrphanStream)
     );
-    assert!(
-        !stdout.contains(" 0 orphan RTP"),
-        "RTP without SIP is counted: {stdout}"
-    );
+    assert_eq!(recs.len(), 3, "3 address pairs carry RTP");
+    let out = tshark(&[
+        "-r",
+        &f,
+        "-o",
+        "rtp.heuristic_rtp:TRUE",
+        "-q",
+        "-z",
+        "rtp,streams",
+    ]);
+    let mut want = HashMap::new();
+    for line in out.lines() {
+        let t: Vec<&str> = line.split_whitespace().collect();
+        let Some(ssrc) = t.get(6).and_then(|s| s.strip_prefix("0x")) else {
+            continue;
+        };
+        let Some(pct) = t
+            .iter()
+            .position(|x| x.starts_with('(') && x.ends_with("%)"))
+        else {
+            continue;
+        };
+        want.insert(
+            (
+                format!("{}:{}", t[2], t[3]),
+                format!("{}:{}", t[4], t[5]),
+                u32::from_str_radix(ssrc, 16).expect("ssrc"),
+            ),
+            (
+                t[pct - 2].parse::<u64>().expect("packets"),
+                t[pct - 1].parse::<i64>().expect("lost"),
+            ),
+        );
+    }
+    assert_eq!(want.len(), 5, "INDEX.tsv: 5 heuristic RTP streams");
+    let mut got = HashMap::new();
+    for (path, m) in &recs {
+        let n: u64 = m.streams.iter().map(|s| s.packets).sum();
+        assert_eq!(m.packets, n, "call.pcap holds exactly the stream's packets");
+        assert_eq!(frames(&path.join("call.pcap"), "frame").len() as u64, n);
+        for s in &m.streams {
+            got.insert((s.src.clone(), s.dst.clone(), s.ssrc), (s.packets, s.lost));
+        }
+    }
+    assert_eq!(got, want);
 }
 
 #[test]

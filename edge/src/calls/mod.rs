@@ -211,6 +211,8 @@ pub struct MediaRoute {
     pub rtcp: bool,
     /// Index of the `m=` line in the SDP.
     pub media_index: usize,
+    /// The SDP that announced this address last negotiated T.38 (`udptl`), not RTP.
+    pub udptl: bool,
 }
 
 /// What the tracker made of a SIP message.
@@ -424,6 +426,7 @@ impl CallTracker {
                         direction,
                         rtcp,
                         media_index: i,
+                        udptl: m.proto.eq_ignore_ascii_case("udptl"),
                     },
                 ) && old.key != key
                     && let Some(od) = self.dialogs.get_mut(&old.key)

@@ -1,6 +1,6 @@
 //! Orphan stream detection, pure: RTP that no SIP announced is recognised by its shape (version 2,
-//! one SSRC, sequence numbers advancing by small steps over at least `min_packets` packets) or
-//! by a configured port range, so the recorder can keep it as its own recording instead of only
+//! one SSRC on one (source, destination), sequence numbers advancing by small steps over at least
+//! `min_packets` packets) or by a configured port range, so the recorder can keep it as its own recording instead of only
 //! counting it. Until a candidate is confirmed its packets (tags) are held, bounded, so the
 //! recording starts with the stream's first packet.
 
@@ -42,17 +42,17 @@ pub enum OrphanVerdict<T> {
 
 #[derive(Debug)]
 struct Candidate<T> {
-    ssrc: u32,
     last_seq: u16,
     last_ns: i64,
-    held: Vec<T>,
+    /// (arrival, tag)
+    held: Vec<(i64, T)>,
 }
 
 /// Candidate orphan streams by (source, destination).
 #[derive(Debug)]
 pub struct OrphanDetector<T> {
     opts: OrphanOptions,
-    candidates: HashMap<(SocketAddr, SocketAddr), Candidate<T>>,
+    candidates: HashMap<(SocketAddr, SocketAddr, u32), Candidate<T>>,
     /// Held packets dropped because their candidate changed shape or was evicted.
     pub discarded: u64,
 }
@@ -71,7 +71,8 @@ impl<T> OrphanDetector<T> {
         self.candidates.len()
     }
 
-    /// Accounts an RTP packet (already parsed: version 2, not RTCP) no call claims.
+    /// Accounts an RTP packet (already parsed: version 2, not RTCP) no call claims. A confirmed
+    /// stream returns the held packets of every SSRC between these addresses.
     pub fn observe(
         &mut self,
         now_ns: i64,
@@ -84,33 +85,49 @@ impl<T> OrphanDetector<T> {
         let in_range = self.opts.port_range.is_some_and(|(lo, hi)| {
             (lo..=hi).contains(&src.port()) || (lo..=hi).contains(&dst.port())
         });
-        let key = (src, dst);
+        let key = (src, dst, ssrc);
         if !self.candidates.contains_key(&key)
             && self.candidates.len() >= self.opts.max_candidates.max(1)
         {
             self.evict_oldest();
         }
         let c = self.candidates.entry(key).or_insert_with(|| Candidate {
-            ssrc,
             last_seq: seq.wrapping_sub(1),
             last_ns: now_ns,
             held: Vec::new(),
         });
         let step = seq.wrapping_sub(c.last_seq);
-        if c.ssrc != ssrc || !(1..=4).contains(&step) {
+        if !(1..=4).contains(&step) {
             // Not the same stream going on: start again from this packet.
             self.discarded += c.held.len() as u64;
             c.held.clear();
-            c.ssrc = ssrc;
         }
         c.last_seq = seq;
         c.last_ns = now_ns;
-        c.held.push(tag);
+        c.held.push((now_ns, tag));
         if in_range || c.held.len() >= self.opts.min_packets.max(1) {
-            let c = self.candidates.remove(&key);
-            return OrphanVerdict::Confirmed(c.map(|c| c.held).unwrap_or_default());
+            return OrphanVerdict::Confirmed(self.take(src, dst));
         }
         OrphanVerdict::Pending
+    }
+
+    /// Takes the packets held for (src, dst), any SSRC, in arrival order, and forgets those
+    /// candidates (a stream between these addresses was confirmed: they belong to its recording).
+    pub fn take(&mut self, src: SocketAddr, dst: SocketAddr) -> Vec<T> {
+        let keys: Vec<_> = self
+            .candidates
+            .keys()
+            .filter(|(s, d, _)| (*s, *d) == (src, dst))
+            .copied()
+            .collect();
+        let mut held: Vec<(i64, usize, T)> = Vec::new();
+        for k in keys {
+            if let Some(c) = self.candidates.remove(&k) {
+                held.extend(c.held.into_iter().map(|(t, x)| (t, k.2 as usize, x)));
+            }
+        }
+        held.sort_by_key(|(t, s, _)| (*t, *s));
+        held.into_iter().map(|(_, _, x)| x).collect()
     }
 
     /// Drops candidates not seen for `timeout_ns` at `now_ns`.
@@ -157,21 +174,25 @@ mod tests {
         let (a, b) = (addr("10.0.0.1:4000"), addr("10.0.0.2:5000"));
         assert_eq!(d.observe(0, a, b, 7, 65535, 1), OrphanVerdict::Pending);
         assert_eq!(d.observe(1, a, b, 7, 0, 2), OrphanVerdict::Pending);
-        // Another SSRC: starts again.
+        // Another SSRC is another candidate on the same addresses.
         assert_eq!(d.observe(2, a, b, 8, 1, 3), OrphanVerdict::Pending);
-        assert_eq!(d.discarded, 2);
-        assert_eq!(d.observe(3, a, b, 8, 3, 4), OrphanVerdict::Pending, "one lost");
+        // A jump in sequence numbers starts SSRC 8 again.
+        assert_eq!(d.observe(3, a, b, 8, 900, 4), OrphanVerdict::Pending);
+        assert_eq!(d.discarded, 1);
         assert_eq!(
-            d.observe(4, a, b, 8, 4, 5),
-            OrphanVerdict::Confirmed(vec![3, 4, 5])
+            d.observe(4, a, b, 8, 902, 5),
+            OrphanVerdict::Pending,
+            "one lost"
+        );
+        // SSRC 7 makes three: both SSRCs' held packets come out in arrival order.
+        assert_eq!(
+            d.observe(5, a, b, 7, 1, 6),
+            OrphanVerdict::Confirmed(vec![1, 2, 4, 5, 6])
         );
         assert_eq!(d.candidates(), 0);
-        // A jump in sequence numbers is not a stream's shape.
-        d.observe(5, a, b, 9, 100, 6);
-        d.observe(6, a, b, 9, 900, 7);
-        assert_eq!(d.discarded, 3);
+        d.observe(6, b, a, 9, 100, 7);
         d.expire(1_000, 10);
-        assert_eq!((d.candidates(), d.discarded), (0, 4));
+        assert_eq!((d.candidates(), d.discarded), (0, 2));
     }
 
     #[test]

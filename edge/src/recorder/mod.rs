@@ -16,6 +16,7 @@ pub mod pcap_writer;
 pub mod wav_writer;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -24,7 +25,10 @@ use tapfleet_schemas::Manifest;
 
 pub use call::{MANIFEST_NAME, PCAP_NAME, WAV_NAME, emodel_mos};
 
-use crate::calls::{CallKey, CallTracker, Dialog, SipVerdict, TrackerOptions};
+use crate::calls::orphan::{OrphanDetector, OrphanOptions, OrphanVerdict};
+use crate::calls::{
+    CallEnd, CallKey, CallTracker, Dialog, MediaDirection, MediaRoute, SipVerdict, TrackerOptions,
+};
 use crate::capture::{OwnedPacket, RawPacket};
 use crate::packet::reassembly::{Reassembler, ReassemblyLimits};
 use crate::packet::{self, Datagram, Decoded, TcpMeta, Transport};
@@ -51,6 +55,8 @@ pub struct RecorderOptions {
     pub reassembly: ReassemblyLimits,
     /// Bounds of SIP-over-TCP stream reassembly.
     pub tcp: StreamLimits,
+    /// Whether and how RTP no SIP announced is recorded as orphan streams.
+    pub orphans: OrphanOptions,
 }
 
 impl Default for RecorderOptions {
@@ -65,6 +71,7 @@ impl Default for RecorderOptions {
             audio: true,
             reassembly: ReassemblyLimits::default(),
             tcp: StreamLimits::default(),
+            orphans: OrphanOptions::default(),
         }
     }
 }
@@ -102,8 +109,12 @@ pub struct RecorderStats {
     pub rtp_packets: u64,
     /// RTCP (or unparsable media) packets on a call's media ports.
     pub rtcp_packets: u64,
-    /// RTP-looking UDP that no call announced (orphan streams are not recorded yet).
+    /// RTP-looking UDP that no call announced (recorded in orphan streams once recognised).
     pub orphan_rtp_packets: u64,
+    /// Orphan stream recordings started (also counted in `calls_started`).
+    pub orphan_streams: u64,
+    /// Orphan RTP packets not recorded: held for a candidate that turned out not to be a stream.
+    pub orphan_discarded: u64,
     pub other_packets: u64,
     /// Packets written to some `call.pcap`.
     pub call_packets: u64,
@@ -175,6 +186,19 @@ pub struct Recorder {
     frags: Reassembler<OwnedPacket>,
     /// SIP-over-TCP flows; a tag is the packet (or the fragments) that carried a segment.
     tcp: SipStreams<Arc<[OwnedPacket]>>,
+    orphans: OrphanDetector<Held>,
+    orphan_recs: HashMap<u64, (Dialog, CallRecording)>,
+    /// (source, destination) -> orphan recording and direction; both directions of a stream.
+    orphan_index: HashMap<(SocketAddr, SocketAddr), (u64, MediaDirection)>,
+    next_orphan: u64,
+}
+
+/// An RTP packet held while its orphan stream is not yet recognised.
+#[derive(Debug)]
+struct Held {
+    pkts: Vec<OwnedPacket>,
+    now_ns: i64,
+    payload: Vec<u8>,
 }
 
 impl Recorder {
@@ -188,6 +212,7 @@ impl Recorder {
         });
         let frags = Reassembler::new(opts.reassembly);
         let tcp = SipStreams::new(opts.tcp);
+        let orphan_opts = opts.orphans;
         Recorder {
             out_dir,
             opts,
@@ -199,6 +224,10 @@ impl Recorder {
             last_tick_ns: None,
             frags,
             tcp,
+            orphans: OrphanDetector::new(orphan_opts),
+            orphan_recs: HashMap::new(),
+            orphan_index: HashMap::new(),
+            next_orphan: 0,
         }
     }
 
@@ -295,7 +324,9 @@ impl Recorder {
             && let Some(route) = self.tracker.route_media(dg.src, dg.dst)
         {
             self.tracker.touch(route.key, now_ns);
-            let rtp = (!route.rtcp && !rtp::is_rtcp(dg.payload))
+            // T.38 (UDPTL) negotiated on a media line (often by a re-INVITE of an audio call) is
+            // not RTP, even when its first bits look like it.
+            let rtp = (!route.rtcp && !route.udptl && !rtp::is_rtcp(dg.payload))
                 .then(|| rtp::parse(dg.payload).ok())
                 .flatten();
             if rtp.is_some() {
@@ -326,13 +357,203 @@ impl Recorder {
         }
         if dg.transport == Transport::Udp
             && !rtp::is_rtcp(dg.payload)
-            && rtp::parse(dg.payload).is_ok()
+            && let Ok(r) = rtp::parse(dg.payload)
         {
             self.stats.orphan_rtp_packets += 1;
+            if self.opts.orphans.enabled {
+                return self.on_orphan(pkts, now_ns, dg, &r);
+            }
         } else {
             self.stats.other_packets += 1;
         }
         Ok(())
+    }
+
+    /// RTP no call claims: part of a recorded orphan stream, or a candidate for one.
+    fn on_orphan(
+        &mut self,
+        pkts: &[RawPacket<'_>],
+        now_ns: i64,
+        dg: Datagram<'_>,
+        r: &rtp::RtpPacket<'_>,
+    ) -> Result<(), RecorderError> {
+        if let Some(&(k, dir)) = self.orphan_index.get(&(dg.src, dg.dst)) {
+            return self.orphan_packet(k, dir, pkts, now_ns, dg.src, dg.dst, r);
+        }
+        let held = Held {
+            pkts: pkts.iter().map(OwnedPacket::from_raw).collect(),
+            now_ns,
+            payload: dg.payload.to_vec(),
+        };
+        let verdict = self
+            .orphans
+            .observe(now_ns, dg.src, dg.dst, r.ssrc, r.seq, held);
+        self.stats.orphan_discarded = self.orphans.discarded;
+        let OrphanVerdict::Confirmed(held) = verdict else {
+            return Ok(());
+        };
+        let Some(first) = held.first().and_then(|h| h.pkts.first()) else {
+            return Ok(());
+        };
+        let first = first.as_raw();
+        let start_ns = first.ts_ns;
+        let key = self.next_orphan;
+        self.next_orphan += 1;
+        let mut h = Sha256::new();
+        h.update(self.opts.edge_id.as_deref().unwrap_or("").as_bytes());
+        h.update([0]);
+        h.update(format!("orphan {} {} {:08x}", dg.src, dg.dst, r.ssrc).as_bytes());
+        h.update([0]);
+        h.update(start_ns.to_be_bytes());
+        h.update(1u32.to_be_bytes());
+        let digest = h.finalize();
+        let mut disc = [0u8; 8];
+        disc.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+        let id = tapfleet_schemas::recording_id(start_ns, disc);
+        let dir = self.out_dir.join(&id);
+        let mut rec =
+            match CallRecording::create(id.clone(), dir.clone(), start_ns, &first, self.opts.audio)
+            {
+                Ok(rec) => rec,
+                Err(source) => {
+                    self.stats.calls_failed += 1;
+                    self.failures.push(FailedRecording {
+                        recording_id: id.clone(),
+                        dir: dir.clone(),
+                        error: source.to_string(),
+                    });
+                    return Err(RecorderError::Io {
+                        recording_id: id,
+                        dir,
+                        source,
+                    });
+                }
+            };
+        rec.set_orphan();
+        tracing::debug!(recording_id = %id, src = %dg.src, dst = %dg.dst, "orphan stream started");
+        let dialog = Dialog::orphan(key, dg.src, dg.dst, start_ns);
+        self.orphan_recs.insert(key, (dialog, rec));
+        self.orphan_index
+            .insert((dg.src, dg.dst), (key, MediaDirection::CallerToCallee));
+        self.orphan_index
+            .entry((dg.dst, dg.src))
+            .or_insert((key, MediaDirection::CalleeToCaller));
+        self.stats.calls_started += 1;
+        self.stats.orphan_streams += 1;
+        self.events.push(RecorderEvent::Started {
+            recording_id: id,
+            dir,
+            start_ns,
+        });
+        // Both directions' held packets, in arrival order.
+        let mut all: Vec<(MediaDirection, Held)> = held
+            .into_iter()
+            .map(|h| (MediaDirection::CallerToCallee, h))
+            .collect();
+        all.extend(
+            self.orphans
+                .take(dg.dst, dg.src)
+                .into_iter()
+                .map(|h| (MediaDirection::CalleeToCaller, h)),
+        );
+        all.sort_by_key(|(_, h)| h.now_ns);
+        for (dir, h) in &all {
+            let raws: Vec<RawPacket<'_>> = h.pkts.iter().map(OwnedPacket::as_raw).collect();
+            let (src, dst) = match dir {
+                MediaDirection::CallerToCallee => (dg.src, dg.dst),
+                MediaDirection::CalleeToCaller => (dg.dst, dg.src),
+            };
+            if let Ok(r) = rtp::parse(&h.payload) {
+                self.orphan_packet(key, *dir, &raws, h.now_ns, src, dst, &r)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes an RTP packet of an orphan stream and accounts it.
+    #[allow(clippy::too_many_arguments)]
+    fn orphan_packet(
+        &mut self,
+        key: u64,
+        direction: MediaDirection,
+        pkts: &[RawPacket<'_>],
+        now_ns: i64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        r: &rtp::RtpPacket<'_>,
+    ) -> Result<(), RecorderError> {
+        let Some((dialog, rec)) = self.orphan_recs.get_mut(&key) else {
+            return Ok(());
+        };
+        dialog.last_ns = dialog.last_ns.max(now_ns);
+        let route = MediaRoute {
+            key,
+            direction,
+            rtcp: false,
+            media_index: 0,
+            udptl: false,
+        };
+        let mut written = 0;
+        let mut mismatched = 0;
+        let res = (|| {
+            for pkt in pkts {
+                if rec.write_packet(pkt)? {
+                    written += 1;
+                } else {
+                    mismatched += 1;
+                }
+            }
+            rec.on_rtp(dialog, route, src, dst, r, now_ns)
+        })();
+        self.stats.call_packets += written;
+        self.stats.linktype_mismatch += mismatched;
+        if let Err(source) = res {
+            let (id, dir) = match self.orphan_recs.remove(&key) {
+                Some((_, rec)) => (rec.id.clone(), rec.dir.clone()),
+                None => (String::new(), self.out_dir.clone()),
+            };
+            self.orphan_index.retain(|_, (k, _)| *k != key);
+            self.stats.calls_failed += 1;
+            self.failures.push(FailedRecording {
+                recording_id: id.clone(),
+                dir: dir.clone(),
+                error: source.to_string(),
+            });
+            return Err(RecorderError::Io {
+                recording_id: id,
+                dir,
+                source,
+            });
+        }
+        Ok(())
+    }
+
+    /// Finishes the orphan streams idle for the RTP timeout at `now_ns` (all with `None`).
+    fn end_orphans(&mut self, now_ns: Option<i64>) {
+        let timeout = self.opts.rtp_timeout_ns;
+        let mut over: Vec<u64> = self
+            .orphan_recs
+            .iter()
+            .filter(|(_, (d, _))| now_ns.is_none_or(|n| n.saturating_sub(d.last_ns) >= timeout))
+            .map(|(k, _)| *k)
+            .collect();
+        over.sort_unstable();
+        for k in over {
+            let Some((mut d, rec)) = self.orphan_recs.remove(&k) else {
+                continue;
+            };
+            self.orphan_index.retain(|_, (key, _)| *key != k);
+            d.end_reason = Some(if now_ns.is_some() {
+                CallEnd::Timeout
+            } else {
+                CallEnd::CaptureEnd
+            });
+            self.finish_recording(rec, &d);
+        }
+        if let Some(n) = now_ns {
+            self.orphans.expire(n, timeout);
+            self.stats.orphan_discarded = self.orphans.discarded;
+        }
     }
 
     /// Handles one SIP message (a UDP datagram's, or one cut from a TCP stream) carried by
@@ -466,6 +687,7 @@ impl Recorder {
         for d in ended {
             self.finish_call(d);
         }
+        self.end_orphans(Some(now_ns));
     }
 
     /// End of capture: ends and finishes every call.
@@ -474,6 +696,7 @@ impl Recorder {
         for d in ended {
             self.finish_call(d);
         }
+        self.end_orphans(None);
     }
 
     fn finish_call(&mut self, d: Dialog) {
@@ -481,8 +704,13 @@ impl Recorder {
             return;
         };
         self.stats.active_calls = self.calls.len() as u64;
+        self.finish_recording(rec, &d);
+    }
+
+    /// Syncs a recording's files and writes its manifest; reports it finished or failed.
+    fn finish_recording(&mut self, rec: CallRecording, d: &Dialog) {
         let (id, dir) = (rec.id.clone(), rec.dir.clone());
-        match rec.finish(&d, self.opts.edge_id.as_deref()) {
+        match rec.finish(d, self.opts.edge_id.as_deref()) {
             Ok(manifest) => {
                 tracing::debug!(recording_id = %id, packets = manifest.packets, "call finished");
                 self.stats.calls_finished += 1;
@@ -519,8 +747,8 @@ impl Recorder {
         &self.stats
     }
 
-    /// Calls being recorded now.
+    /// Calls (and orphan streams) being recorded now.
     pub fn active_calls(&self) -> usize {
-        self.calls.len()
+        self.calls.len() + self.orphan_recs.len()
     }
 }
