@@ -84,6 +84,51 @@ fn edge_metrics_addr(edge: &Proc) -> String {
     )
 }
 
+/// Every stored recording's files (call.pcap, audio.wav, then manifest.json) are in the `cloud`
+/// target, in a folder named by the recording id, with the SHA-256 the catalog states and the
+/// bytes of the edge's copy.
+fn assert_stored_as_on_edge(fleet: &Fleet, stored: &BTreeMap<String, serde_json::Value>) {
+    let target_root = fleet.dir.path().join("manager/targets/cloud");
+    let edge_recordings = fleet.dir.path().join("edge/cache/recordings");
+    for (id, rec) in stored {
+        let files = rec["files"].as_array().expect("files");
+        let names: Vec<&str> = files.iter().filter_map(|f| f["name"].as_str()).collect();
+        for expected in ["call.pcap", "audio.wav"] {
+            assert!(
+                names.contains(&expected),
+                "{id}: {expected} in catalog ({names:?})"
+            );
+        }
+        let manifest = (&rec["manifest_locations"][0], "manifest.json", None);
+        let media = files.iter().map(|f| {
+            (
+                &f["locations"][0],
+                f["name"].as_str().expect("name"),
+                Some(&f["sha256"]),
+            )
+        });
+        for (loc, name, catalog_sha) in media.chain([manifest]) {
+            assert_eq!(loc["target"], "cloud", "{id}/{name} location");
+            let path = target_root.join(loc["path"].as_str().expect("path"));
+            assert!(
+                path.ends_with(format!("{id}/{name}")),
+                "{} is in a folder named by the recording id",
+                path.display()
+            );
+            let target_sha = sha256_file(&path);
+            let edge_sha = sha256_file(&edge_recordings.join(id).join(name));
+            assert_eq!(target_sha, edge_sha, "{id}/{name}: target == edge");
+            if let Some(sha) = catalog_sha {
+                assert_eq!(
+                    sha.as_str(),
+                    Some(target_sha.as_str()),
+                    "{id}/{name}: catalog"
+                );
+            }
+        }
+    }
+}
+
 /// A pcap file with a header and no packet.
 fn empty_pcap(dir: &Path) -> std::path::PathBuf {
     let empty = dir.join("empty.pcap");
@@ -159,9 +204,7 @@ fn every_call_reaches_the_cloud_target_with_matching_sha256() {
         );
     }
 
-    let target_root = fleet.dir.path().join("manager/targets/cloud");
-    let edge_recordings = fleet.dir.path().join("edge/cache/recordings");
-    for (id, rec) in &stored {
+    for rec in stored.values() {
         let call = truth
             .calls
             .iter()
@@ -169,48 +212,8 @@ fn every_call_reaches_the_cloud_target_with_matching_sha256() {
             .expect("a call of the truth");
         assert_eq!(rec["caller"]["number"], call.caller.number.as_str());
         assert_eq!(rec["callee"]["number"], call.callee.number.as_str());
-        let files = rec["files"].as_array().expect("files");
-        let names: Vec<&str> = files.iter().filter_map(|f| f["name"].as_str()).collect();
-        for expected in ["call.pcap", "audio.wav"] {
-            assert!(
-                names.contains(&expected),
-                "{id}: {expected} in catalog ({names:?})"
-            );
-        }
-        for f in files {
-            let name = f["name"].as_str().expect("name");
-            let loc = &f["locations"][0];
-            assert_eq!(loc["target"], "cloud", "{id}/{name} location");
-            let stored_path = target_root.join(loc["path"].as_str().expect("path"));
-            assert!(
-                stored_path.ends_with(format!("{id}/{name}")),
-                "{} is in a folder named by the recording id",
-                stored_path.display()
-            );
-            let edge_file = edge_recordings.join(id).join(name);
-            let target_sha = sha256_file(&stored_path);
-            assert_eq!(
-                target_sha,
-                sha256_file(&edge_file),
-                "{id}/{name}: target == edge"
-            );
-            assert_eq!(
-                Some(target_sha.as_str()),
-                f["sha256"].as_str(),
-                "{id}/{name}: target == catalog"
-            );
-        }
-        // manifest.json sits beside the media, byte-identical to the edge's.
-        let loc = &rec["manifest_locations"][0];
-        assert_eq!(loc["target"], "cloud", "{id}: manifest.json location");
-        let stored_manifest = target_root.join(loc["path"].as_str().expect("manifest path"));
-        assert!(stored_manifest.ends_with(format!("{id}/manifest.json")));
-        assert_eq!(
-            sha256_file(&stored_manifest),
-            sha256_file(&edge_recordings.join(id).join("manifest.json")),
-            "{id}: manifest.json target == edge"
-        );
     }
+    assert_stored_as_on_edge(&fleet, &stored);
 
     // The edge's metrics say the same.
     let metrics_addr = edge_metrics_addr(&edge);
@@ -290,24 +293,7 @@ fn an_edge_killed_mid_delivery_finishes_after_restart_without_duplicates() {
         truth.calls.len(),
         "no duplicates after a kill -9: {v}"
     );
-    let target_root = fleet.dir.path().join("manager/targets/cloud");
-    for (id, rec) in &stored {
-        for f in rec["files"].as_array().expect("files") {
-            let path = target_root.join(f["locations"][0]["path"].as_str().expect("path"));
-            let edge_file = fleet
-                .dir
-                .path()
-                .join("edge/cache/recordings")
-                .join(id)
-                .join(f["name"].as_str().expect("name"));
-            assert_eq!(
-                sha256_file(&path),
-                sha256_file(&edge_file),
-                "{}",
-                path.display()
-            );
-        }
-    }
+    assert_stored_as_on_edge(&fleet, &stored);
 }
 
 #[test]
@@ -345,17 +331,7 @@ fn delivery_works_through_an_external_mosquitto() {
     let _edge = start_edge(&fleet, &pcap);
     let stored = wait_stored(&fleet, truth.calls.len());
     assert_eq!(stored.len(), truth.calls.len());
-    let target_root = fleet.dir.path().join("manager/targets/cloud");
-    for (id, rec) in &stored {
-        for f in rec["files"].as_array().expect("files") {
-            let path = target_root.join(f["locations"][0]["path"].as_str().expect("path"));
-            assert_eq!(
-                Some(sha256_file(&path).as_str()),
-                f["sha256"].as_str(),
-                "{id}"
-            );
-        }
-    }
+    assert_stored_as_on_edge(&fleet, &stored);
 }
 
 #[test]
@@ -400,13 +376,6 @@ fn an_edge_killed_while_recording_delivers_the_calls_marked_incomplete() {
             m["packets"].as_u64().unwrap_or(0) > 10,
             "{id} kept its packets"
         );
-        for f in rec["files"].as_array().expect("files") {
-            let path = target_root.join(f["locations"][0]["path"].as_str().expect("path"));
-            assert_eq!(
-                Some(sha256_file(&path).as_str()),
-                f["sha256"].as_str(),
-                "{id}"
-            );
-        }
     }
+    assert_stored_as_on_edge(&fleet, &stored);
 }
