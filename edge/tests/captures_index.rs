@@ -165,10 +165,19 @@ fn t38_frames(file: &str, src: &str, dst: &str) -> u64 {
     let filter = format!(
         "t38 && ip.src == {sa} && udp.srcport == {sp} && ip.dst == {da} && udp.dstport == {dp}"
     );
-    tshark(&["-r", file, "-Y", &filter, "-T", "fields", "-e", "frame.number"])
-        .lines()
-        .filter(|l| !l.is_empty())
-        .count() as u64
+    tshark(&[
+        "-r",
+        file,
+        "-Y",
+        &filter,
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+    ])
+    .lines()
+    .filter(|l| !l.is_empty())
+    .count() as u64
 }
 
 /// SDP endpoints (`addr:port`) that SIP signalled.

@@ -370,7 +370,10 @@ mod tests {
     const A: &[u8] = b"OPTIONS sip:a SIP/2.0\r\nCall-ID: 1\r\nContent-Length: 4\r\n\r\nbody";
     const B: &[u8] = b"SIP/2.0 200 OK\r\nCall-ID: 1\r\nl: 0\r\n\r\n";
 
-    fn run(segs: &[(u32, &[u8])]) -> (Vec<(Vec<u8>, Vec<usize>)>, StreamStats) {
+    /// Each message's bytes and the indexes of the segments that carried it.
+    type Messages = Vec<(Vec<u8>, Vec<usize>)>;
+
+    fn run(segs: &[(u32, &[u8])]) -> (Messages, StreamStats) {
         let mut s = SipStreams::new(StreamLimits::default());
         let a: SocketAddr = "10.0.0.1:5060".parse().expect("addr");
         let b: SocketAddr = "10.0.0.2:5060".parse().expect("addr");

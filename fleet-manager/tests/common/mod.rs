@@ -1,9 +1,14 @@
 //! Shared harness of the fleet manager's integration tests: the real storage servers the target
 //! tests run on loopback (s3s-fs, sshd, nginx with WebDAV), each in a temporary directory and
 //! killed on drop, and real captures with their INDEX.tsv digests. A missing server binary fails
-//! the test loudly with the command that installs it (`deploy/install-test-servers.sh`).
+//! the test loudly with the command that installs it (`deploy/install-test-servers.sh`). The
+//! manager process and the fake edge over MQTT are in [`fake_edge`].
+//!
+//! Each tests/*.rs is its own crate and uses only part of this module.
 
 #![allow(dead_code)]
+
+pub mod fake_edge;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -29,14 +34,23 @@ pub fn sha256(data: &[u8]) -> Sha256 {
 pub fn capture(rel: &str) -> Vec<u8> {
     let p = Path::new(CAPTURES).join(rel);
     let data = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    assert_eq!(
+        sha256(&data).to_hex(),
+        index_sha(rel),
+        "{rel} differs from INDEX.tsv"
+    );
+    data
+}
+
+/// INDEX.tsv's SHA-256 (hex) of a capture.
+pub fn index_sha(rel: &str) -> String {
     let index = std::fs::read_to_string(Path::new(CAPTURES).join("INDEX.tsv")).expect("INDEX.tsv");
-    let want = index
+    index
         .lines()
         .find(|l| l.starts_with(&format!("{rel}\t")))
         .and_then(|l| l.split('\t').next_back())
-        .unwrap_or_else(|| panic!("{rel} not in INDEX.tsv"));
-    assert_eq!(sha256(&data).to_hex(), want, "{rel} differs from INDEX.tsv");
-    data
+        .unwrap_or_else(|| panic!("{rel} not in INDEX.tsv"))
+        .to_owned()
 }
 
 /// A server binary: on PATH, in ~/.cargo/bin or /usr/sbin, or a loud failure.
