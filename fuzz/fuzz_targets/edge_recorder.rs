@@ -1,5 +1,6 @@
-//! Fuzz target: a whole [`Recorder`] fed arbitrary packets, writing into a temporary folder that
-//! is removed after each input. Input: records `[mode][dt][len:2][...]`; mode & 3 == 0 is a raw
+//! Fuzz target: a whole [`Recorder`] fed arbitrary packets (SIP over UDP and TCP, RTP, orphan
+//! streams, IP fragments, every link type), writing into a temporary folder that is removed
+//! after each input. Input: records `[mode][dt][len:2][...]`; mode & 3 == 0 is a raw
 //! frame of a link type chosen by mode >> 2; otherwise the record starts with
 //! `[src][dst][sport:2][dport:2]` and its rest is the payload of a synthesized IPv4 UDP (1, 3)
 //! or TCP (2) packet between a few hosts, so SIP and RTP reach the call logic quickly. Packet
@@ -23,8 +24,15 @@ const LINKTYPES: [u16; 6] = [
     linktype::IPV6,
 ];
 
+/// A folder per fuzzing process, in memory when the machine has /dev/shm (the recorder fsyncs
+/// every finished recording, which on a disk would make each input take milliseconds).
 fn out_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("tapfleet-fuzz-recorder-{}", std::process::id()))
+    let base = if std::path::Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    base.join(format!("tapfleet-fuzz-recorder-{}", std::process::id()))
 }
 
 fn ipv4(src: u8, dst: u8, tcp: bool, sport: u16, dport: u16, seq: u32, payload: &[u8]) -> Vec<u8> {

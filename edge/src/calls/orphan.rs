@@ -16,7 +16,8 @@ pub struct OrphanOptions {
     pub min_packets: usize,
     /// UDP to or from a port in this range is a stream from its first RTP packet.
     pub port_range: Option<(u16, u16)>,
-    /// Candidates followed at once (the least recently seen is dropped).
+    /// Candidates followed at once (the least recently seen is dropped). Memory: each holds at
+    /// most `min_packets` packet copies, so about `max_candidates * min_packets * 2` packets.
     pub max_candidates: usize,
 }
 
@@ -26,7 +27,7 @@ impl Default for OrphanOptions {
             enabled: true,
             min_packets: 8,
             port_range: None,
-            max_candidates: 4096,
+            max_candidates: 1024,
         }
     }
 }

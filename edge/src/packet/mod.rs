@@ -1,6 +1,7 @@
 //! Pure packet decoding from the link layer to the UDP or TCP payload: Ethernet (with 802.1Q/QinQ
 //! VLAN tags), Linux cooked capture v1 (113) and v2 (276), raw IP (101, 12, 228, 229) and BSD
-//! NULL/loopback (0). IP via etherparse's lax slicer (snaplen-cut packets still decode). IPv4 and
+//! NULL/loopback (0); tunnels: IP-in-IP, GRE (IP, Ethernet, ERSPAN II/III, PPTP's PPP), GTP-U.
+//! IP via etherparse's lax slicer (snaplen-cut packets still decode). IPv4 and
 //! IPv6 fragments come out of [`decode_any`] as [`Fragment`]s for [`reassembly`]; a reassembled
 //! payload goes through [`decode_transport`].
 
@@ -101,8 +102,24 @@ pub fn decode(linktype: u16, data: &[u8]) -> Result<Datagram<'_>, DecodeSkip> {
     }
 }
 
-/// Decodes a captured frame of the given link type down to its UDP/TCP payload or IP fragment.
+/// Decodes a captured frame of the given link type down to its UDP/TCP payload or IP fragment,
+/// through the tunnels real captures contain: IP-in-IP (IPv4/IPv6 in IPv4/IPv6), GRE (IP,
+/// transparent Ethernet bridging, ERSPAN type II and III) and GTP-U (UDP port 2152), nested at
+/// most [`MAX_TUNNELS`] deep.
 pub fn decode_any(linktype: u16, data: &[u8]) -> Result<Decoded<'_>, DecodeSkip> {
+    decode_link(linktype, data, 0)
+}
+
+/// Tunnels decapsulated inside one another at most.
+pub const MAX_TUNNELS: u8 = 4;
+
+const ETH_TEB: u16 = 0x6558;
+const ETH_ERSPAN2: u16 = 0x88be;
+const ETH_ERSPAN3: u16 = 0x22eb;
+const ETH_PPP: u16 = 0x880b;
+const GTP_U_PORT: u16 = 2152;
+
+fn decode_link(linktype: u16, data: &[u8], depth: u8) -> Result<Decoded<'_>, DecodeSkip> {
     let ip = match linktype {
         linktype::ETHERNET => {
             let mut ethertype = be16(data, 12).ok_or(DecodeSkip::ShortLink)?;
@@ -140,7 +157,81 @@ pub fn decode_any(linktype: u16, data: &[u8]) -> Result<Decoded<'_>, DecodeSkip>
         }
         other => return Err(DecodeSkip::LinkType(other)),
     };
-    decode_ip_any(ip)
+    decode_ip_depth(ip, depth)
+}
+
+/// The inner packet of a GRE payload (RFC 2784/2890; ERSPAN II/III carry Ethernet frames).
+fn decode_gre(gre: &[u8], depth: u8) -> Result<Decoded<'_>, DecodeSkip> {
+    let flags = *gre.first().ok_or(DecodeSkip::ShortTransport)?;
+    let proto = be16(gre, 2).ok_or(DecodeSkip::ShortTransport)?;
+    let mut off = 4;
+    for bit in [0x80u8, 0x20, 0x10] {
+        // Checksum (+ reserved), key, sequence number: 4 bytes each when present.
+        if flags & bit != 0 {
+            off += 4;
+        }
+    }
+    if proto == ETH_PPP && gre.get(1).is_some_and(|b| b & 0x80 != 0) {
+        // Enhanced GRE (RFC 2637, PPTP): an acknowledgment number follows.
+        off += 4;
+    }
+    let rest = gre.get(off..).ok_or(DecodeSkip::ShortTransport)?;
+    match proto {
+        ETH_PPP => {
+            // PPP: optional address/control (ff 03), then a 1- or 2-byte protocol.
+            let p = rest.strip_prefix(&[0xff, 0x03]).unwrap_or(rest);
+            let (proto, hl) = match p.first() {
+                Some(b) if b & 1 == 1 => (u16::from(*b), 1),
+                _ => (be16(p, 0).ok_or(DecodeSkip::ShortTransport)?, 2),
+            };
+            match proto {
+                0x21 | 0x57 => decode_ip_depth(p.get(hl..).unwrap_or(&[]), depth),
+                _ => Err(DecodeSkip::OtherTransport),
+            }
+        }
+        ETH_IPV4 | ETH_IPV6 => decode_ip_depth(rest, depth),
+        ETH_TEB => decode_link(linktype::ETHERNET, rest, depth),
+        ETH_ERSPAN2 => decode_link(
+            linktype::ETHERNET,
+            rest.get(8..).ok_or(DecodeSkip::ShortTransport)?,
+            depth,
+        ),
+        ETH_ERSPAN3 => {
+            // 12-byte header, plus an 8-byte platform subheader when its O bit is set.
+            let o = rest.get(11).ok_or(DecodeSkip::ShortTransport)? & 0x01 != 0;
+            let hl = if o { 20 } else { 12 };
+            decode_link(
+                linktype::ETHERNET,
+                rest.get(hl..).ok_or(DecodeSkip::ShortTransport)?,
+                depth,
+            )
+        }
+        _ => Err(DecodeSkip::OtherTransport),
+    }
+}
+
+/// The inner IP packet of a GTP-U (GTPv1) G-PDU, or `None` when it is not one.
+fn gtp_u_inner(p: &[u8]) -> Option<&[u8]> {
+    let flags = *p.first()?;
+    if flags >> 5 != 1 || flags & 0x10 == 0 || *p.get(1)? != 0xff {
+        return None;
+    }
+    let mut off = 8;
+    if flags & 0x07 != 0 {
+        // Sequence number, N-PDU number, next extension header type.
+        let mut next = *p.get(11)?;
+        off = 12;
+        while next != 0 {
+            let units = usize::from(*p.get(off)?);
+            if units == 0 {
+                return None;
+            }
+            off += units * 4;
+            next = *p.get(off - 1)?;
+        }
+    }
+    let inner = p.get(off..)?;
+    matches!(inner.first().map(|b| b >> 4), Some(4 | 6)).then_some(inner)
 }
 
 fn ip_payload(ethertype: u16, rest: &[u8]) -> Result<&[u8], DecodeSkip> {
@@ -161,6 +252,10 @@ pub fn decode_ip(data: &[u8]) -> Result<Datagram<'_>, DecodeSkip> {
 
 /// Decodes an IPv4 or IPv6 packet down to its UDP/TCP payload or its fragment.
 pub fn decode_ip_any(data: &[u8]) -> Result<Decoded<'_>, DecodeSkip> {
+    decode_ip_depth(data, 0)
+}
+
+fn decode_ip_depth(data: &[u8], depth: u8) -> Result<Decoded<'_>, DecodeSkip> {
     let (ip, _) = etherparse::LaxIpSlice::from_slice(data).map_err(|_| DecodeSkip::BadIp)?;
     let src_ip: IpAddr = ip.source_addr();
     let dst_ip: IpAddr = ip.destination_addr();
@@ -199,8 +294,23 @@ pub fn decode_ip_any(data: &[u8]) -> Result<Decoded<'_>, DecodeSkip> {
             data: payload.payload,
         }));
     }
-    decode_transport(src_ip, dst_ip, payload.ip_number.0, payload.payload)
-        .map(|(d, t)| Decoded::Datagram(d, t))
+    let inner = payload.payload;
+    if depth < MAX_TUNNELS {
+        match payload.ip_number.0 {
+            4 | 41 => return decode_ip_depth(inner, depth + 1),
+            47 => return decode_gre(inner, depth + 1),
+            _ => {}
+        }
+    }
+    let (d, t) = decode_transport(src_ip, dst_ip, payload.ip_number.0, inner)?;
+    if depth < MAX_TUNNELS
+        && d.transport == Transport::Udp
+        && (d.dst.port() == GTP_U_PORT || d.src.port() == GTP_U_PORT)
+        && let Some(ip) = gtp_u_inner(d.payload)
+    {
+        return decode_ip_depth(ip, depth + 1);
+    }
+    Ok(Decoded::Datagram(d, t))
 }
 
 /// Decodes a UDP or TCP segment (a whole IP payload, e.g. reassembled from fragments), with the
@@ -327,6 +437,63 @@ mod tests {
             assert_eq!(d.dst, "10.0.0.2:20000".parse().expect("addr"));
             assert_eq!(d.transport, Transport::Udp);
         }
+    }
+
+    fn ipv4(proto: u8, payload: &[u8]) -> Vec<u8> {
+        let total = 20 + payload.len();
+        let mut p = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            proto,
+        ];
+        p.extend_from_slice(&[0, 0, 192, 0, 2, 1, 192, 0, 2, 2]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn tunnels_are_decapsulated() {
+        let inner = ipv4_udp(b"hello");
+        let mut eth = vec![0u8; 12];
+        eth.extend_from_slice(&[0x08, 0x00]);
+        eth.extend_from_slice(&inner);
+        let ipip = ipv4(4, &inner);
+        let mut gre = vec![0x00, 0x00, 0x08, 0x00];
+        gre.extend_from_slice(&inner);
+        let mut erspan2 = vec![0x10, 0x00, 0x88, 0xbe, 0, 0, 0, 1]; // with sequence number
+        erspan2.extend_from_slice(&[0x10, 0, 0, 1, 0, 0, 0, 0]);
+        erspan2.extend_from_slice(&eth);
+        let mut pptp = vec![0x30, 0x81, 0x88, 0x0b, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1];
+        pptp.extend_from_slice(&[0xff, 0x03, 0x00, 0x21]);
+        pptp.extend_from_slice(&inner);
+        let mut gtp = vec![0x30, 0xff, 0, 0, 0, 0, 0, 1];
+        gtp.extend_from_slice(&inner);
+        let mut udp = vec![0x08, 0x68, 0x08, 0x68, 0, 0, 0, 0];
+        udp.extend_from_slice(&gtp);
+        for (name, pkt) in [
+            ("ipip", ipip),
+            ("gre", ipv4(47, &gre)),
+            ("erspan2", ipv4(47, &erspan2)),
+            ("pptp", ipv4(47, &pptp)),
+            ("gtp-u", ipv4(17, &udp)),
+        ] {
+            let d = decode_ip(&pkt).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(d.payload, b"hello", "{name}");
+            assert_eq!(d.src, "10.0.0.1:5060".parse().expect("addr"), "{name}");
+        }
+        // Tunnels nest at most MAX_TUNNELS deep.
+        let mut p = inner.clone();
+        for _ in 0..=MAX_TUNNELS {
+            p = ipv4(4, &p);
+        }
+        assert_eq!(decode_ip(&p), Err(DecodeSkip::OtherTransport));
     }
 
     #[test]
