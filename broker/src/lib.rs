@@ -11,182 +11,20 @@
 //!
 //! The public listener is plain TCP today; TLS (rustls) slots in as another [`gate::Accept`].
 
+//!
+//! Without the default `server` feature the crate is only the pure parts ([`mqtt`], [`acl`]),
+//! which is what the fuzz target builds.
+
 pub mod acl;
+#[cfg(feature = "server")]
 mod config;
+#[cfg(feature = "server")]
 mod credentials;
+#[cfg(feature = "server")]
 pub mod gate;
 pub mod mqtt;
+#[cfg(feature = "server")]
+mod server;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-
-use sha2::Digest;
-use std::thread;
-use std::time::{Duration, Instant};
-
-pub use acl::Identity;
-pub use config::BrokerConfig;
-pub use credentials::{
-    ClaimValidator, CredentialStore, CredentialsFile, ENROLL_CLIENT_PREFIX, ENROLL_USERNAME,
-    LoginError, PasswordHash, Role, claim_token_digest, watch_file,
-};
-pub use gate::GateCounts;
-use gate::{Gate, GateStats};
-use std::sync::Arc;
-
-/// How long [`start`] waits for the listener to accept connections.
-pub const START_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Why the broker could not start, or credentials could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    #[error("invalid broker config: {0}")]
-    Config(String),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("broker did not accept connections on {0} within {START_TIMEOUT:?}")]
-    NotListening(SocketAddr),
-    #[error("cannot start the broker thread: {0}")]
-    Thread(std::io::Error),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("bad credentials: {0}")]
-    Credentials(String),
-    #[error("no randomness: {0}")]
-    Random(String),
-}
-
-/// A running broker.
-#[derive(Debug)]
-pub struct BrokerHandle {
-    local_addr: SocketAddr,
-    credentials: CredentialStore,
-    thread: thread::JoinHandle<()>,
-    gate_thread: thread::JoinHandle<()>,
-    stats: Arc<GateStats>,
-}
-
-impl BrokerHandle {
-    /// The gate's counters (connections, refusals).
-    pub fn gate_counts(&self) -> GateCounts {
-        self.stats.snapshot()
-    }
-
-    /// The address the public listener (the gate) is bound to.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// The store that decides logins (shared: changes apply to the next CONNECT).
-    pub fn credentials(&self) -> &CredentialStore {
-        &self.credentials
-    }
-
-    /// Whether the broker's threads are still running.
-    pub fn is_running(&self) -> bool {
-        !self.thread.is_finished() && !self.gate_thread.is_finished()
-    }
-
-    /// Blocks until the broker stops (it normally never does).
-    pub fn join(self) {
-        let _ = self.gate_thread.join();
-        let _ = self.thread.join();
-    }
-}
-
-/// Starts rumqttd and the gate with `cfg`, deciding logins with `creds`; returns once the broker
-/// accepts connections.
-///
-/// The public listener is bound here (port 0 picks a free port: see
-/// [`BrokerHandle::local_addr`]), so another process on the port is reported as
-/// [`BrokerError::Bind`]. rumqttd gets a free loopback port of its own.
-pub fn start(cfg: BrokerConfig, creds: CredentialStore) -> Result<BrokerHandle, BrokerError> {
-    cfg.validate()?;
-    let bind_err = |addr: SocketAddr| move |source| BrokerError::Bind { addr, source };
-    let public = TcpListener::bind(cfg.listen).map_err(bind_err(cfg.listen))?;
-    let local_addr = public.local_addr().map_err(bind_err(cfg.listen))?;
-    public.set_nonblocking(true).map_err(bind_err(cfg.listen))?;
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let internal = {
-        let probe = TcpListener::bind(loopback).map_err(bind_err(loopback))?;
-        probe.local_addr().map_err(bind_err(loopback))?
-    };
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).map_err(|e| BrokerError::Random(e.to_string()))?;
-    let secret = hex::encode(secret);
-
-    let mut rcfg = cfg.to_rumqttd(internal);
-    if let Some(servers) = rcfg.v4.as_mut() {
-        for server in servers.values_mut() {
-            let expected = sha2::Sha256::digest(secret.as_bytes());
-            server.set_auth_handler(move |client_id: String, _user: String, pass: String| {
-                let ok = sha2::Sha256::digest(pass.as_bytes()) == expected;
-                if !ok {
-                    tracing::warn!(%client_id, "internal broker: login without the gate refused");
-                }
-                async move { ok }
-            });
-        }
-    }
-    let thread = thread::Builder::new()
-        .name("tapfleet-broker".into())
-        .spawn(move || {
-            let mut broker = rumqttd::Broker::new(rcfg);
-            if let Err(e) = broker.start() {
-                tracing::error!(error = %e, "broker stopped");
-            }
-        })
-        .map_err(BrokerError::Thread)?;
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        if TcpStream::connect_timeout(&internal, Duration::from_millis(200)).is_ok() {
-            break;
-        }
-        if thread.is_finished() || Instant::now() >= deadline {
-            return Err(BrokerError::NotListening(internal));
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-
-    let stats = Arc::new(GateStats::default());
-    let gate = Arc::new(Gate {
-        creds: creds.clone(),
-        internal,
-        internal_secret: secret,
-        max_packet: cfg.max_payload_size,
-        connect_timeout: Duration::from_millis(u64::from(cfg.connection_timeout_ms)),
-        max_connections: cfg.max_connections,
-        stats: stats.clone(),
-    });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("tapfleet-gate")
-        .enable_all()
-        .build()
-        .map_err(BrokerError::Thread)?;
-    let gate_thread = thread::Builder::new()
-        .name("tapfleet-gate-main".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                match tokio::net::TcpListener::from_std(public) {
-                    Ok(l) => gate::run(l, Arc::new(gate::Plain), gate).await,
-                    Err(e) => tracing::error!(error = %e, "gate listener unusable"),
-                }
-            });
-        })
-        .map_err(BrokerError::Thread)?;
-    tracing::info!(listen = %local_addr, "mqtt broker listening");
-    Ok(BrokerHandle {
-        local_addr,
-        credentials: creds,
-        thread,
-        gate_thread,
-        stats,
-    })
-}
+#[cfg(feature = "server")]
+pub use server::*;

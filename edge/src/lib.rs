@@ -11,14 +11,18 @@
 //! - [`offline`]: the `tapfleet-edge record` command.
 //! - [`service`], [`cache`]: the site service and its local cache.
 
+#[cfg(feature = "app")]
 pub mod admin;
+#[cfg(feature = "app")]
 pub mod cache;
 pub mod calls;
 pub mod capture;
+#[cfg(feature = "app")]
 pub mod offline;
 pub mod packet;
 pub mod recorder;
 pub mod rtp;
+#[cfg(feature = "app")]
 pub mod service;
 pub mod sip;
 pub mod transfer;

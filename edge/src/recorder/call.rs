@@ -76,8 +76,6 @@ pub struct CallRecording {
     linktype_mismatch: u64,
     untracked_streams: u64,
     audio: bool,
-    /// Decoded samples of the current packet (reused).
-    pcm: Vec<i16>,
     kind: schemas::RecordingKind,
 }
 
@@ -105,7 +103,6 @@ impl CallRecording {
             linktype_mismatch: 0,
             untracked_streams: 0,
             audio,
-            pcm: Vec::new(),
             kind: schemas::RecordingKind::Call,
         })
     }
@@ -239,9 +236,7 @@ impl CallRecording {
                         self.wav = Some(WavWriter::create(&self.dir.join(WAV_NAME))?);
                     }
                     if let Some(w) = self.wav.as_mut() {
-                        self.pcm.clear();
-                        self.pcm.extend(pkt.payload.iter().map(|&b| law.decode(b)));
-                        w.put(channel, pos as u64, &self.pcm)?;
+                        w.put_g711(channel, pos as u64, law, pkt.payload)?;
                     }
                     s.decoded = true;
                 }

@@ -1,93 +1,142 @@
 //! Writes a call's audio as a 16-bit PCM, 8 kHz, stereo WAV file (caller left, callee right).
 //!
 //! Samples are placed by frame index (8 kHz frames since the call's start) into a ring of
-//! [`WINDOW_FRAMES`] frames; frames that fall out of the ring are written to disk, so memory per
-//! call is bounded and late packets within the window still land in place. Frames nobody wrote are
-//! silence. The RIFF sizes are patched at [`WavWriter::finish`], which then hashes the file.
+//! interleaved little-endian frames — already the file's bytes — so that late packets within
+//! [`WINDOW_FRAMES`] of the newest frame still land in place. Frames older than that window are
+//! final: they are written straight from the ring to disk in pieces of at least
+//! [`FLUSH_FRAMES`] (no per-packet write, no copy through an extra buffer), which bounds memory
+//! per call. Frames nobody wrote are silence. The RIFF sizes are patched at
+//! [`WavWriter::finish`], which then hashes the file.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::rtp::g711::Law;
+
 pub const SAMPLE_RATE: u32 = 8000;
-/// Frames kept in memory for reordering (1 s: 32 KiB).
+/// Frames a sample may arrive late and still be placed (1 s).
 pub const WINDOW_FRAMES: usize = 8000;
+/// Final frames are written to disk once this many have gathered (16 KiB).
+pub const FLUSH_FRAMES: usize = 4000;
+/// Ring size: the window plus the final frames not yet written (48 KiB).
+const RING_FRAMES: usize = WINDOW_FRAMES + FLUSH_FRAMES;
+const FRAME_BYTES: usize = 4;
 const HEADER_LEN: u64 = 44;
 
 /// An open `audio.wav`.
 #[derive(Debug)]
 pub struct WavWriter {
     path: PathBuf,
-    out: BufWriter<File>,
-    ring: Vec<[i16; 2]>,
-    /// Frame index of the oldest frame still in the ring (= frames written to disk).
+    file: File,
+    /// Frame `f` lives at bytes `(f % RING_FRAMES) * 4 ..+ 4`: left then right, i16 LE.
+    ring: Vec<u8>,
+    /// Start of the window: samples for earlier frames are late (lost).
     base: u64,
-    /// Samples that arrived after their frame had been written.
+    /// Frames written to disk (`written <= base`, `base - written < FLUSH_FRAMES` between calls).
+    written: u64,
+    /// Samples that arrived after their frame had left the window.
     pub late_samples: u64,
 }
 
 impl WavWriter {
     pub fn create(path: &Path) -> io::Result<Self> {
-        let mut out = BufWriter::with_capacity(32 * 1024, File::create(path)?);
-        out.write_all(&header(0))?;
+        let mut file = File::create(path)?;
+        file.write_all(&header(0))?;
         Ok(WavWriter {
             path: path.to_path_buf(),
-            out,
-            ring: vec![[0, 0]; WINDOW_FRAMES],
+            file,
+            ring: vec![0u8; RING_FRAMES * FRAME_BYTES],
             base: 0,
+            written: 0,
             late_samples: 0,
         })
     }
 
     /// Puts samples of one channel (0 = left, 1 = right) starting at frame `pos`.
     pub fn put(&mut self, channel: usize, pos: u64, samples: &[i16]) -> io::Result<()> {
-        let ch = channel.min(1);
-        let len = samples.len() as u64;
+        self.place(channel, pos, samples, |s| s)
+    }
+
+    /// Decodes G.711 `payload` into one channel (0 = left, 1 = right) starting at frame `pos`.
+    pub fn put_g711(
+        &mut self,
+        channel: usize,
+        pos: u64,
+        law: Law,
+        payload: &[u8],
+    ) -> io::Result<()> {
+        let table = law.table();
+        self.place(channel, pos, payload, |b| table[usize::from(b)])
+    }
+
+    /// Places `src[i]` (converted by `conv`) at frame `pos + i` of `channel`.
+    #[inline]
+    fn place<T: Copy>(
+        &mut self,
+        channel: usize,
+        pos: u64,
+        src: &[T],
+        conv: impl Fn(T) -> i16,
+    ) -> io::Result<()> {
+        let len = src.len() as u64;
         let window = WINDOW_FRAMES as u64;
         let end = pos + len;
         if end > self.base + window {
-            self.flush_until(end - window)?;
+            self.base = end - window;
+            if self.base - self.written >= FLUSH_FRAMES as u64 {
+                self.write_until(self.base)?;
+            }
         }
-        // Frames already on disk are lost for this channel.
+        // Frames that left the window are lost for this channel.
         let skip = self.base.saturating_sub(pos).min(len);
         self.late_samples += skip;
-        let mut i = skip;
-        while i < len {
-            let idx = ((pos + i) % window) as usize;
-            let n = (len - i).min(window - idx as u64);
-            let dst = self.ring.get_mut(idx..idx + n as usize).unwrap_or_default();
-            let src = samples
-                .get(i as usize..(i + n) as usize)
+        let mut src = src.get(skip as usize..).unwrap_or_default();
+        let mut frame = pos + skip;
+        while !src.is_empty() {
+            let idx = (frame % RING_FRAMES as u64) as usize;
+            let n = src.len().min(RING_FRAMES - idx);
+            let (now, rest) = src.split_at(n);
+            let dst = self
+                .ring
+                .get_mut(idx * FRAME_BYTES..(idx + n) * FRAME_BYTES)
                 .unwrap_or_default();
-            for (frame, &s) in dst.iter_mut().zip(src) {
-                frame[ch] = s;
+            let frames = dst.chunks_exact_mut(FRAME_BYTES);
+            // One loop per channel so the byte offsets are constants.
+            if channel == 0 {
+                for (f, &s) in frames.zip(now) {
+                    let [lo, hi] = conv(s).to_le_bytes();
+                    f[0] = lo;
+                    f[1] = hi;
+                }
+            } else {
+                for (f, &s) in frames.zip(now) {
+                    let [lo, hi] = conv(s).to_le_bytes();
+                    f[2] = lo;
+                    f[3] = hi;
+                }
             }
-            i += n;
+            src = rest;
+            frame += n as u64;
         }
         Ok(())
     }
 
-    /// Writes frames up to (excluding) `frame` to disk, clearing their ring slots.
-    fn flush_until(&mut self, frame: u64) -> io::Result<()> {
-        const CHUNK: usize = 1024;
-        let window = WINDOW_FRAMES as u64;
-        let mut scratch = [0u8; CHUNK * 4];
-        while self.base < frame {
-            let idx = (self.base % window) as usize;
-            let n = ((frame - self.base) as usize)
-                .min(WINDOW_FRAMES - idx)
-                .min(CHUNK);
-            let frames = self.ring.get_mut(idx..idx + n).unwrap_or_default();
-            for (fr, out) in frames.iter_mut().zip(scratch.chunks_exact_mut(4)) {
-                let [l, r] = std::mem::take(fr);
-                out[0..2].copy_from_slice(&l.to_le_bytes());
-                out[2..4].copy_from_slice(&r.to_le_bytes());
-            }
-            self.out
-                .write_all(scratch.get(..n * 4).unwrap_or_default())?;
-            self.base += n as u64;
+    /// Writes frames `written..frame` from the ring to disk and clears their slots (slots of
+    /// frames never placed are zero, so a jump past the ring writes silence).
+    fn write_until(&mut self, frame: u64) -> io::Result<()> {
+        while self.written < frame {
+            let idx = (self.written % RING_FRAMES as u64) as usize;
+            let n = ((frame - self.written) as usize).min(RING_FRAMES - idx);
+            let bytes = self
+                .ring
+                .get_mut(idx * FRAME_BYTES..(idx + n) * FRAME_BYTES)
+                .unwrap_or_default();
+            self.file.write_all(bytes)?;
+            bytes.fill(0);
+            self.written += n as u64;
         }
         Ok(())
     }
@@ -97,17 +146,17 @@ impl WavWriter {
     pub fn finish(mut self, total_frames: u64) -> io::Result<(u64, [u8; 32])> {
         let keep = total_frames.max(self.base);
         let in_ring = keep.min(self.base + WINDOW_FRAMES as u64);
-        self.flush_until(in_ring)?;
-        // Anything beyond the ring is silence.
+        self.write_until(in_ring)?;
+        // Anything beyond the window is silence.
         let zeros = [0u8; 4096];
-        let mut rest = (keep - in_ring) * 4;
+        let mut rest = (keep - in_ring) * FRAME_BYTES as u64;
         while rest > 0 {
             let n = rest.min(zeros.len() as u64) as usize;
-            self.out.write_all(&zeros[..n])?;
+            self.file.write_all(&zeros[..n])?;
             rest -= n as u64;
         }
-        let mut file = self.out.into_inner().map_err(|e| e.into_error())?;
-        let data_len = keep * 4;
+        let mut file = self.file;
+        let data_len = keep * FRAME_BYTES as u64;
         file.seek(SeekFrom::Start(0))?;
         file.write_all(&header(data_len))?;
         file.sync_all()?;
@@ -180,5 +229,80 @@ mod tests {
         assert_eq!(frame(5), (0, 0));
         assert_eq!(frame(20_000), (0, 7));
         assert_eq!(frame(23_999), (0, 0));
+    }
+
+    /// The writer's output equals a plain model of its rules (a sample lands unless its frame is
+    /// more than the window behind the newest frame; the file is cut or padded to the length), over
+    /// in-order, reordered, late, jumping and overlapping puts on both channels.
+    #[test]
+    fn matches_model_across_ring_wraps_jumps_and_late_puts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rnd = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        for case in 0..6u64 {
+            let p = dir.path().join(format!("{case}.wav"));
+            let mut w = WavWriter::create(&p).expect("create");
+            let mut model: Vec<[i16; 2]> = Vec::new();
+            let mut base = 0u64;
+            let mut late = 0u64;
+            let mut next = [0u64; 2];
+            for _ in 0..3000 {
+                let ch = rnd(2) as usize;
+                let len = 1 + rnd(400);
+                let pos = match rnd(20) {
+                    0 => next[ch].saturating_sub(rnd(2 * WINDOW_FRAMES as u64)),
+                    1 => next[ch] + rnd(5 * RING_FRAMES as u64),
+                    _ => next[ch],
+                };
+                next[ch] = next[ch].max(pos + len);
+                let samples: Vec<i16> = (0..len).map(|_| rnd(65_536) as u16 as i16).collect();
+                if case % 2 == 0 {
+                    w.put(ch, pos, &samples).expect("put");
+                } else {
+                    let codes: Vec<u8> = samples.iter().map(|&s| s as u8).collect();
+                    w.put_g711(ch, pos, Law::Alaw, &codes).expect("put");
+                }
+                base = base.max((pos + len).saturating_sub(WINDOW_FRAMES as u64));
+                for (i, &s) in samples.iter().enumerate() {
+                    let f = pos + i as u64;
+                    if f < base {
+                        late += 1;
+                        continue;
+                    }
+                    if model.len() <= f as usize {
+                        model.resize(f as usize + 1, [0, 0]);
+                    }
+                    model[f as usize][ch] = if case % 2 == 0 {
+                        s
+                    } else {
+                        Law::Alaw.decode(s as u8)
+                    };
+                }
+            }
+            assert_eq!(w.late_samples, late);
+            let newest = next[0].max(next[1]);
+            let total = match case / 2 {
+                0 => newest + 3 * WINDOW_FRAMES as u64,
+                1 => newest.saturating_sub(WINDOW_FRAMES as u64 / 2),
+                _ => 0,
+            };
+            let keep = total.max(base);
+            model.resize(keep as usize, [0, 0]);
+            let mut want = header(keep * 4).to_vec();
+            for [l, r] in &model {
+                want.extend_from_slice(&l.to_le_bytes());
+                want.extend_from_slice(&r.to_le_bytes());
+            }
+            let (size, sha) = w.finish(total).expect("finish");
+            let got = std::fs::read(&p).expect("read");
+            assert_eq!(size, got.len() as u64);
+            assert!(got == want, "case {case}: bytes differ from the model");
+            assert_eq!(sha, <[u8; 32]>::from(Sha256::digest(&got)));
+        }
     }
 }

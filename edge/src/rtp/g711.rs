@@ -62,9 +62,16 @@ impl Law {
     /// Decodes one sample.
     #[inline]
     pub fn decode(self, b: u8) -> i16 {
+        self.table()[usize::from(b)]
+    }
+
+    /// The decoding table: entry `b` is the linear sample for code `b` (for bulk decoding
+    /// without a per-sample match).
+    #[inline]
+    pub fn table(self) -> &'static [i16; 256] {
         match self {
-            Law::Ulaw => ULAW[usize::from(b)],
-            Law::Alaw => ALAW[usize::from(b)],
+            Law::Ulaw => &ULAW,
+            Law::Alaw => &ALAW,
         }
     }
 }
