@@ -1,4 +1,4 @@
-//! Every capture listed in /work/shared/captures/INDEX.tsv goes through `tapfleet-edge record`
+//! Every capture listed in ../shared/captures/INDEX.tsv goes through `tapfleet-edge record`
 //! without a panic and with exit status 0, and what it records is compared with tshark (run here,
 //! never hard-coded):
 //!
@@ -25,36 +25,20 @@
 //!   when recorded packets = tshark's RTP packets + the frames tshark decodes as T.38 on that
 //!   5-tuple (loss must still agree). T.38 that SIP negotiates is not counted as RTP.
 
+mod common;
+use common::{CAPTURES, tshark};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tapfleet_schemas::{Manifest, RecordingKind};
 
-const CAPTURES: &str = "/work/shared/captures";
-
 /// Captures whose calls are carried where the recorder does not look yet, with the reason.
 const NOT_DECODED: &[(&str, &str)] = &[(
     "heplify/example/pcap/sip_sctp.pcap",
     "SIP over SCTP is not supported",
 )];
-
-fn tshark(args: &[&str]) -> String {
-    assert!(
-        Path::new("/usr/bin/tshark").exists(),
-        "tshark is required for these tests: apt-get install tshark"
-    );
-    let out = Command::new("/usr/bin/tshark")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run tshark: {e}"));
-    assert!(
-        out.status.success(),
-        "tshark {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 struct Row {
     file: String,

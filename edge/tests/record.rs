@@ -2,6 +2,9 @@
 //! holds (byte for byte), RTP statistics, WAV channels by SIP role, every link type, and clear
 //! errors (never panics) on missing, truncated or garbage input.
 
+mod common;
+use common::{capture, tshark};
+
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -9,31 +12,6 @@ use std::process::{Command, Output};
 use tapfleet_edge::capture::PcapReader;
 use tapfleet_edge::rtp::g711::Law;
 use tapfleet_schemas::{Manifest, RecordingKind, StreamDirection};
-
-const CAPTURES: &str = "/work/shared/captures";
-
-fn capture(rel: &str) -> PathBuf {
-    let p = Path::new(CAPTURES).join(rel);
-    assert!(p.is_file(), "test capture {} is missing", p.display());
-    p
-}
-
-fn tshark(args: &[&str]) -> String {
-    assert!(
-        Path::new("/usr/bin/tshark").exists(),
-        "tshark is required for these tests: apt-get install tshark"
-    );
-    let out = Command::new("/usr/bin/tshark")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run tshark: {e}"));
-    assert!(
-        out.status.success(),
-        "tshark {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn record(files: &[&Path], out: &Path) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_tapfleet-edge"))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerates fuzz/seeds/<target>/ from small captures in /work/shared/captures.
+"""Regenerates fuzz/seeds/<target>/ from small captures in ../shared/captures (beside the repository).
 
 edge_pcap gets whole small capture files; edge_packet gets frames prefixed by nothing (each
 frame is tried with every link type); edge_sip and edge_rtp get UDP/TCP payloads; edge_recorder
@@ -7,7 +7,7 @@ gets the frames of a small capture in its record format ([mode][dt][len:2][frame
 """
 import os, shutil, struct, sys
 
-CAP = "/work/shared/captures"
+CAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "captures")
 SMALL = [
     "rtp-pcap/examples/h263-over-rtp.pcap",
     "rtp-pcap/examples/sip-rtp-lpc.pcap",

@@ -271,20 +271,7 @@ fn an_edge_killed_mid_delivery_finishes_after_restart_without_duplicates() {
     edge.kill(); // kill -9 while the rest is being announced or uploaded
 
     // Restart on an empty capture: whatever is still in the cache must be delivered.
-    let empty = fleet.dir.path().join("empty.pcap");
-    let mut header = Vec::new();
-    for word in [
-        0xa1b2_c3d4u32.to_le_bytes(),
-        [2, 0, 4, 0],
-        [0; 4],
-        [0; 4],
-        65535u32.to_le_bytes(),
-        1u32.to_le_bytes(),
-    ] {
-        header.extend_from_slice(&word);
-    }
-    std::fs::write(&empty, header).expect("write empty.pcap");
-    let _edge = start_edge(&fleet, &empty);
+    let _edge = start_edge(&fleet, &empty_pcap(fleet.dir.path()));
     let stored = wait_stored(&fleet, truth.calls.len());
     let v = get_json(&format!("{}/api/v1/recordings", fleet.http)).expect("catalog");
     let all = v["recordings"].as_array().expect("recordings");

@@ -415,19 +415,7 @@ impl Recorder {
             match CallRecording::create(id.clone(), dir.clone(), start_ns, &first, self.opts.audio)
             {
                 Ok(rec) => rec,
-                Err(source) => {
-                    self.stats.calls_failed += 1;
-                    self.failures.push(FailedRecording {
-                        recording_id: id.clone(),
-                        dir: dir.clone(),
-                        error: source.to_string(),
-                    });
-                    return Err(RecorderError::Io {
-                        recording_id: id,
-                        dir,
-                        source,
-                    });
-                }
+                Err(source) => return Err(self.report_failure(id, dir, source)),
             };
         rec.set_orphan();
         tracing::debug!(recording_id = %id, src = %dg.src, dst = %dg.dst, "orphan stream started");
@@ -513,17 +501,7 @@ impl Recorder {
                 None => (String::new(), self.out_dir.clone()),
             };
             self.orphan_index.retain(|_, (k, _)| *k != key);
-            self.stats.calls_failed += 1;
-            self.failures.push(FailedRecording {
-                recording_id: id.clone(),
-                dir: dir.clone(),
-                error: source.to_string(),
-            });
-            return Err(RecorderError::Io {
-                recording_id: id,
-                dir,
-                source,
-            });
+            return Err(self.report_failure(id, dir, source));
         }
         Ok(())
     }
@@ -640,31 +618,18 @@ impl Recorder {
                 });
                 Ok(())
             }
-            Err(source) => {
-                self.stats.calls_failed += 1;
-                self.failures.push(FailedRecording {
-                    recording_id: id.clone(),
-                    dir: dir.clone(),
-                    error: source.to_string(),
-                });
-                Err(RecorderError::Io {
-                    recording_id: id,
-                    dir,
-                    source,
-                })
-            }
+            Err(source) => Err(self.report_failure(id, dir, source)),
         }
     }
 
-    /// Drops a call whose files failed; reports it.
-    fn fail_call(&mut self, key: CallKey, source: std::io::Error) -> RecorderError {
-        let (id, dir) = match self.calls.remove(&key) {
-            Some(rec) => (rec.id.clone(), rec.dir.clone()),
-            None => (String::new(), self.out_dir.clone()),
-        };
-        tracing::warn!(recording_id = %id, error = %source, "recording failed");
+    /// Counts and reports a recording whose files failed; returns the error for the caller.
+    fn report_failure(
+        &mut self,
+        id: String,
+        dir: PathBuf,
+        source: std::io::Error,
+    ) -> RecorderError {
         self.stats.calls_failed += 1;
-        self.stats.active_calls = self.calls.len() as u64;
         self.failures.push(FailedRecording {
             recording_id: id.clone(),
             dir: dir.clone(),
@@ -675,6 +640,17 @@ impl Recorder {
             dir,
             source,
         }
+    }
+
+    /// Drops a call whose files failed; reports it.
+    fn fail_call(&mut self, key: CallKey, source: std::io::Error) -> RecorderError {
+        let (id, dir) = match self.calls.remove(&key) {
+            Some(rec) => (rec.id.clone(), rec.dir.clone()),
+            None => (String::new(), self.out_dir.clone()),
+        };
+        tracing::warn!(recording_id = %id, error = %source, "recording failed");
+        self.stats.active_calls = self.calls.len() as u64;
+        self.report_failure(id, dir, source)
     }
 
     /// Ends calls that are over at `now_ns` (BYE grace, timeouts). Call it when idle.
@@ -723,12 +699,8 @@ impl Recorder {
             }
             Err(e) => {
                 tracing::warn!(recording_id = %id, error = %e, "finishing recording failed");
-                self.stats.calls_failed += 1;
-                self.failures.push(FailedRecording {
-                    recording_id: id,
-                    dir,
-                    error: e.to_string(),
-                });
+                // Reported through drain_failures; nobody waits for the error here.
+                let _ = self.report_failure(id, dir, e);
             }
         }
     }

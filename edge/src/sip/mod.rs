@@ -14,7 +14,7 @@ mod tests {
     use super::*;
     use std::net::IpAddr;
 
-    // Real messages, extracted with tshark from captures in /work/shared/captures.
+    // Real messages, extracted with tshark from captures in ../shared/captures.
     const NB6_INVITE: &[u8] = include_bytes!("../../tests/data/nb6_invite.sip");
     const SIPP_200: &[u8] = include_bytes!("../../tests/data/sipp_200_ok.sip");
     const IPV6_INVITE: &[u8] = include_bytes!("../../tests/data/ipv6_invite.sip");

@@ -221,8 +221,11 @@ mod tests {
         let t = crate::targets::Targets::build(&cfg, dir.path()).expect("targets");
         let op = t.get("cloud").expect("cloud");
         assert_eq!(commit_mode(op), CommitMode::Direct);
-        let data = std::fs::read("/work/shared/captures/rtp-pcap/examples/SIP_DTMF2.pcap")
-            .expect("capture");
+        let data = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/captures/rtp-pcap/examples/SIP_DTMF2.pcap"
+        ))
+        .expect("capture");
         let chunks: Vec<Vec<u8>> = data.chunks(1000).map(<[u8]>::to_vec).collect();
         let n = write_verified(op, "r/a.pcap", chunks.clone(), &sha256(&data))
             .await

@@ -237,19 +237,15 @@ impl Mover {
                 let sm = Transfer::new(offer.size, offer.sha256);
                 if offer.size == 0 {
                     // Nothing to send: store the empty file now.
-                    if !sm.completion().matches {
-                        let reason = "an empty file cannot have that sha256".to_owned();
-                        return self.fail(
-                            tenant,
-                            edge,
-                            &offer.recording_id,
-                            &offer.file,
-                            transfer_id,
-                            reason,
-                        );
-                    }
-                    if let Err(e) = write_verified(&op, &path, [], &offer.sha256).await {
-                        let reason = e.to_string();
+                    let refused = if sm.completion().matches {
+                        write_verified(&op, &path, [], &offer.sha256)
+                            .await
+                            .err()
+                            .map(|e| e.to_string())
+                    } else {
+                        Some("an empty file cannot have that sha256".to_owned())
+                    };
+                    if let Some(reason) = refused {
                         return self.fail(
                             tenant,
                             edge,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use sha2::Digest;
 use tapfleet_schemas::Sha256;
 
-pub const CAPTURES: &str = "/work/shared/captures";
+pub const CAPTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/captures");
 const START: Duration = Duration::from_secs(20);
 
 pub fn free_port() -> u16 {
