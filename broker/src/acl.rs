@@ -6,7 +6,9 @@
 //! - an edge: PUBLISH only to its own `state`, `telemetry`, `manifests`, `replies`, `upload`;
 //!   SUBSCRIBE only to its own exact `config`, `jobs`, `acks`, `download` (no wildcard);
 //! - an enrolling client: PUBLISH only to `tapfleet/v1/enroll/<session>/request`, SUBSCRIBE only
-//!   to `tapfleet/v1/enroll/<session>/response`, the session being taken from its client id.
+//!   to `tapfleet/v1/enroll/<session>/response`, the session being taken from its client id;
+//! - an edge may also use the renewal session `renew-<edge id>` (its certificate renewal request
+//!   and response); no enrolling client may take a session starting with `renew-`.
 //!
 //! Topics are read with the schemas crate's [`Topic::parse`], whose identifiers can hold no `/`,
 //! `+` or `#`: a filter with a wildcard never parses, so it is refused for edges and enrolling
@@ -34,6 +36,14 @@ impl Identity {
             Identity::Enrolling { .. } => "enrolling",
         }
     }
+}
+
+/// Prefix of an edge's own enrollment session (certificate renewal).
+pub const RENEW_SESSION_PREFIX: &str = "renew-";
+
+/// The renewal session of an edge.
+pub fn renew_session(edge: &str) -> String {
+    format!("{RENEW_SESSION_PREFIX}{edge}")
 }
 
 /// Channels an edge publishes on.
@@ -71,7 +81,10 @@ fn own_edge_topic(id: &Identity, name: &str, allowed: &[Channel]) -> bool {
 pub fn may_publish(id: &Identity, topic: &str) -> bool {
     match id {
         Identity::Manager { .. } => true,
-        Identity::Edge { .. } => own_edge_topic(id, topic, &EDGE_PUBLISHES),
+        Identity::Edge { edge, .. } => {
+            own_edge_topic(id, topic, &EDGE_PUBLISHES)
+                || matches!(Topic::parse(topic), Ok(Topic::EnrollRequest { session: s }) if s == renew_session(edge))
+        }
         Identity::Enrolling { session } => {
             matches!(Topic::parse(topic), Ok(Topic::EnrollRequest { session: s }) if s == *session)
         }
@@ -82,7 +95,10 @@ pub fn may_publish(id: &Identity, topic: &str) -> bool {
 pub fn may_subscribe(id: &Identity, filter: &str) -> bool {
     match id {
         Identity::Manager { .. } => true,
-        Identity::Edge { .. } => own_edge_topic(id, filter, &EDGE_SUBSCRIBES),
+        Identity::Edge { edge, .. } => {
+            own_edge_topic(id, filter, &EDGE_SUBSCRIBES)
+                || matches!(Topic::parse(filter), Ok(Topic::EnrollResponse { session: s }) if s == renew_session(edge))
+        }
         Identity::Enrolling { session } => {
             matches!(Topic::parse(filter), Ok(Topic::EnrollResponse { session: s }) if s == *session)
         }
@@ -149,6 +165,19 @@ mod tests {
         assert!(!may_subscribe(&s, &resp("s2")));
         assert!(!may_subscribe(&s, "tapfleet/v1/enroll/+/response"));
         assert!(!may_publish(&s, &topic("acme", "a", Channel::State)));
+    }
+
+    #[test]
+    fn an_edge_reaches_only_its_own_renewal_session() {
+        let a = edge("acme", "a");
+        let req = |x: &str| Topic::enroll_request(x).expect("valid").to_string();
+        let resp = |x: &str| Topic::enroll_response(x).expect("valid").to_string();
+        assert!(may_publish(&a, &req("renew-a")));
+        assert!(may_subscribe(&a, &resp("renew-a")));
+        assert!(!may_publish(&a, &req("renew-b")));
+        assert!(!may_subscribe(&a, &resp("renew-b")));
+        assert!(!may_publish(&a, &resp("renew-a")));
+        assert!(!may_publish(&a, &req("s1")));
     }
 
     #[test]

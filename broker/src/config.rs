@@ -11,9 +11,14 @@
 //! to that bound. `dynamic_filters` is on: without it rumqttd disconnects a client that publishes
 //! to a topic nobody subscribed to (an edge whose manager is down). The price is that such a topic
 //! gets its own log, bounded the same way.
+//!
+//! `[tls]` adds a TLS listener (the one to expose beyond the host): server certificate and key,
+//! and the fleet CA that client certificates are verified against. The plain listener should stay
+//! on loopback (the manager's own client); a plain listener elsewhere is logged as a warning.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +46,22 @@ pub struct BrokerConfig {
     pub max_segment_count: usize,
     /// Pause after accepting a connection, in milliseconds (rate limits connection storms).
     pub next_connection_delay_ms: u64,
+    /// A TLS listener (rustls, terminated by the gate).
+    pub tls: Option<TlsListenConfig>,
+}
+
+/// `[tls]`: the TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListenConfig {
+    /// Address of the TLS listener (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CA certificate(s) client certificates must chain to (PEM): the fleet CA.
+    pub client_ca: PathBuf,
 }
 
 impl Default for BrokerConfig {
@@ -55,6 +76,7 @@ impl Default for BrokerConfig {
             max_segment_size: 8 * 1024 * 1024,
             max_segment_count: 4,
             next_connection_delay_ms: 0,
+            tls: None,
         }
     }
 }
@@ -153,5 +175,10 @@ mod tests {
         assert!(BrokerConfig::from_toml("lisen = \"127.0.0.1:1\"").is_err());
         let cfg = BrokerConfig::from_toml("listen = \"0.0.0.0:8883\"").expect("valid");
         assert_eq!(cfg.listen.port(), 8883);
+        let cfg = BrokerConfig::from_toml(
+            "[tls]\nlisten = \"0.0.0.0:8883\"\ncert = \"s.crt\"\nkey = \"s.key\"\nclient_ca = \"ca.crt\"",
+        )
+        .expect("valid");
+        assert_eq!(cfg.tls.map(|t| t.listen.port()), Some(8883));
     }
 }

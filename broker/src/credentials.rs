@@ -12,6 +12,10 @@
 //! ([`CredentialsFile`], TOML) that the manager writes atomically and the standalone broker
 //! reloads when it changes ([`watch_file`]). Passwords and tokens never appear in it, only hashes.
 //! Clones share one store.
+//!
+//! It also holds the revocation list (edge ids): a revoked edge is refused whatever it presents
+//! (password or certificate), and [`CredentialStore::revocations`] wakes the gate's connections
+//! so a revoked edge's open connections close at once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -38,6 +42,8 @@ pub enum LoginError {
     BadEnrollClientId,
     #[error("the user's edge id or tenant is not a valid topic level")]
     BadIdentity,
+    #[error("edge revoked")]
+    Revoked,
 }
 
 /// The user name an enrolling client connects with (its password is the claim token).
@@ -151,12 +157,25 @@ struct Inner {
     users: HashMap<String, User>,
     claim_digests: HashSet<String>,
     claim_validator: Option<ClaimValidator>,
+    /// Revoked edge ids.
+    revoked: HashSet<String>,
 }
 
 /// Thread-safe, cheap to clone store of the credentials the broker accepts.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct CredentialStore {
     inner: Arc<RwLock<Inner>>,
+    /// Bumped on every change of the revocation list.
+    revocations: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for CredentialStore {
+    fn default() -> Self {
+        CredentialStore {
+            inner: Arc::default(),
+            revocations: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
 }
 
 impl fmt::Debug for CredentialStore {
@@ -202,6 +221,31 @@ impl CredentialStore {
     /// Removes a user; its connections are refused from now on (open ones stay open).
     pub fn remove(&self, username: &str) {
         self.write(|i| i.users.remove(username));
+    }
+
+    /// Revokes an edge: refused from now on, and its open connections are closed.
+    pub fn revoke(&self, edge: &str) {
+        let new = self.write(|i| i.revoked.insert(edge.to_owned()));
+        if new {
+            self.revocations.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Whether an edge is revoked.
+    pub fn is_revoked(&self, edge: &str) -> bool {
+        self.read(|i| i.revoked.contains(edge))
+    }
+
+    /// The revoked edge ids, sorted.
+    pub fn revoked(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.read(|i| i.revoked.iter().cloned().collect());
+        v.sort();
+        v
+    }
+
+    /// Changes whenever the revocation list changes.
+    pub fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revocations.subscribe()
     }
 
     /// Number of users.
@@ -268,6 +312,8 @@ impl CredentialStore {
             let session = client_id
                 .strip_prefix(ENROLL_CLIENT_PREFIX)
                 .filter(|s| tapfleet_schemas::topic::validate_id(s).is_ok())
+                // Renewal sessions belong to the edges themselves (see `acl`).
+                .filter(|s| !s.starts_with(crate::acl::RENEW_SESSION_PREFIX))
                 .ok_or(LoginError::BadEnrollClientId)?;
             if password.is_empty() || !self.verify_claim_token(password) {
                 return Err(LoginError::BadPassword);
@@ -287,6 +333,7 @@ impl CredentialStore {
             Some(Role::Manager) => Ok(Identity::Manager {
                 user: username.to_owned(),
             }),
+            Some(Role::Edge { .. }) if self.is_revoked(username) => Err(LoginError::Revoked),
             Some(Role::Edge { tenant }) => {
                 // The namespace must be expressible: both ids valid topic levels.
                 tapfleet_schemas::Topic::edge(&tenant, username, tapfleet_schemas::Channel::State)
@@ -304,8 +351,10 @@ impl CredentialStore {
         self.read(|i| {
             let mut f = CredentialsFile {
                 claim_tokens: i.claim_digests.iter().cloned().collect(),
+                revoked: i.revoked.iter().cloned().collect(),
                 ..CredentialsFile::default()
             };
+            f.revoked.sort();
             for (name, u) in &i.users {
                 f.users.insert(name.clone(), u.hash.to_string());
                 match &u.role {
@@ -350,10 +399,17 @@ impl CredentialStore {
             })?;
             digests.insert(d.to_ascii_lowercase());
         }
-        self.write(|i| {
+        let revoked: HashSet<String> = file.revoked.iter().cloned().collect();
+        let changed = self.write(|i| {
             i.users = users;
             i.claim_digests = digests;
+            let changed = i.revoked != revoked;
+            i.revoked = revoked;
+            changed
         });
+        if changed {
+            self.revocations.send_modify(|n| *n += 1);
+        }
         Ok(())
     }
 
@@ -377,6 +433,8 @@ pub struct CredentialsFile {
     pub users: BTreeMap<String, String>,
     /// Edge user (edge id) -> its tenant.
     pub tenants: BTreeMap<String, String>,
+    /// Revoked edge ids (refused with a password or a certificate; open connections closed).
+    pub revoked: Vec<String>,
 }
 
 impl CredentialsFile {

@@ -3,8 +3,13 @@
 //! SUBSCRIBE filter against the client's [`Identity`] ([`crate::acl`]) before forwarding the packet
 //! to rumqttd, which listens on a loopback port of its own that only the gate knows.
 //!
-//! - One task per connection; the stream setup ([`Accept`]: plain TCP today, TLS later) and the
-//!   CONNECT must complete within `connect_timeout`, so an idle socket blocks nobody but itself.
+//! - One task per connection; the stream setup ([`Accept`]: plain TCP, or TLS in
+//!   [`crate::tls`]) and the CONNECT must complete within `connect_timeout`, so an idle socket
+//!   or an unfinished TLS handshake blocks nobody but itself.
+//! - A verified client certificate that names an edge ([`PeerCert::Edge`]) is the identity: user
+//!   name and password are then ignored. Without a certificate the CONNECT's credentials decide.
+//! - Revocation: a revoked edge is refused at CONNECT (CONNACK 5), and its open connections are
+//!   closed as soon as the [`CredentialStore`] revokes it.
 //! - CONNECT refused: CONNACK 1 (protocol), 2 (client id), 4 (user/password) or 5 (not
 //!   authorized: no credentials, Will topic outside the namespace), then close.
 //! - SUBSCRIBE: refused filters are removed from the SUBSCRIBE forwarded to rumqttd and get 0x80
@@ -36,11 +41,26 @@ use crate::acl::{Identity, may_publish, may_subscribe};
 use crate::credentials::{CredentialStore, LoginError};
 use crate::mqtt::{self, FixedHeader, MqttError, connack};
 
-/// Turns an accepted TCP connection into the client's stream (TLS handshake goes here). Runs
-/// inside the connection's own task, under the CONNECT deadline.
+/// What a client's TLS certificate says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerCert {
+    /// No certificate (plain TCP, or TLS without a client certificate).
+    None,
+    /// A certificate verified against the fleet CA naming this edge.
+    Edge { tenant: String, edge: String },
+    /// A verified certificate that names no edge, or names one badly: refused at CONNECT.
+    Invalid(String),
+}
+
+/// Turns an accepted TCP connection into the client's stream (the TLS handshake goes here) and
+/// says what its certificate proves. Runs inside the connection's own task, under the CONNECT
+/// deadline.
 pub trait Accept: Send + Sync + 'static {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
-    fn accept(&self, tcp: TcpStream) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    fn accept(
+        &self,
+        tcp: TcpStream,
+    ) -> impl Future<Output = io::Result<(Self::Stream, PeerCert)>> + Send;
 }
 
 /// Plain TCP (loopback listeners).
@@ -49,8 +69,8 @@ pub struct Plain;
 
 impl Accept for Plain {
     type Stream = TcpStream;
-    async fn accept(&self, tcp: TcpStream) -> io::Result<TcpStream> {
-        Ok(tcp)
+    async fn accept(&self, tcp: TcpStream) -> io::Result<(TcpStream, PeerCert)> {
+        Ok((tcp, PeerCert::None))
     }
 }
 
@@ -65,6 +85,8 @@ pub struct GateStats {
     pub refused_connect: AtomicU64,
     pub refused_subscribe: AtomicU64,
     pub refused_publish: AtomicU64,
+    pub refused_handshake: AtomicU64,
+    pub revoked_closed: AtomicU64,
 }
 
 /// A copy of the gate's counters.
@@ -86,6 +108,10 @@ pub struct GateCounts {
     pub refused_subscribe: u64,
     /// PUBLISHes refused (the connection was closed).
     pub refused_publish: u64,
+    /// TLS handshakes that failed (no or a bad client certificate chain, wrong protocol).
+    pub refused_handshake: u64,
+    /// Open connections closed because their edge was revoked.
+    pub revoked_closed: u64,
 }
 
 impl GateStats {
@@ -100,6 +126,8 @@ impl GateStats {
             refused_connect: g(&self.refused_connect),
             refused_subscribe: g(&self.refused_subscribe),
             refused_publish: g(&self.refused_publish),
+            refused_handshake: g(&self.refused_handshake),
+            revoked_closed: g(&self.revoked_closed),
         }
     }
 }
@@ -169,6 +197,8 @@ enum End {
     /// The peer closed cleanly between packets.
     Eof,
     Io(io::Error),
+    /// The stream setup (TLS handshake) failed.
+    Handshake(io::Error),
     Malformed(MqttError),
     /// A protocol violation or a refusal: close at once.
     Closed(&'static str),
@@ -221,14 +251,14 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
 async fn serve<A: Accept>(tcp: TcpStream, peer: SocketAddr, acceptor: Arc<A>, gate: Arc<Gate>) {
     // Stream setup and CONNECT share one deadline.
     let first = tokio::time::timeout(gate.connect_timeout, async {
-        let stream = acceptor.accept(tcp).await?;
+        let (stream, cert) = acceptor.accept(tcp).await.map_err(End::Handshake)?;
         let (rd, wr) = tokio::io::split(stream);
         let mut reader = PacketReader::new(rd, gate.max_packet);
         let (h, pkt) = reader.next().await?;
-        Ok::<_, End>((reader, wr, h, pkt))
+        Ok::<_, End>((reader, wr, h, pkt, cert))
     })
     .await;
-    let (reader, mut wr, h, pkt) = match first {
+    let (reader, mut wr, h, pkt, cert) = match first {
         Err(_) => {
             inc(&gate.stats.connect_timeouts);
             tracing::debug!(%peer, "no CONNECT in time");
@@ -259,9 +289,14 @@ async fn serve<A: Accept>(tcp: TcpStream, peer: SocketAddr, acceptor: Arc<A>, ga
             return;
         }
     };
-    let user = connect.username.clone().unwrap_or_default();
+    let mut connect = connect;
     let client_id = connect.client_id.clone();
-    let identity = match login(&gate, &connect) {
+    if let PeerCert::Edge { edge, .. } = &cert {
+        // The certificate is the identity; the user name becomes the edge id upstream.
+        connect.username = Some(edge.clone());
+    }
+    let user = connect.username.clone().unwrap_or_default();
+    let identity = match login(&gate, &connect, &cert) {
         Ok(id) => id,
         Err((code, reason)) => {
             inc(&gate.stats.refused_connect);
@@ -283,9 +318,27 @@ async fn serve<A: Accept>(tcp: TcpStream, peer: SocketAddr, acceptor: Arc<A>, ga
 }
 
 /// Decides a CONNECT: the identity, or the CONNACK code and reason.
-fn login(gate: &Gate, c: &mqtt::Connect) -> Result<Identity, (u8, String)> {
+fn login(gate: &Gate, c: &mqtt::Connect, cert: &PeerCert) -> Result<Identity, (u8, String)> {
     if c.client_id.is_empty() {
         return Err((connack::IDENTIFIER_REJECTED, "empty client id".into()));
+    }
+    match cert {
+        PeerCert::None => {}
+        PeerCert::Invalid(why) => {
+            return Err((
+                connack::NOT_AUTHORIZED,
+                format!("client certificate: {why}"),
+            ));
+        }
+        PeerCert::Edge { tenant, edge } => {
+            if gate.creds.is_revoked(edge) {
+                return Err((connack::NOT_AUTHORIZED, "edge revoked".into()));
+            }
+            return Ok(Identity::Edge {
+                tenant: tenant.clone(),
+                edge: edge.clone(),
+            });
+        }
     }
     let Some(user) = c.username.as_deref() else {
         return Err((connack::NOT_AUTHORIZED, "no credentials".into()));
@@ -301,7 +354,9 @@ fn login(gate: &Gate, c: &mqtt::Connect) -> Result<Identity, (u8, String)> {
             let code = match e {
                 LoginError::BadPassword => connack::BAD_USER_OR_PASSWORD,
                 LoginError::BadEnrollClientId => connack::IDENTIFIER_REJECTED,
-                LoginError::NoCredentials | LoginError::BadIdentity => connack::NOT_AUTHORIZED,
+                LoginError::NoCredentials | LoginError::BadIdentity | LoginError::Revoked => {
+                    connack::NOT_AUTHORIZED
+                }
             };
             (code, e.to_string())
         })
@@ -320,6 +375,10 @@ fn note_end(gate: &Gate, peer: &SocketAddr, client_id: &str, user: &str, end: &E
             tracing::debug!(%peer, %client_id, %user, reason = why, "connection closed")
         }
         End::Io(e) => tracing::debug!(%peer, %client_id, %user, error = %e, "connection ended"),
+        End::Handshake(e) => {
+            inc(&gate.stats.refused_handshake);
+            tracing::warn!(%peer, error = %e, "connection refused: TLS handshake failed");
+        }
         End::Malformed(e) => {
             inc(&gate.stats.malformed);
             tracing::warn!(%peer, %client_id, %user, error = %e, "connection closed: malformed packet");
@@ -387,6 +446,11 @@ where
     let end = tokio::select! {
         end = upstream_loop(&ctx, reader, &mut uw, &cw, &pending) => end,
         _ = &mut down.0 => End::Closed("internal broker closed"),
+        _ = until_revoked(&gate.creds, identity) => {
+            inc(&gate.stats.revoked_closed);
+            tracing::warn!(%client_id, %user, "connection closed: edge revoked");
+            End::Closed("edge revoked")
+        }
     };
     if matches!(end, End::Eof) {
         // The client left cleanly (or rumqttd did): let rumqttd finish and close its side.
@@ -395,6 +459,22 @@ where
     }
     let _ = cw.lock().await.shutdown().await;
     end
+}
+
+/// Resolves when `identity` (an edge) is revoked; never for other identities.
+async fn until_revoked(creds: &CredentialStore, identity: &Identity) {
+    let Identity::Edge { edge, .. } = identity else {
+        return std::future::pending().await;
+    };
+    let mut rx = creds.revocations();
+    loop {
+        if creds.is_revoked(edge) {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -9,7 +9,8 @@
 //! the process ends. It keeps nothing on disk: retained messages are gone after a restart, so the
 //! manager republishes them on every CONNACK.
 //!
-//! The public listener is plain TCP today; TLS (rustls) slots in as another [`gate::Accept`].
+//! The plain listener serves loopback clients (the manager); `[tls]` adds a TLS listener
+//! ([`tls`], client certificates from the fleet CA: [`pki`]) for everything beyond the host.
 
 //!
 //! Without the default `server` feature the crate is only the pure parts ([`mqtt`], [`acl`]),
@@ -24,7 +25,11 @@ mod credentials;
 pub mod gate;
 pub mod mqtt;
 #[cfg(feature = "server")]
+pub mod pki;
+#[cfg(feature = "server")]
 mod server;
+#[cfg(feature = "server")]
+pub mod tls;
 
 #[cfg(feature = "server")]
 pub use server::*;

@@ -9,13 +9,16 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use crate::acl::Identity;
-pub use crate::config::BrokerConfig;
+pub use crate::config::{BrokerConfig, TlsListenConfig};
 pub use crate::credentials::{
     ClaimValidator, CredentialStore, CredentialsFile, ENROLL_CLIENT_PREFIX, ENROLL_USERNAME,
     LoginError, PasswordHash, Role, claim_token_digest, watch_file,
 };
 pub use crate::gate::GateCounts;
+pub use crate::gate::PeerCert;
 use crate::gate::{self, Gate, GateStats};
+pub use crate::pki::{FleetCa, Issued, PkiError, Secret};
+pub use crate::tls::{server_config, server_config_from_files};
 use std::sync::Arc;
 
 /// How long [`start`] waits for the listener to accept connections.
@@ -44,12 +47,15 @@ pub enum BrokerError {
     Credentials(String),
     #[error("no randomness: {0}")]
     Random(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A running broker.
 #[derive(Debug)]
 pub struct BrokerHandle {
     local_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     credentials: CredentialStore,
     thread: thread::JoinHandle<()>,
     gate_thread: thread::JoinHandle<()>,
@@ -65,6 +71,11 @@ impl BrokerHandle {
     /// The address the public listener (the gate) is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the TLS listener, if one is configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The store that decides logins (shared: changes apply to the next CONNECT).
@@ -96,6 +107,20 @@ pub fn start(cfg: BrokerConfig, creds: CredentialStore) -> Result<BrokerHandle, 
     let public = TcpListener::bind(cfg.listen).map_err(bind_err(cfg.listen))?;
     let local_addr = public.local_addr().map_err(bind_err(cfg.listen))?;
     public.set_nonblocking(true).map_err(bind_err(cfg.listen))?;
+    if !local_addr.ip().is_loopback() {
+        tracing::warn!(listen = %local_addr, "plain MQTT listener beyond loopback: passwords and traffic travel in clear; use [tls]");
+    }
+    let tls = match &cfg.tls {
+        None => None,
+        Some(t) => {
+            let server = crate::tls::server_config_from_files(&t.cert, &t.key, &t.client_ca)?;
+            let l = TcpListener::bind(t.listen).map_err(bind_err(t.listen))?;
+            let addr = l.local_addr().map_err(bind_err(t.listen))?;
+            l.set_nonblocking(true).map_err(bind_err(t.listen))?;
+            Some((l, addr, crate::tls::TlsAccept::new(server)))
+        }
+    };
+    let tls_addr = tls.as_ref().map(|(_, a, _)| *a);
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let internal = {
         let probe = TcpListener::bind(loopback).map_err(bind_err(loopback))?;
@@ -158,6 +183,14 @@ pub fn start(cfg: BrokerConfig, creds: CredentialStore) -> Result<BrokerHandle, 
         .name("tapfleet-gate-main".into())
         .spawn(move || {
             runtime.block_on(async move {
+                if let Some((l, _, acceptor)) = tls {
+                    match tokio::net::TcpListener::from_std(l) {
+                        Ok(l) => {
+                            tokio::spawn(gate::run(l, Arc::new(acceptor), gate.clone()));
+                        }
+                        Err(e) => tracing::error!(error = %e, "TLS listener unusable"),
+                    }
+                }
                 match tokio::net::TcpListener::from_std(public) {
                     Ok(l) => gate::run(l, Arc::new(gate::Plain), gate).await,
                     Err(e) => tracing::error!(error = %e, "gate listener unusable"),
@@ -165,9 +198,10 @@ pub fn start(cfg: BrokerConfig, creds: CredentialStore) -> Result<BrokerHandle, 
             });
         })
         .map_err(BrokerError::Thread)?;
-    tracing::info!(listen = %local_addr, "mqtt broker listening");
+    tracing::info!(listen = %local_addr, tls = ?tls_addr, "mqtt broker listening");
     Ok(BrokerHandle {
         local_addr,
+        tls_addr,
         credentials: creds,
         thread,
         gate_thread,

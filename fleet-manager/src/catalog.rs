@@ -14,8 +14,21 @@ use tapfleet_schemas::{Manifest, Party, UtcDateTime};
 pub enum RecordingState {
     /// The manifest is in the catalog; some files are not stored yet.
     Announced,
-    /// Every file and `manifest.json` are stored.
+    /// Every file and `manifest.json` are stored (in a target, or in the edge's local storage
+    /// for an `edge-local` storage policy).
     Stored,
+    /// Every copy was deleted by a delete job (the entry stays: the catalog is the history).
+    Deleted,
+}
+
+/// The pseudo-target name of a copy kept in an edge's local storage: `edge:<edge_id>`.
+pub fn edge_target(edge_id: &str) -> String {
+    format!("edge:{edge_id}")
+}
+
+/// The edge id of an `edge:<edge_id>` location, if it is one.
+pub fn edge_of_target(target: &str) -> Option<&str> {
+    target.strip_prefix("edge:")
 }
 
 /// One party of a call, as the catalog shows it.
@@ -74,12 +87,58 @@ pub struct RecordingEntry {
     /// Where the manager wrote `manifest.json` (once every file is stored).
     #[serde(default)]
     pub manifest_locations: Vec<Location>,
+    /// Under legal hold: no copy may be deleted (delete and move jobs are refused).
+    #[serde(default)]
+    pub legal_hold: bool,
+    /// Where the next upload of this recording from its edge goes, when a job asked for a
+    /// target other than the edge's storage policy (upload/fetch from an edge).
+    #[serde(default)]
+    pub upload_target: Option<String>,
+    /// `end - start`, in milliseconds.
+    #[serde(default)]
+    pub duration_ms: i64,
+    /// False when the edge knows the recording misses something (`incomplete` says what).
+    #[serde(default = "yes")]
+    pub complete: bool,
+    #[serde(default)]
+    pub incomplete: Vec<String>,
+    /// The worst (lowest) MOS estimate of the recording's streams.
+    #[serde(default)]
+    pub mos: Option<f64>,
+    /// The worst packet loss of the recording's streams, in percent.
+    #[serde(default)]
+    pub loss_pct: Option<f64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The worst MOS and the worst loss (percent) of a manifest's streams.
+pub fn quality(m: &Manifest) -> (Option<f64>, Option<f64>) {
+    let mos = m
+        .streams
+        .iter()
+        .filter_map(|s| s.mos)
+        .filter(|v| v.is_finite())
+        .reduce(f64::min);
+    let loss = m
+        .streams
+        .iter()
+        .filter(|s| s.packets > 0)
+        .map(|s| {
+            let lost = s.lost.max(0) as f64;
+            100.0 * lost / (s.packets as f64 + lost)
+        })
+        .reduce(f64::max);
+    (mos, loss)
 }
 
 impl RecordingEntry {
     /// A new, announced entry for a manifest received from `tenant`/`edge`.
     pub fn from_manifest(m: &Manifest, tenant: &str, edge: &str) -> Self {
         let t = |ns: i64| UtcDateTime::from_unix_ns(ns).rfc3339();
+        let (mos, loss_pct) = quality(m);
         RecordingEntry {
             recording_id: m.recording_id.clone(),
             edge_id: edge.to_owned(),
@@ -105,6 +164,52 @@ impl RecordingEntry {
                 })
                 .collect(),
             manifest_locations: Vec::new(),
+            legal_hold: false,
+            upload_target: None,
+            duration_ms: m.end_ns.saturating_sub(m.start_ns) / 1_000_000,
+            complete: m.complete,
+            incomplete: m.incomplete.clone(),
+            mos,
+            loss_pct,
+        }
+    }
+
+    /// Every target holding a complete copy (every file and `manifest.json`), in the order the
+    /// copies were made.
+    pub fn complete_copies(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for l in &self.manifest_locations {
+            if self.all_stored_in(&l.target) && !out.contains(&l.target) {
+                out.push(l.target.clone());
+            }
+        }
+        out
+    }
+
+    /// Every target holding at least one file of the recording.
+    pub fn targets(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let all = self
+            .files
+            .iter()
+            .flat_map(|f| f.locations.iter())
+            .chain(self.manifest_locations.iter());
+        for l in all {
+            if !out.contains(&l.target) {
+                out.push(l.target.clone());
+            }
+        }
+        out
+    }
+
+    /// Forgets every location in `target`; the state becomes `Deleted` when no copy is left.
+    pub fn remove_target(&mut self, target: &str) {
+        for f in &mut self.files {
+            f.locations.retain(|l| l.target != target);
+        }
+        self.manifest_locations.retain(|l| l.target != target);
+        if self.targets().is_empty() {
+            self.state = RecordingState::Deleted;
         }
     }
 

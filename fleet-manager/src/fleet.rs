@@ -4,7 +4,7 @@
 //! - CONNACK: subscribe (rumqttc never re-subscribes) and republish each edge's desired config,
 //!   retained (the broker may have restarted and forgotten it).
 //! - Enrollment: check the claim token, create or re-issue the edge, its credentials and its
-//!   config (version 1 = `EdgeConfig::default()`), publish the config retained, then the grant.
+//!   config (version 1 = the config layers, [`crate::config_api::initial_config`]), publish the config retained, then the grant.
 //! - Per-edge channels: the topic must name an enrolled edge of that tenant (else counted and
 //!   dropped). State and telemetry update liveness; manifests enter the catalog idempotently and
 //!   are acked, then an upload job is sent while files are missing from the edge's target; offers
@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use tapfleet_broker::{CredentialStore, CredentialsFile, PasswordHash, Role};
 use tapfleet_schemas::topic::filter;
 use tapfleet_schemas::{
-    Ack, AckBody, Channel, DesiredConfig, EdgeConfig, EnrollGrant, EnrollRequest, EnrollResponse,
-    EnrollResult, Job, JobAction, JobReply, Manifest, Message, ReplyBody, ReportedState, Telemetry,
-    Topic, TransferChunk,
+    Ack, AckBody, Channel, EnrollGrant, EnrollRequest, EnrollResponse, EnrollResult, Job,
+    JobAction, JobReply, Manifest, Message, ReplyBody, ReportedState, Telemetry, Topic,
+    TransferChunk,
 };
 use tokio::sync::mpsc;
 
@@ -68,11 +68,23 @@ pub struct CredentialSink {
 impl CredentialSink {
     /// Rewrites the credentials file from the store (atomically): every edge with its tenant.
     pub fn write_file(&self, store: &Store) -> anyhow::Result<()> {
+        let revoked: HashSet<String> = store.revoked_edges()?.into_iter().map(|(e, _)| e).collect();
+        let now = now_ms();
         let mut f = CredentialsFile {
-            claim_tokens: store.claim_digests()?,
+            // Only tokens usable now (the standalone broker cannot check expiry itself).
+            claim_tokens: store
+                .claims()?
+                .into_iter()
+                .filter(|(_, t)| crate::tokens::check(t, now, false).is_ok())
+                .map(|(d, _)| d)
+                .collect(),
+            revoked: revoked.iter().cloned().collect(),
             ..CredentialsFile::default()
         };
         for (user, c) in store.credentials()? {
+            if revoked.contains(&user) {
+                continue;
+            }
             f.users.insert(user.clone(), c.hash);
             f.tenants.insert(user, c.tenant);
         }
@@ -95,6 +107,12 @@ pub struct Fleet {
     pub targets: Targets,
     pub creds: CredentialSink,
     pub live: Live,
+    /// User jobs, told about edges' replies to them (set by `serve`).
+    pub jobs: Option<crate::jobs::Jobs>,
+    /// The fleet CA that signs edges' CSRs (set by `serve`); none: password credentials only.
+    pub ca: Option<Arc<tapfleet_broker::FleetCa>>,
+    /// Alert rules, told about state and telemetry (set by `serve`).
+    pub alerts: Option<Arc<crate::alerting::Alerter>>,
     /// edge id -> tenant of every enrolled edge.
     known: HashMap<String, String>,
 }
@@ -122,6 +140,9 @@ impl Fleet {
             targets,
             creds,
             live,
+            jobs: None,
+            ca: None,
+            alerts: None,
             known,
         })
     }
@@ -214,14 +235,20 @@ impl Fleet {
                     return Ok(()); // a cleared retained message
                 }
                 if let Some(s) = self.decode::<ReportedState>(topic, payload) {
+                    if let Some(a) = &self.alerts {
+                        a.presence(tenant, edge, s.online, now_ms());
+                    }
                     self.on_state(edge, s)?;
                 }
             }
             Channel::Telemetry => {
-                // Only liveness is kept from telemetry for now.
-                let telemetry = self.decode::<Telemetry>(topic, payload);
-                if telemetry.is_some() {
+                // Liveness, the telemetry history and the alert rules.
+                if let Some(t) = self.decode::<Telemetry>(topic, payload) {
                     self.touch(edge);
+                    self.store.telemetry.record(edge, &t, now_ms());
+                    if let Some(a) = &self.alerts {
+                        a.telemetry(tenant, edge, &t, now_ms());
+                    }
                 }
             }
             Channel::Manifests => {
@@ -243,7 +270,10 @@ impl Fleet {
                             self.mover.send(cmd).await?;
                         }
                         other => {
-                            tracing::info!(%edge, job_id = ?r.job_id, reply = ?other, "job reply")
+                            tracing::info!(%edge, job_id = ?r.job_id, reply = ?other, "job reply");
+                            if let (Some(jobs), Some(id)) = (&self.jobs, &r.job_id) {
+                                jobs.on_reply(id, other);
+                            }
                         }
                     }
                 }
@@ -324,13 +354,40 @@ impl Fleet {
             }),
         );
         // Storage policy: where this edge's recordings go.
-        let target = self
+        let policy = self
             .store
             .latest_config(edge)?
-            .map(|c| c.edge.storage.target)
-            .unwrap_or_else(|| crate::targets::DEFAULT_TARGET.to_owned());
+            .map(|c| c.edge.storage)
+            .unwrap_or_default();
+        let target = policy.target;
+        if target == crate::jobs::EDGE_LOCAL || policy.keep_local_copy {
+            // The edge keeps the files: the catalog records that copy (`edge:<id>`).
+            let here = crate::catalog::edge_target(edge);
+            if !entry.targets().contains(&here) {
+                let only_copy = target == crate::jobs::EDGE_LOCAL;
+                self.store.update_recording(&m.recording_id, |e| {
+                    for f in &mut e.files {
+                        let loc = crate::catalog::Location {
+                            target: here.clone(),
+                            path: format!("{}/{}", e.recording_id, f.name),
+                        };
+                        if !f.locations.contains(&loc) {
+                            f.locations.push(loc);
+                        }
+                    }
+                    e.manifest_locations.push(crate::catalog::Location {
+                        target: here.clone(),
+                        path: format!("{}/manifest.json", e.recording_id),
+                    });
+                    if only_copy {
+                        e.state = RecordingState::Stored;
+                    }
+                })?;
+                tracing::info!(%edge, recording_id = %m.recording_id, "recording kept in the edge's local storage");
+            }
+        }
         if self.targets.get(&target).is_none() {
-            if target != "edge-local" {
+            if target != crate::jobs::EDGE_LOCAL {
                 tracing::warn!(%edge, %target, "storage target is not configured; no upload job");
             }
             return Ok(());
@@ -347,7 +404,7 @@ impl Fleet {
             self.outbox
                 .send(&Topic::edge(tenant, edge, Channel::Jobs)?, &job);
             tracing::info!(%edge, %job_id, recording_id = %m.recording_id, %target, "upload job sent");
-        } else if entry.state != RecordingState::Stored {
+        } else if !entry.manifest_locations.iter().any(|l| l.target == target) {
             self.mover
                 .send(MoverCmd::Finalize {
                     recording_id: m.recording_id.clone(),
@@ -391,24 +448,64 @@ impl Fleet {
         if req.session != session {
             return Err("session does not match the topic".into());
         }
-        let digest = tapfleet_broker::claim_token_digest(&req.token);
-        let claim = self
+        let now = now_ms();
+        let revoked: HashSet<String> = self
             .store
-            .claim(&digest)
+            .revoked_edges()
             .map_err(|e| internal(&e))?
-            .ok_or_else(|| "invalid claim token".to_owned())?;
-        let tenant = claim.tenant;
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect();
         let edges = self.store.edges().map_err(|e| internal(&e))?;
-        // Same host, same token: the same edge again (idempotent), with a new password.
-        let existing = edges
-            .iter()
-            .find(|e| e.tenant == tenant && e.hostname == req.hostname && e.claim_digest == digest)
-            .cloned();
+        let renewing = session.strip_prefix(tapfleet_broker::acl::RENEW_SESSION_PREFIX);
+        let (digest, tenant, existing) = if let Some(edge) = renewing {
+            // Only that edge, connected with its own credentials, can publish on its renewal
+            // session (the broker's ACL): no claim token needed.
+            let rec = edges
+                .iter()
+                .find(|e| e.edge_id == edge)
+                .cloned()
+                .ok_or_else(|| "unknown edge".to_owned())?;
+            (rec.claim_digest.clone(), rec.tenant.clone(), Some(rec))
+        } else {
+            let digest = tapfleet_broker::claim_token_digest(&req.token);
+            let claim = self
+                .store
+                .claim(&digest)
+                .map_err(|e| internal(&e))?
+                .ok_or_else(|| "invalid claim token".to_owned())?;
+            crate::tokens::check(&claim, now, false).map_err(|e| e.to_string())?;
+            // Same host, same token: the same edge again (idempotent), with a new password.
+            let existing = edges
+                .iter()
+                .find(|e| {
+                    e.tenant == claim.tenant
+                        && e.hostname == req.hostname
+                        && e.claim_digest == digest
+                })
+                .cloned();
+            if existing.is_none() {
+                // A new edge uses the token once.
+                crate::tokens::check(&claim, now, true).map_err(|e| e.to_string())?;
+                let mut used = claim.clone();
+                used.uses += 1;
+                self.store
+                    .put_claim(&digest, &used)
+                    .map_err(|e| internal(&e))?;
+            }
+            (digest, claim.tenant, existing)
+        };
+        if let Some(e) = &existing
+            && revoked.contains(&e.edge_id)
+        {
+            return Err("edge revoked".into());
+        }
         let mut rec = match existing {
             Some(e) => e,
             None => {
                 let wish = req.requested_edge_id.as_deref().unwrap_or(&req.hostname);
-                let taken: HashSet<String> = edges.iter().map(|e| e.edge_id.clone()).collect();
+                let mut taken: HashSet<String> = edges.iter().map(|e| e.edge_id.clone()).collect();
+                taken.extend(revoked.iter().cloned());
                 let edge_id = unique_edge_id(&sanitize_edge_id(wish), &taken);
                 EdgeRecord {
                     edge_id,
@@ -426,17 +523,36 @@ impl Fleet {
         };
         rec.software_version = req.software_version.clone();
         let edge_id = rec.edge_id.clone();
-        let password = random_hex(24).map_err(|e| internal(&e))?;
-        let hash = PasswordHash::new(&password).map_err(|e| internal(&e))?;
-        self.store
-            .put_credential(
-                &edge_id,
-                &EdgeCredential {
-                    hash: hash.to_string(),
-                    tenant: tenant.clone(),
-                },
-            )
-            .map_err(|e| internal(&e))?;
+        let certificate_pem = match (&req.csr_pem, &self.ca) {
+            (Some(csr), Some(ca)) => Some(
+                ca.sign_edge_csr(
+                    csr,
+                    &tenant,
+                    &edge_id,
+                    now / 1000,
+                    crate::ca::EDGE_CERT_LIFETIME_S,
+                )
+                .map_err(|e| format!("bad certificate signing request: {e}"))?,
+            ),
+            _ => None,
+        };
+        // A renewal keeps the edge's password (the grant's is empty); an enrollment issues one.
+        let (password, hash) = if renewing.is_some() {
+            (String::new(), None)
+        } else {
+            let password = random_hex(24).map_err(|e| internal(&e))?;
+            let hash = PasswordHash::new(&password).map_err(|e| internal(&e))?;
+            self.store
+                .put_credential(
+                    &edge_id,
+                    &EdgeCredential {
+                        hash: hash.to_string(),
+                        tenant: tenant.clone(),
+                    },
+                )
+                .map_err(|e| internal(&e))?;
+            (password, Some(hash))
+        };
         self.store.put_edge(&rec).map_err(|e| internal(&e))?;
         let cfg = match self
             .store
@@ -444,15 +560,11 @@ impl Fleet {
             .map_err(|e| internal(&e))?
         {
             Some(c) => c,
-            None => {
-                let c = DesiredConfig::new(1, EdgeConfig::default());
-                self.store
-                    .put_config(&edge_id, &c)
-                    .map_err(|e| internal(&e))?;
-                c
-            }
+            // Version 1: the config layers (defaults, groups) as they are now.
+            None => crate::config_api::initial_config(&self.store, &edge_id, now)
+                .map_err(|e| internal(&e))?,
         };
-        if let Some(b) = &self.creds.broker {
+        if let (Some(b), Some(hash)) = (&self.creds.broker, hash) {
             b.insert_hash(
                 &edge_id,
                 hash,
@@ -468,12 +580,16 @@ impl Fleet {
         let cfg_topic =
             Topic::edge(&tenant, &edge_id, Channel::Config).map_err(|e| internal(&e))?;
         self.outbox.send(&cfg_topic, &cfg);
-        tracing::info!(%tenant, edge = %edge_id, hostname = %req.hostname, "edge enrolled");
+        tracing::info!(%tenant, edge = %edge_id, hostname = %req.hostname, renewal = renewing.is_some(), certificate = certificate_pem.is_some(), "edge enrolled");
         Ok(EnrollGrant {
             tenant,
             username: edge_id.clone(),
             edge_id,
             password,
+            ca_pem: certificate_pem
+                .as_ref()
+                .and_then(|_| self.ca.as_ref().map(|c| c.cert_pem().to_owned())),
+            certificate_pem,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! The HTTP API (axum): health, the recordings catalog, edges, and Prometheus metrics.
 //!
 //! - `GET /healthz` -> `200 ok`
-//! - `GET /api/v1/recordings` -> `{"recordings": [RecordingEntry...]}` (recording id order)
+//! - `GET /api/v1/recordings` (search, paginated): see [`crate::api`]
 //! - `GET /api/v1/recordings/{id}` -> one `RecordingEntry`, or 404
 //! - `GET /api/v1/edges` -> `{"edges": [EdgeView...]}`
 //! - `GET /metrics` -> Prometheus text
@@ -15,7 +15,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::catalog::RecordingEntry;
 use crate::fleet::Live;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -42,11 +41,9 @@ pub struct EdgeView {
     /// RFC 3339 UTC, when anything was last heard from the edge.
     pub last_seen: Option<String>,
     pub last_seen_ms: Option<i64>,
-}
-
-#[derive(Serialize)]
-struct RecordingList {
-    recordings: Vec<RecordingEntry>,
+    /// The newest telemetry sample (calls now, drops, cache fill, backlog), if one came since
+    /// the manager started.
+    pub telemetry: Option<crate::telemetry::Sample>,
 }
 
 #[derive(Serialize)]
@@ -58,7 +55,6 @@ struct EdgeList {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/api/v1/recordings", get(recordings))
         .route("/api/v1/recordings/{id}", get(recording))
         .route("/api/v1/edges", get(edges))
         .route("/metrics", get(metrics))
@@ -70,13 +66,6 @@ fn internal(e: impl std::fmt::Display) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
 }
 
-async fn recordings(State(s): State<AppState>) -> Response {
-    match s.store.recordings() {
-        Ok(recordings) => Json(RecordingList { recordings }).into_response(),
-        Err(e) => internal(e),
-    }
-}
-
 async fn recording(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     match s.store.recording(&id) {
         Ok(Some(r)) => Json(r).into_response(),
@@ -86,18 +75,21 @@ async fn recording(State(s): State<AppState>, Path(id): Path<String>) -> Respons
 }
 
 async fn edges(State(s): State<AppState>) -> Response {
-    let records = match s.store.edges() {
-        Ok(r) => r,
-        Err(e) => return internal(e),
-    };
+    match edge_views(&s) {
+        Ok(edges) => Json(EdgeList { edges }).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// Every edge as the API shows it (also sent by the event stream).
+pub fn edge_views(s: &AppState) -> Result<Vec<EdgeView>, crate::store::StoreError> {
+    let records = s.store.edges()?;
     let live = s.live.lock().map(|l| l.clone()).unwrap_or_default();
     let mut out = Vec::with_capacity(records.len());
     for e in records {
-        let desired = match s.store.latest_config(&e.edge_id) {
-            Ok(c) => c.map(|c| c.version),
-            Err(err) => return internal(err),
-        };
+        let desired = s.store.latest_config(&e.edge_id)?.map(|c| c.version);
         let last_seen_ms = live.get(&e.edge_id).copied().or(e.last_seen_ms);
+        let telemetry = s.store.telemetry.latest(&e.edge_id);
         out.push(EdgeView {
             last_seen: last_seen_ms.map(|ms| {
                 tapfleet_schemas::UtcDateTime::from_unix_ns(ms.saturating_mul(1_000_000)).rfc3339()
@@ -111,9 +103,10 @@ async fn edges(State(s): State<AppState>) -> Response {
             config_version_desired: desired,
             config_version_reported: e.reported_config_version,
             config_error: e.config_error,
+            telemetry,
         });
     }
-    Json(EdgeList { edges: out }).into_response()
+    Ok(out)
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

@@ -4,17 +4,39 @@
 //!
 //! Code map: [`mqtt`] (client tasks) -> [`fleet`] (dispatcher: enrollment, state, manifests) ->
 //! [`mover`] (transfers; pure core in [`mover::transfer`]) -> [`store`] (redb) and [`targets`]
-//! (OpenDAL); [`http`] reads the store. [`catalog`] holds the catalog's own types, [`enroll`] the
-//! pure enrollment rules, [`token`] the claim token file, [`metrics`] the counters.
+//! (OpenDAL); [`http`] reads the store; [`jobs`] runs user jobs (upload, copy, move, delete,
+//! fetch) and [`jobs_api`] exposes them. [`catalog`] holds the catalog's own types, [`enroll`] the
+//! pure enrollment rules, [`token`] the claim token file, [`metrics`] the counters; [`auth`]
+//! guards the API (users, sessions, tokens, audit), [`search`] indexes the catalog, [`api`] serves
+//! search, the event stream, the OpenAPI document and the dashboard.
+//! Configs: [`config_layers`] (pure merge + validation of defaults, groups, edge overrides) and
+//! [`config_api`] (versions, history, routes, CLI). Monitoring: [`alerts`] (pure rules) and
+//! [`alerting`] (persistence, events topic, webhook, routes).
+//! Security: [`ca`] (the fleet CA on disk), [`tokens`] (claim tokens: expiry, uses,
+//! revocation), [`revoke`] (edge revocation).
 
+pub mod alerting;
+pub mod alerts;
+pub mod api;
+pub mod auth;
+pub mod ca;
 pub mod catalog;
+pub mod cli;
+pub mod config_api;
+pub mod config_layers;
 pub mod enroll;
 pub mod fleet;
 pub mod http;
+pub mod jobs;
+pub mod jobs_api;
 pub mod metrics;
 pub mod mover;
 pub mod mqtt;
+pub mod revoke;
+pub mod search;
 pub mod serve;
 pub mod store;
 pub mod targets;
+pub mod telemetry;
 pub mod token;
+pub mod tokens;

@@ -3,8 +3,14 @@
 //! ```text
 //! tapfleet-manager [--log-level L] serve --data DIR [--http ADDR] [--mqtt-listen ADDR]
 //!                  [--broker mqtt://HOST:PORT [--broker-username U --broker-password P]]
-//!                  [--config FILE]
+//!                  [--config FILE] [--admin-password P] [--api-token T]
+//!                  [--mqtt-tls-listen ADDR [--tls-host NAME]...]
 //! tapfleet-manager token show --data DIR
+//! tapfleet-manager token {create --tenant T [--expires 24h] [--uses N] | list | revoke ID} [--manager URL]
+//! tapfleet-manager edge revoke ID [--manager URL]
+//! tapfleet-manager job {upload|copy|move|delete|fetch|list|show} ... [--manager URL] [--no-wait]
+//! tapfleet-manager hold {set|clear} RECORDING_ID [--manager URL]
+//! tapfleet-manager config {get|set|validate} ... [--manager URL]
 //! ```
 
 use std::net::SocketAddr;
@@ -57,11 +63,56 @@ enum Cmd {
         /// Manager config (TOML: `[targets.NAME] type = "fs" root = ...`).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Password of the `admin` dashboard user created at first start (else random, printed
+        /// once on stderr).
+        #[arg(long, env = "TAPFLEET_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: Option<String>,
+        /// An admin API token to accept as `Authorization: Bearer TOKEN` (scripts, tests).
+        #[arg(long, env = "TAPFLEET_API_TOKEN", hide_env_values = true)]
+        api_token: Option<String>,
+        /// The embedded broker's TLS listener (e.g. 0.0.0.0:8883): server certificate from the
+        /// fleet CA in DATA/ca, client certificates verified against it.
+        #[arg(long, env = "TAPFLEET_MQTT_TLS_LISTEN")]
+        mqtt_tls_listen: Option<SocketAddr>,
+        /// A host name edges reach the TLS listener by (repeatable; localhost and 127.0.0.1
+        /// are always in the certificate).
+        #[arg(long = "tls-host", value_delimiter = ',')]
+        tls_hosts: Vec<String>,
     },
-    /// Enrollment token commands.
+    /// Claim token commands (`show` reads DATA; the others go through the HTTP API).
     Token {
+        #[command(flatten)]
+        remote: tapfleet_fleet_manager::cli::Remote,
         #[command(subcommand)]
         cmd: TokenCmd,
+    },
+    /// Edge commands through the HTTP API (revoke).
+    Edge {
+        #[command(flatten)]
+        remote: tapfleet_fleet_manager::cli::Remote,
+        #[command(subcommand)]
+        cmd: tapfleet_fleet_manager::revoke::EdgeCmd,
+    },
+    /// Jobs through the HTTP API: upload, copy, move, delete, fetch recordings (see cli.rs).
+    Job {
+        #[command(flatten)]
+        remote: tapfleet_fleet_manager::cli::Remote,
+        #[command(subcommand)]
+        cmd: tapfleet_fleet_manager::cli::JobCmd,
+    },
+    /// Config layers through the HTTP API: defaults, groups, edge overrides, history.
+    Config {
+        #[command(flatten)]
+        remote: tapfleet_fleet_manager::cli::Remote,
+        #[command(subcommand)]
+        cmd: tapfleet_fleet_manager::config_api::ConfigCmd,
+    },
+    /// Legal hold of a recording through the HTTP API.
+    Hold {
+        #[command(flatten)]
+        remote: tapfleet_fleet_manager::cli::Remote,
+        #[command(subcommand)]
+        cmd: tapfleet_fleet_manager::cli::HoldCmd,
     },
 }
 
@@ -72,6 +123,8 @@ enum TokenCmd {
         #[arg(long)]
         data: PathBuf,
     },
+    #[command(flatten)]
+    Api(tapfleet_fleet_manager::tokens::cli::TokenApiCmd),
 }
 
 async fn shutdown_signal() {
@@ -118,8 +171,16 @@ async fn main() -> anyhow::Result<()> {
             broker_username,
             broker_password,
             config,
+            admin_password,
+            api_token,
+            mqtt_tls_listen,
+            tls_hosts,
         } => {
             let opts = ServeOptions {
+                mqtt_tls_listen,
+                tls_hosts,
+                admin_password,
+                api_token,
                 data,
                 http,
                 mqtt_listen,
@@ -131,12 +192,21 @@ async fn main() -> anyhow::Result<()> {
             run(opts, shutdown_signal()).await
         }
         Cmd::Token {
+            cmd: TokenCmd::Api(cmd),
+            remote,
+        } => tapfleet_fleet_manager::tokens::cli::run(&remote, cmd),
+        Cmd::Edge { remote, cmd } => tapfleet_fleet_manager::revoke::run(&remote, cmd),
+        Cmd::Token {
             cmd: TokenCmd::Show { data },
+            ..
         } => {
             let t = tapfleet_fleet_manager::token::read_token(&data)?
                 .context("no enroll token yet: run `tapfleet-manager serve --data DIR` once")?;
             println!("{t}");
             Ok(())
         }
+        Cmd::Job { remote, cmd } => tapfleet_fleet_manager::cli::job(&remote, cmd),
+        Cmd::Hold { remote, cmd } => tapfleet_fleet_manager::cli::hold(&remote, cmd),
+        Cmd::Config { remote, cmd } => tapfleet_fleet_manager::config_api::run(&remote, cmd),
     }
 }

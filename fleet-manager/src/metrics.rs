@@ -7,7 +7,11 @@ macro_rules! counters {
     ($($name:ident : $help:literal),* $(,)?) => {
         /// Counters since the manager started.
         #[derive(Debug, Default)]
-        pub struct Metrics { $(pub $name: AtomicU64,)* }
+        pub struct Metrics {
+            $(pub $name: AtomicU64,)*
+            /// Active alerts per rule (gauges; [`crate::alerting`]).
+            pub alerts_active: crate::alerting::ActiveGauges,
+        }
 
         impl Metrics {
             /// Prometheus text exposition format.
@@ -18,6 +22,7 @@ macro_rules! counters {
                     let _ = writeln!(out, "# TYPE tapfleet_manager_{} counter", stringify!($name));
                     let _ = writeln!(out, "tapfleet_manager_{} {}", stringify!($name), self.$name.load(Ordering::Relaxed));
                 )*
+                out.push_str(&self.alerts_active.render());
                 out
             }
         }
@@ -39,6 +44,9 @@ counters! {
     enrollments_accepted_total: "Enrollments accepted.",
     enrollments_refused_total: "Enrollments refused.",
     mqtt_connects_total: "CONNACKs received by the manager's MQTT client.",
+    alerts_raised_total: "Alerts raised (every rule; see tapfleet_manager_alerts_active).",
+    webhook_deliveries_total: "Alert raises and clears delivered to the webhook.",
+    webhook_failures_total: "Alert raises and clears the webhook did not take (after retries) or that did not fit its queue.",
 }
 
 /// Adds one.

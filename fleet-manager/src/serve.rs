@@ -32,6 +32,15 @@ pub struct ServeOptions {
     pub broker_username: Option<String>,
     pub broker_password: Option<String>,
     pub config: Option<PathBuf>,
+    /// The first admin's password (first start only); none: a random one printed once on stderr.
+    pub admin_password: Option<String>,
+    /// An admin API token to accept (for scripts and tests); none: only tokens made in the API.
+    pub api_token: Option<String>,
+    /// The embedded broker's TLS listener (client certificates from the fleet CA `DATA/ca/`).
+    pub mqtt_tls_listen: Option<SocketAddr>,
+    /// Host names (or IPs) edges reach the TLS listener by, for its server certificate
+    /// (`localhost` and `127.0.0.1` are always added).
+    pub tls_hosts: Vec<String>,
 }
 
 /// Parses `mqtt://host[:port]` (port 1883 by default).
@@ -86,9 +95,16 @@ pub async fn run(
             &ClaimToken {
                 tenant: DEFAULT_TENANT.to_owned(),
                 created_ms: crate::fleet::now_ms(),
+                expires_ms: None,
+                max_uses: None,
+                uses: 0,
+                revoked_ms: None,
             },
         )?;
     }
+
+    // The fleet CA: signs edges' certificates and the broker's TLS certificate.
+    let ca = Arc::new(crate::ca::load_or_create(&opts.data).context("fleet CA")?);
 
     // The broker and the manager's own MQTT identity.
     let creds_file = opts.data.join("broker-credentials.toml");
@@ -102,19 +118,42 @@ pub async fn run(
                     Role::Edge { tenant: c.tenant },
                 );
             }
-            // Claim tokens are checked against the digests in redb, so a token added later works.
+            for (edge, _) in store.revoked_edges()? {
+                creds.revoke(&edge);
+            }
+            // Claim tokens are checked against redb (expiry, revocation), so a token added later
+            // works and an expired one is refused at CONNECT.
             let claim_store = store.clone();
             creds.set_claim_validator(move |t| {
                 claim_store
                     .claim(&tapfleet_broker::claim_token_digest(t))
                     .ok()
                     .flatten()
-                    .is_some()
+                    .is_some_and(|c| {
+                        crate::tokens::check(&c, crate::fleet::now_ms(), false).is_ok()
+                    })
             });
             let password = crate::enroll::random_hex(24)?;
             creds.set_password(MANAGER_USERNAME, &password, Role::Manager)?;
+            let tls = match opts.mqtt_tls_listen {
+                None => None,
+                Some(listen) => {
+                    let mut hosts = opts.tls_hosts.clone();
+                    if !listen.ip().is_unspecified() {
+                        hosts.push(listen.ip().to_string());
+                    }
+                    let (cert, key) = crate::ca::write_server_cert(&opts.data, &ca, &hosts)?;
+                    Some(tapfleet_broker::TlsListenConfig {
+                        listen,
+                        cert,
+                        key,
+                        client_ca: crate::ca::ca_cert_path(&opts.data),
+                    })
+                }
+            };
             let bcfg = BrokerConfig {
                 listen: opts.mqtt_listen,
+                tls,
                 ..BrokerConfig::default()
             };
             let c2 = creds.clone();
@@ -141,6 +180,10 @@ pub async fn run(
             (settings, sink, Some(handle))
         }
         Some(url) => {
+            anyhow::ensure!(
+                opts.mqtt_tls_listen.is_none(),
+                "--mqtt-tls-listen is the embedded broker's: configure TLS on the external broker"
+            );
             let (host, port) = parse_broker_url(url)?;
             let credentials = match (&opts.broker_username, &opts.broker_password) {
                 (Some(u), Some(p)) => Some((u.clone(), p.clone())),
@@ -182,7 +225,17 @@ pub async fn run(
         metrics.clone(),
     );
     let mover_task = tokio::spawn(mover.run(mover_rx));
-    let fleet = Fleet::new(
+    let jobs = crate::jobs::Jobs::new(store.clone(), targets.clone(), outbox.clone());
+    let configs = crate::config_api::ConfigService::new(
+        store.clone(),
+        outbox.clone(),
+        targets.names().map(str::to_owned).collect(),
+    );
+    let revoker = crate::revoke::Revoker {
+        store: store.clone(),
+        sink: sink.clone(),
+    };
+    let mut fleet = Fleet::new(
         store.clone(),
         metrics.clone(),
         outbox,
@@ -191,13 +244,56 @@ pub async fn run(
         sink,
         live.clone(),
     )?;
+    fleet.jobs = Some(jobs.clone());
+    fleet.ca = Some(ca.clone());
+    let alerter = crate::alerting::Alerter::start(
+        cfg.alerts.clone(),
+        store.clone(),
+        fleet.outbox.clone(),
+        metrics.clone(),
+    )?;
+    fleet.alerts = Some(alerter.clone());
+    let _alert_clock = crate::alerting::spawn_clock(alerter.clone());
+    let resumed = jobs.resume()?;
+    if resumed > 0 {
+        tracing::info!(jobs = resumed, "unfinished jobs resumed");
+    }
     let fleet_task = tokio::spawn(fleet.run(inbound_rx));
 
+    // Job routes are merged before any layer, so a layer on `app` wraps them too.
+    let (metrics_for_api, live_for_api) = (metrics.clone(), live.clone());
     let app = router(AppState {
         store: store.clone(),
         metrics,
         live,
-    });
+    })
+    .merge(crate::jobs_api::router(jobs))
+    .merge(crate::config_api::router(configs))
+    .merge(crate::alerting::router(alerter))
+    .merge(crate::tokens::router(store.clone()))
+    .merge(crate::revoke::router(revoker));
+    let auth = Arc::new(crate::auth::Auth::open(store.clone())?);
+    if let Some(pw) = auth.bootstrap(
+        opts.admin_password.as_deref(),
+        opts.api_token.as_deref(),
+        crate::fleet::now_ms(),
+    )? {
+        // Printed once, on the console of the first start, never logged.
+        eprintln!(
+            "\n  tapfleet: created the dashboard user `admin` with password: {pw}\n  (shown only now; change it or create users in the API)\n"
+        );
+    }
+    let app = app
+        .merge(crate::auth::router(auth.clone()))
+        .merge(crate::api::router(AppState {
+            store: store.clone(),
+            metrics: metrics_for_api,
+            live: live_for_api,
+        }))
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::auth::guard,
+        ));
     let listener = tokio::net::TcpListener::bind(opts.http)
         .await
         .with_context(|| format!("binding HTTP on {}", opts.http))?;

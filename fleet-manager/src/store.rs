@@ -10,6 +10,12 @@
 //! - `manifests`: recording id -> `Manifest` (CBOR, as received)
 //! - `transfers`: transfer id -> [`TransferRecord`] (transfers in progress)
 //! - `counters`: name -> u64 (transfer and job ids, unique across restarts)
+//! - `revoked_edges`: edge id -> when it was revoked (Unix ms); see [`crate::revoke`]
+//! - `jobs`: job id -> [`crate::jobs::JobRecord`] (user jobs: upload, move, copy, delete, fetch)
+//! - `config_layers`, `config_versions`: config layers and who changed each version
+//!   ([`crate::config_api`]); `alerts`: raised and cleared alerts ([`crate::alerting`])
+//! - `rec_idx_*`: the search indexes of the recordings ([`crate::search`]), written in the same
+//!   transaction as the entry; `users`, `sessions`, `api_tokens`, `audit`: [`crate::auth`]
 //!
 //! Every call is one transaction. redb commits are durable (fsync) before a call returns, so an
 //! ack is only published after what it acknowledges is on disk.
@@ -30,6 +36,9 @@ const RECORDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("recording
 const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests");
 const TRANSFERS: TableDefinition<u64, &[u8]> = TableDefinition::new("transfers");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// Revoked edge id -> when (Unix ms). Its own table, so no edge record update can undo it.
+const REVOKED: TableDefinition<&str, i64> = TableDefinition::new("revoked_edges");
+const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -81,11 +90,23 @@ pub struct EdgeCredential {
     pub tenant: String,
 }
 
-/// A claim token (by digest).
+/// A claim token (by digest). Validity rules: [`crate::tokens`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimToken {
     pub tenant: String,
     pub created_ms: i64,
+    /// Unusable from this time on (Unix ms); none: never expires.
+    #[serde(default)]
+    pub expires_ms: Option<i64>,
+    /// How many new edges may enroll with it; none: no limit.
+    #[serde(default)]
+    pub max_uses: Option<u64>,
+    /// New edges enrolled with it so far.
+    #[serde(default)]
+    pub uses: u64,
+    /// When it was revoked.
+    #[serde(default)]
+    pub revoked_ms: Option<i64>,
 }
 
 /// A transfer in progress.
@@ -116,6 +137,8 @@ pub enum Upsert {
 /// The manager's database.
 pub struct Store {
     db: Database,
+    /// The edges' recent telemetry (in memory only; see [`crate::telemetry`]).
+    pub telemetry: crate::telemetry::TelemetryLog,
 }
 
 impl Store {
@@ -132,9 +155,44 @@ impl Store {
             dbr(tx.open_table(MANIFESTS))?;
             dbr(tx.open_table(TRANSFERS))?;
             dbr(tx.open_table(COUNTERS))?;
+            dbr(tx.open_table(REVOKED))?;
+            dbr(tx.open_table(JOBS))?;
         }
+        let index_empty = crate::search::create_tables(&tx)?;
         dbr(tx.commit())?;
-        Ok(Store { db: database })
+        let store = Store {
+            db: database,
+            telemetry: Default::default(),
+        };
+        if index_empty && !store.all_str(RECORDINGS)?.is_empty() {
+            let n = store.rebuild_search_index()?;
+            tracing::info!(recordings = n, "search index rebuilt");
+        }
+        Ok(store)
+    }
+
+    /// The database, for modules that keep their own tables in it (auth, search).
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// Inserts catalog entries (and their index rows) in one transaction, replacing entries with
+    /// the same ids: bulk loading (imports, benchmarks).
+    pub fn insert_entries(&self, entries: &[RecordingEntry]) -> Result<(), StoreError> {
+        let tx = dbr(self.db.begin_write())?;
+        {
+            let mut recs = dbr(tx.open_table(RECORDINGS))?;
+            for e in entries {
+                if let Some(old) =
+                    dbr(recs.get(e.recording_id.as_str()))?.map(|v| v.value().to_vec())
+                {
+                    crate::search::unindex(&tx, &from_json("recording", &old)?)?;
+                }
+                dbr(recs.insert(e.recording_id.as_str(), to_json(e)?.as_slice()))?;
+                crate::search::index(&tx, e)?;
+            }
+        }
+        dbr(tx.commit())
     }
 
     /// Increments the counter `name` and returns its new value (first is 1).
@@ -249,6 +307,38 @@ impl Store {
         Ok(out)
     }
 
+    // ---- revoked edges
+
+    /// Revokes an edge for good; returns when it was revoked (the first time).
+    pub fn revoke_edge(&self, edge_id: &str, now_ms: i64) -> Result<i64, StoreError> {
+        let tx = dbr(self.db.begin_write())?;
+        let when = {
+            let mut t = dbr(tx.open_table(REVOKED))?;
+            let old = dbr(t.get(edge_id))?.map(|v| v.value());
+            match old {
+                Some(ms) => ms,
+                None => {
+                    dbr(t.insert(edge_id, now_ms))?;
+                    now_ms
+                }
+            }
+        };
+        dbr(tx.commit())?;
+        Ok(when)
+    }
+
+    /// Revoked edge ids and when.
+    pub fn revoked_edges(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let tx = dbr(self.db.begin_read())?;
+        let t = dbr(tx.open_table(REVOKED))?;
+        let mut out = Vec::new();
+        for row in dbr(t.iter())? {
+            let (k, v) = dbr(row)?;
+            out.push((k.value().to_owned(), v.value()));
+        }
+        Ok(out)
+    }
+
     // ---- claim tokens
 
     pub fn claim(&self, digest: &str) -> Result<Option<ClaimToken>, StoreError> {
@@ -259,6 +349,18 @@ impl Store {
 
     pub fn put_claim(&self, digest: &str, c: &ClaimToken) -> Result<(), StoreError> {
         self.put_bytes_str(CLAIM_TOKENS, digest, &to_json(c)?)
+    }
+
+    /// Every claim token with its digest.
+    pub fn claims(&self) -> Result<Vec<(String, ClaimToken)>, StoreError> {
+        let tx = dbr(self.db.begin_read())?;
+        let t = dbr(tx.open_table(CLAIM_TOKENS))?;
+        let mut out = Vec::new();
+        for row in dbr(t.iter())? {
+            let (k, v) = dbr(row)?;
+            out.push((k.value().to_owned(), from_json("claim token", v.value())?));
+        }
+        Ok(out)
     }
 
     pub fn claim_digests(&self) -> Result<Vec<String>, StoreError> {
@@ -283,6 +385,45 @@ impl Store {
             dbr(t.insert((edge_id, c.version), bytes.as_slice()))?;
         }
         dbr(tx.commit())
+    }
+
+    /// Stores new desired configs of several edges and whatever `also` writes (e.g. who made
+    /// the change), in one transaction.
+    pub fn put_configs(
+        &self,
+        configs: &[(String, DesiredConfig)],
+        also: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let tx = dbr(self.db.begin_write())?;
+        {
+            let mut t = dbr(tx.open_table(CONFIGS))?;
+            for (edge_id, c) in configs {
+                let bytes =
+                    tapfleet_schemas::encode(c).map_err(|e| StoreError::Encode(e.to_string()))?;
+                dbr(t.insert((edge_id.as_str(), c.version), bytes.as_slice()))?;
+            }
+        }
+        also(&tx)?;
+        dbr(tx.commit())
+    }
+
+    /// Every stored version of an edge's desired config, oldest first.
+    pub fn configs(&self, edge_id: &str) -> Result<Vec<DesiredConfig>, StoreError> {
+        let tx = dbr(self.db.begin_read())?;
+        let t = dbr(tx.open_table(CONFIGS))?;
+        let mut out = Vec::new();
+        for row in dbr(t.range((edge_id, 0)..=(edge_id, u64::MAX)))? {
+            let (_, v) = dbr(row)?;
+            out.push(
+                tapfleet_schemas::decode::<DesiredConfig>(v.value()).map_err(|e| {
+                    StoreError::Corrupt {
+                        what: "config",
+                        reason: e.to_string(),
+                    }
+                })?,
+            );
+        }
+        Ok(out)
     }
 
     /// The newest desired config of an edge.
@@ -329,6 +470,7 @@ impl Store {
                 None => {
                     let e = RecordingEntry::from_manifest(m, tenant, edge_id);
                     dbr(recs.insert(m.recording_id.as_str(), to_json(&e)?.as_slice()))?;
+                    crate::search::index(&tx, &e)?;
                     let cbor = tapfleet_schemas::encode(m)
                         .map_err(|e| StoreError::Encode(e.to_string()))?;
                     let mut mans = dbr(tx.open_table(MANIFESTS))?;
@@ -417,6 +559,37 @@ impl Store {
             }
             e.state = RecordingState::Stored;
         })
+    }
+
+    // ---- jobs
+
+    pub fn put_job(&self, j: &crate::jobs::JobRecord) -> Result<(), StoreError> {
+        let tx = dbr(self.db.begin_write())?;
+        {
+            let mut tab = dbr(tx.open_table(JOBS))?;
+            dbr(tab.insert(j.id, to_json(j)?.as_slice()))?;
+        }
+        dbr(tx.commit())
+    }
+
+    pub fn job(&self, id: u64) -> Result<Option<crate::jobs::JobRecord>, StoreError> {
+        let tx = dbr(self.db.begin_read())?;
+        let t = dbr(tx.open_table(JOBS))?;
+        dbr(t.get(id))?
+            .map(|v| from_json("job", v.value()))
+            .transpose()
+    }
+
+    /// Every job, oldest first.
+    pub fn jobs(&self) -> Result<Vec<crate::jobs::JobRecord>, StoreError> {
+        let tx = dbr(self.db.begin_read())?;
+        let t = dbr(tx.open_table(JOBS))?;
+        let mut out = Vec::new();
+        for row in dbr(t.iter())? {
+            let (_, v) = dbr(row)?;
+            out.push(from_json("job", v.value())?);
+        }
+        Ok(out)
     }
 
     // ---- transfers

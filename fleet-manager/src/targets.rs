@@ -63,6 +63,8 @@ pub const DEFAULT_TARGET: &str = "cloud";
 pub struct ManagerConfig {
     pub targets: BTreeMap<String, TargetConfig>,
     pub storage: StorageOptions,
+    /// Alert thresholds and the webhook (`[alerts]`, see [`crate::alerts::AlertConfig`]).
+    pub alerts: crate::alerts::AlertConfig,
 }
 
 /// Retries and timeouts applied to every target.

@@ -3,7 +3,9 @@
 
 edge_pcap gets whole small capture files; edge_packet gets frames prefixed by nothing (each
 frame is tried with every link type); edge_sip and edge_rtp get UDP/TCP payloads; edge_recorder
-gets the frames of a small capture in its record format ([mode][dt][len:2][frame]).
+gets the frames of a small capture in its record format ([mode][dt][len:2][frame]); edge_video
+gets the first RTP packets of the video captures in its format ([seq step][ts step/1000 | marker]
+[len][payload, cut at 255 bytes]).
 """
 import os, shutil, struct, sys
 
@@ -57,6 +59,29 @@ def payload(lt, f):
     return None
 
 
+VIDEO = ["str0m/tests/data/vp8.pcap", "sipp-scenarios/h264.pcap",
+         "membrane_rtp_vp8_plugin/test/fixtures/input_vp8.pcap"]
+
+
+def video_seeds(here):
+    d = os.path.join(here, "edge_video")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    for rel in VIDEO:
+        lt, fr = frames(os.path.join(CAP, rel))
+        out, last_ts = bytearray(), None
+        for _, f in fr[:40]:
+            pl = payload(lt, f)
+            if not pl or len(pl) < 12:
+                continue
+            ts = struct.unpack(">I", pl[4:8])[0]
+            step = 0 if last_ts is None else min(127, ((ts - last_ts) & 0xFFFFFFFF) // 1000)
+            last_ts = ts
+            body = pl[12:][:255]
+            out += bytes([1, step | (pl[1] & 0x80), len(body)]) + body
+        open(os.path.join(d, os.path.basename(rel)), "wb").write(bytes(out))
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     for t in ["edge_pcap", "edge_packet", "edge_sip", "edge_rtp", "edge_recorder"]:
@@ -89,6 +114,7 @@ def main():
                 rec += bytes([LT[lt] << 2, dt]) + struct.pack(">H", len(f)) + f
         if rec:
             open(os.path.join(here, "edge_recorder", base), "wb").write(bytes(rec))
+    video_seeds(here)
     for t in ["edge_sip"]:
         for f in os.listdir(os.path.join(here, "..", "..", "edge", "tests", "data")):
             shutil.copy(os.path.join(here, "..", "..", "edge", "tests", "data", f), os.path.join(here, t, f))

@@ -3,6 +3,12 @@
 //! The edge connects with the claim token as its MQTT password, publishes an [`EnrollRequest`]
 //! on `tapfleet/v1/enroll/{session}/request` and waits for the [`EnrollResponse`] on the matching
 //! response topic. The session is a random identifier the edge chose.
+//!
+//! With a CSR (`csr_pem`, a key pair the edge made and keeps) the grant also carries a
+//! certificate from the fleet CA naming the edge and its tenant, and the CA certificate: the edge
+//! then connects over TLS with its own identity. Renewal: an edge connected with its certificate
+//! sends the same request on its own session `renew-{edge id}` (no token needed: the broker lets
+//! only that edge use that session).
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +28,10 @@ pub struct EnrollRequest {
     pub hostname: String,
     /// `tapfleet-edge` version.
     pub software_version: String,
+    /// A PKCS#10 certificate signing request (PEM) for the edge's own key pair. Added in 0.1
+    /// (absent: password credentials only).
+    #[serde(default)]
+    pub csr_pem: Option<String>,
 }
 message!(EnrollRequest, "EnrollRequest", 16 * 1024);
 
@@ -34,6 +44,7 @@ impl EnrollRequest {
             requested_edge_id: None,
             hostname,
             software_version,
+            csr_pem: None,
         }
     }
 }
@@ -64,6 +75,12 @@ pub struct EnrollGrant {
     pub username: String,
     /// MQTT password of the edge's own connections. A secret: never log it.
     pub password: String,
+    /// The edge's certificate (PEM) signed by the fleet CA, when the request had a CSR.
+    #[serde(default)]
+    pub certificate_pem: Option<String>,
+    /// The fleet CA certificate (PEM): what the edge trusts for the broker's TLS certificate.
+    #[serde(default)]
+    pub ca_pem: Option<String>,
 }
 
 impl EnrollResponse {

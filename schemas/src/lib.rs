@@ -9,6 +9,7 @@ mod ack;
 mod codec;
 mod config;
 mod enroll;
+mod event;
 mod job;
 mod manifest;
 mod recording_id;
@@ -23,6 +24,7 @@ pub use config::{
     CacheConfig, CaptureConfig, DesiredConfig, EdgeConfig, Retention, StoragePolicy, TimeWindow,
 };
 pub use enroll::{EnrollGrant, EnrollRequest, EnrollResponse, EnrollResult};
+pub use event::{Event, EventBody};
 pub use job::{Job, JobAction, JobReply, ReplyBody, TransferOffer};
 pub use manifest::{
     DtmfEvent, EndReason, FileEntry, Manifest, Party, RecordingKind, StreamDirection, StreamInfo,

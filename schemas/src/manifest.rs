@@ -149,8 +149,15 @@ pub struct StreamInfo {
     pub mos: Option<f64>,
     pub first_ns: i64,
     pub last_ns: i64,
-    /// Whether the stream's audio is in the recording's audio file.
+    /// Whether the stream's media is in a playable file of the recording: audio in the audio
+    /// file; video (H.264, VP8) in its own `video-<ssrc hex>.h264` / `.ivf` with at least one
+    /// frame.
     pub decoded: bool,
+    /// Why an audio or video stream's media is not in a file (codec not supported, decoding
+    /// failed, no rtpmap, audio recording off, no complete frame); absent when decoded and for
+    /// other media.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_decoded: Option<String>,
 }
 
 /// An RFC 4733 telephone event.

@@ -56,6 +56,9 @@ pub struct Telemetry {
     pub errors: u64,
     /// Local clock minus the broker's view of time, in milliseconds, when known.
     pub clock_offset_ms: Option<i64>,
+    /// File transfers that failed (refused, stalled, digest mismatch) since the edge started.
+    /// Added within v1 (absent: 0).
+    pub transfer_failures: u64,
 }
 message!(Telemetry, "Telemetry", 16 * 1024);
 

@@ -73,7 +73,7 @@ fn every_message_kind_has_a_rule_and_a_header() {
         .map(|s| (s.kind, s.rule))
         .collect();
     kinds.dedup();
-    assert_eq!(kinds.len(), 10);
+    assert_eq!(kinds.len(), 11);
     for (kind, rule) in kinds {
         assert!(
             CDDL.contains(&format!("\n{rule} = {{")),

@@ -6,7 +6,7 @@ mod common;
 use ciborium::Value;
 use proptest::prelude::*;
 use tapfleet_schemas::{
-    Ack, DecodeError, DesiredConfig, EnrollRequest, EnrollResponse, Job, JobReply, Manifest,
+    Ack, DecodeError, DesiredConfig, EnrollRequest, EnrollResponse, Event, Job, JobReply, Manifest,
     Message, ReportedState, Telemetry, TransferChunk, decode, encode,
 };
 
@@ -23,6 +23,7 @@ macro_rules! for_every_message {
         $check::<TransferChunk>($($arg),*);
         $check::<EnrollRequest>($($arg),*);
         $check::<EnrollResponse>($($arg),*);
+        $check::<Event>($($arg),*);
     }};
 }
 
@@ -102,6 +103,7 @@ fn every_truncation_of_every_sample_is_malformed() {
                 "transfer-chunk" => decode::<TransferChunk>(prefix).is_ok(),
                 "enroll-request" => decode::<EnrollRequest>(prefix).is_ok(),
                 "enroll-response" => decode::<EnrollResponse>(prefix).is_ok(),
+                "event" => decode::<Event>(prefix).is_ok(),
                 other => panic!("unknown rule {other}"),
             };
             assert!(!ok, "{} truncated to {len} bytes decoded", s.kind);
@@ -338,6 +340,7 @@ fn other_versions_are_unsupported_whatever_their_shape() {
                     "transfer-chunk" => version_of::<TransferChunk>(bytes, v),
                     "enroll-request" => version_of::<EnrollRequest>(bytes, v),
                     "enroll-response" => version_of::<EnrollResponse>(bytes, v),
+                    "event" => version_of::<Event>(bytes, v),
                     other => panic!("unknown rule {other}"),
                 }
             }
@@ -379,6 +382,7 @@ fn unknown_fields_are_ignored_everywhere() {
             "enroll-response" => {
                 decode::<EnrollResponse>(&bytes).ok() == decode::<EnrollResponse>(&s.bytes).ok()
             }
+            "event" => decode::<Event>(&bytes).ok() == decode::<Event>(&s.bytes).ok(),
             other => panic!("unknown rule {other}"),
         };
         assert!(equal, "{}: an unknown field changed the decoding", s.kind);

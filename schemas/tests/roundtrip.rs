@@ -40,7 +40,8 @@ fn every_message_and_variant_round_trips() {
         + round_trip(common::acks())
         + round_trip(common::transfer_chunks())
         + round_trip(common::enroll_requests())
-        + round_trip(common::enroll_responses());
+        + round_trip(common::enroll_responses())
+        + round_trip(common::events());
     assert_eq!(n, common::all_encoded().len());
 }
 
@@ -175,7 +176,12 @@ fn stream() -> impl Strategy<Value = StreamInfo> {
             any::<u64>(),
         ),
         (finite(), finite(), finite(), proptest::option::of(finite())),
-        (any::<i64>(), any::<i64>(), any::<bool>()),
+        (
+            any::<i64>(),
+            any::<i64>(),
+            any::<bool>(),
+            proptest::option::of(any::<String>()),
+        ),
     )
         .prop_map(
             |(
@@ -183,7 +189,7 @@ fn stream() -> impl Strategy<Value = StreamInfo> {
                 (media, payload_type, codec, clock_rate),
                 (packets, bytes, lost, duplicates, reordered),
                 (jitter_ms, max_jitter_ms, max_delta_ms, mos),
-                (first_ns, last_ns, decoded),
+                (first_ns, last_ns, decoded, not_decoded),
             )| StreamInfo {
                 ssrc,
                 src,
@@ -205,6 +211,7 @@ fn stream() -> impl Strategy<Value = StreamInfo> {
                 first_ns,
                 last_ns,
                 decoded,
+                not_decoded,
             },
         )
 }

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use sha2::Digest;
 
+pub mod webdriver;
+
 /// The folder holding the workspace's binaries (`target/debug` when testing in debug).
 pub fn bin_dir() -> PathBuf {
     // The test executable lives in target/<profile>/deps/.
@@ -154,9 +156,21 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
-/// GET a URL and parse the JSON body; `None` on any error (for polling).
+/// The admin API token the tests start the manager with (`TAPFLEET_API_TOKEN`); every API
+/// call of the harness sends it as `Authorization: Bearer`.
+pub const API_TOKEN: &str = "tapfleet-e2e-admin-token-0123456789";
+
+/// `Authorization` header value for [`API_TOKEN`].
+pub fn bearer() -> String {
+    format!("Bearer {API_TOKEN}")
+}
+
+/// GET a URL (with the test API token) and parse the JSON body; `None` on any error (polling).
 pub fn get_json(url: &str) -> Option<serde_json::Value> {
-    let mut resp = ureq::get(url).call().ok()?;
+    let mut resp = ureq::get(url)
+        .header("Authorization", bearer())
+        .call()
+        .ok()?;
     resp.body_mut().read_json().ok()
 }
 

@@ -35,6 +35,7 @@ fn start_manager_in(dir: tempfile::TempDir, mqtt_port: u16, broker_args: &[&str]
         .arg(dir.path().join("manager"))
         .args(["--http", &format!("127.0.0.1:{http_port}")])
         .args(broker_args)
+        .env("TAPFLEET_API_TOKEN", tapfleet_tests::API_TOKEN)
         .env("RUST_LOG", "info");
     let manager = Proc::start("manager", cmd, dir.path());
     let http = format!("http://127.0.0.1:{http_port}");

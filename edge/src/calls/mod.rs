@@ -11,7 +11,8 @@
 
 pub mod orphan;
 
-use std::collections::HashMap;
+/// Maps looked up per packet: a fast hash, randomly keyed (keys come from the network).
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 use std::net::SocketAddr;
 
 use crate::sip::{self, SipMessage, StartLine, sdp::RtpMap, sdp::SessionDescription};
@@ -171,6 +172,16 @@ impl Dialog {
             .filter_map(|s| self.sdp(s)?.media.get(media_index))
             .find_map(|m| m.rtpmaps.iter().find(|r| r.payload_type == pt).cloned())
             .or_else(|| sip::sdp::static_rtpmap(pt))
+    }
+
+    /// The `a=fmtp` parameters of a payload type on a media line, looked up like [`Self::rtpmap`].
+    pub fn fmtp(&self, dir: MediaDirection, media_index: usize, pt: u8) -> Option<&str> {
+        let receiver = dir.sender().other();
+        [receiver, receiver.other()]
+            .into_iter()
+            .filter_map(|s| self.sdp(s)?.media.get(media_index))
+            .find_map(|m| m.fmtps.iter().find(|(p, _)| *p == pt))
+            .map(|(_, f)| f.as_str())
     }
 
     /// The media type (`audio`, `video`) of a media line.

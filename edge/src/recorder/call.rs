@@ -1,7 +1,18 @@
 //! One call being recorded: its folder, `call.pcap` and `audio.wav` writers, its RTP streams
-//! (statistics, G.711 decoding into the WAV, RFC 4733 digits), and at the end the manifest.
+//! (statistics, audio decoding into the WAV, RFC 4733 digits), and at the end the manifest.
+//!
+//! Audio: G.711, G.722, G.729A/B and Opus are decoded into `audio.wav`, placed by RTP timestamp.
+//! The WAV's rate is fixed when its first decodable packet arrives: 16 kHz when that packet's
+//! codec is wideband (G.722, Opus) or both sides' SDP list a wideband codec, else 8 kHz (a G.711
+//! call's file is then exactly what it always was). A payload type without an rtpmap is taken as
+//! Opus once two consecutive packets' TOC durations match their RTP timestamp steps at 48 kHz
+//! (orphan WebRTC-style streams); the first of them is not decoded. Other codecs stay in
+//! `call.pcap` only and their stream says why in `not_decoded`.
+//!
+//! Video: H.264 and VP8 streams (by rtpmap, or for a payload type without one by content: an SPS
+//! or a VP8 key frame within its first packets) are written to `video-<ssrc>.h264` / `.ivf`
+//! ([`super::video`]); such a stream is `decoded` once a frame is in its file.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -10,9 +21,11 @@ use std::path::{Path, PathBuf};
 use tapfleet_schemas as schemas;
 
 use super::pcap_writer::PcapWriter;
-use super::wav_writer::{SAMPLE_RATE, WavWriter};
+use super::video::{self, VideoCodec, VideoTrack};
+use super::wav_writer::{NARROWBAND_RATE, WIDEBAND_RATE, WavWriter};
 use crate::calls::{CallEnd, Dialog, MediaDirection, MediaRoute, Party};
 use crate::capture::RawPacket;
+use crate::rtp::codec::{AudioDecoder, Codec, DecodeError};
 use crate::rtp::{self, StreamStats, g711::Law};
 
 pub const PCAP_NAME: &str = "call.pcap";
@@ -24,10 +37,17 @@ const MAX_DTMF: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PtKind {
-    G711(Law),
+    Audio(Codec),
     TelephoneEvent,
+    /// No rtpmap: may turn out to be Opus (see the module doc).
+    Unmapped,
+    Video(VideoCodec),
     Other,
 }
+
+/// Packets of a payload type without rtpmap inspected for H.264 / VP8 content.
+const VIDEO_PROBES: u32 = 3000;
+const VIDEO_CLOCK: u32 = 90_000;
 
 #[derive(Debug)]
 struct Stream {
@@ -50,6 +70,20 @@ struct Stream {
     /// Extended RTP timestamp and WAV frame that correspond.
     anchor: Option<(i64, i64)>,
     dtmf_ts: Option<u32>,
+    /// The stream's decoder (made on its first decodable packet, again if the codec changes).
+    decoder: Option<AudioDecoder>,
+    /// Payloads the codec rejected, and the first error.
+    decode_errors: u64,
+    first_decode_error: Option<DecodeError>,
+    /// Last unmapped packet's (sequence, timestamp, Opus samples at 48 kHz, arrival).
+    opus_probe: Option<(u16, u32, u32, i64)>,
+    /// The stream's video file writer, once a video packet arrived.
+    video: Option<VideoTrack>,
+    /// Earlier streams of the call with the same SSRC (its video file name differs).
+    same_ssrc: usize,
+    video_probes: u32,
+    /// Why a video stream has no file.
+    video_note: Option<String>,
 }
 
 #[derive(Debug)]
@@ -71,7 +105,7 @@ pub struct CallRecording {
     pcap: Option<PcapWriter>,
     wav: Option<WavWriter>,
     streams: Vec<Stream>,
-    index: HashMap<(SocketAddr, SocketAddr, u32), usize>,
+    index: ahash::HashMap<(SocketAddr, SocketAddr, u32), usize>,
     dtmf: Vec<Dtmf>,
     linktype_mismatch: u64,
     untracked_streams: u64,
@@ -98,7 +132,7 @@ impl CallRecording {
             pcap: Some(pcap),
             wav: None,
             streams: Vec::new(),
-            index: HashMap::new(),
+            index: ahash::HashMap::default(),
             dtmf: Vec::new(),
             linktype_mismatch: 0,
             untracked_streams: 0,
@@ -147,6 +181,7 @@ impl CallRecording {
                     .media_kind(route.media_index)
                     .unwrap_or("audio")
                     .to_string();
+                let same_ssrc = self.streams.iter().filter(|o| o.ssrc == pkt.ssrc).count();
                 self.streams.push(Stream {
                     src,
                     dst,
@@ -163,6 +198,14 @@ impl CallRecording {
                     ext_ts: None,
                     anchor: None,
                     dtmf_ts: None,
+                    decoder: None,
+                    decode_errors: 0,
+                    first_decode_error: None,
+                    opus_probe: None,
+                    video: None,
+                    same_ssrc,
+                    video_probes: 0,
+                    video_note: None,
                 });
                 let i = self.streams.len() - 1;
                 self.index.insert(key, i);
@@ -172,22 +215,24 @@ impl CallRecording {
         let Some(s) = self.streams.get_mut(idx) else {
             return Ok(());
         };
-        let (kind, clock) = match s.pt_cache {
+        let (mut kind, mut clock) = match s.pt_cache {
             Some((pt, kind, clock)) if pt == pkt.payload_type => (kind, clock),
             _ => {
                 let map = dialog.rtpmap(route.direction, route.media_index, pkt.payload_type);
                 let (kind, clock) = match &map {
                     Some(m) => {
-                        let kind = if let Some(law) = Law::from_encoding(&m.encoding) {
-                            PtKind::G711(law)
+                        let kind = if let Some(codec) = Codec::from_encoding(&m.encoding) {
+                            PtKind::Audio(codec)
                         } else if m.encoding.eq_ignore_ascii_case("telephone-event") {
                             PtKind::TelephoneEvent
+                        } else if let Some(v) = VideoCodec::from_encoding(&m.encoding) {
+                            PtKind::Video(v)
                         } else {
                             PtKind::Other
                         };
                         (kind, m.clock_rate.max(1))
                     }
-                    None => (PtKind::Other, 8000),
+                    None => (PtKind::Unmapped, 8000),
                 };
                 if s.payload_type.is_none() && kind != PtKind::TelephoneEvent {
                     s.payload_type = Some(pkt.payload_type);
@@ -207,38 +252,87 @@ impl CallRecording {
         };
         s.stats
             .update(pkt.seq, pkt.timestamp, arrival_ns, pkt.payload.len());
+        if kind == PtKind::Unmapped && s.video_probes < VIDEO_PROBES {
+            s.video_probes += 1;
+            if let Some(v) = VideoCodec::sniff(pkt.payload) {
+                (kind, clock) = (PtKind::Video(v), VIDEO_CLOCK);
+                s.pt_cache = Some((pkt.payload_type, kind, clock));
+                s.media = "video".into();
+                if s.payload_type == Some(pkt.payload_type) {
+                    s.codec = v.name().into();
+                    s.clock_rate = VIDEO_CLOCK;
+                    s.stats.set_clock_rate(VIDEO_CLOCK);
+                }
+            }
+        }
+        if kind == PtKind::Unmapped && s.media == "audio" && probe_opus(s, pkt, arrival_ns) {
+            (kind, clock) = (PtKind::Audio(Codec::Opus), OPUS_CLOCK);
+            s.pt_cache = Some((pkt.payload_type, kind, clock));
+            if s.payload_type == Some(pkt.payload_type) {
+                s.codec = "opus".into();
+                s.clock_rate = OPUS_CLOCK;
+                s.stats.set_clock_rate(OPUS_CLOCK);
+            }
+        }
         match kind {
-            PtKind::G711(law) if self.audio => {
+            PtKind::Audio(codec) if self.audio => {
                 // Extended RTP timestamp.
                 let ext = match s.ext_ts {
                     Some((last, ext)) => ext + i64::from(pkt.timestamp.wrapping_sub(last) as i32),
                     None => i64::from(pkt.timestamp),
                 };
                 s.ext_ts = Some((pkt.timestamp, ext));
-                let arrival_frame = ((i128::from(arrival_ns - self.start_ns)
-                    * i128::from(SAMPLE_RATE))
+                let rate = match &self.wav {
+                    Some(w) => w.rate(),
+                    None if codec.is_wideband() || negotiated_wideband(dialog) => WIDEBAND_RATE,
+                    None => NARROWBAND_RATE,
+                };
+                // RTP clock ticks to WAV frames.
+                let frames = |ticks: i64| {
+                    if clock == rate {
+                        ticks
+                    } else {
+                        (i128::from(ticks) * i128::from(rate)).div_euclid(i128::from(clock.max(1)))
+                            as i64
+                    }
+                };
+                let arrival_frame = ((i128::from(arrival_ns - self.start_ns) * i128::from(rate))
                     / 1_000_000_000) as i64;
                 let (a_ts, a_frame) = match s.anchor {
-                    Some((t, f)) if ((f + (ext - t)) - arrival_frame).abs() <= 8000 => (t, f),
+                    Some((t, f))
+                        if ((f + frames(ext - t)) - arrival_frame).abs() <= i64::from(rate) =>
+                    {
+                        (t, f)
+                    }
                     // First packet, or the timestamps jumped more than 1 s from arrival: re-anchor.
                     _ => {
                         s.anchor = Some((ext, arrival_frame));
                         (ext, arrival_frame)
                     }
                 };
-                let pos = a_frame + (ext - a_ts);
+                let pos = a_frame + frames(ext - a_ts);
                 if pos >= 0 {
                     let channel = match s.direction {
                         MediaDirection::CallerToCallee => 0,
                         MediaDirection::CalleeToCaller => 1,
                     };
                     if self.wav.is_none() {
-                        self.wav = Some(WavWriter::create(&self.dir.join(WAV_NAME))?);
+                        self.wav = Some(WavWriter::create(&self.dir.join(WAV_NAME), rate)?);
                     }
                     if let Some(w) = self.wav.as_mut() {
-                        w.put_g711(channel, pos as u64, law, pkt.payload)?;
+                        put_audio(s, w, codec, channel, pos as u64, pkt.payload)?;
                     }
-                    s.decoded = true;
+                }
+            }
+            PtKind::Video(codec) => {
+                if s.video.is_none() {
+                    let fmtp = dialog.fmtp(route.direction, route.media_index, pkt.payload_type);
+                    s.video = Some(VideoTrack::new(codec, &self.dir, s.ssrc, s.same_ssrc, fmtp));
+                }
+                // A stream switching to another video codec keeps its first one's file.
+                if let Some(v) = s.video.as_mut().filter(|v| v.codec() == codec) {
+                    v.push(pkt.seq, pkt.timestamp, pkt.marker, pkt.payload)?;
+                    s.decoded = v.frames_written() > 0;
                 }
             }
             PtKind::TelephoneEvent => {
@@ -322,8 +416,7 @@ impl CallRecording {
         }
         if let Some(w) = self.wav.take() {
             let late = w.late_samples;
-            let frames = (i128::from(m.end_ns - m.start_ns) * i128::from(SAMPLE_RATE)
-                / 1_000_000_000)
+            let frames = (i128::from(m.end_ns - m.start_ns) * i128::from(w.rate()) / 1_000_000_000)
                 .max(0) as u64;
             let (size, sha) = w.finish(frames)?;
             if late > 0 {
@@ -338,7 +431,35 @@ impl CallRecording {
                 content_type: "audio/wav".into(),
             });
         }
-        m.streams = self.streams.iter().map(stream_info).collect();
+        for st in self
+            .streams
+            .iter()
+            .filter(|st| st.decoded && st.decode_errors > 0)
+        {
+            m.incomplete.push(format!(
+                "{} {} payloads of stream {:#010x} could not be decoded into audio.wav",
+                st.decode_errors, st.codec, st.ssrc
+            ));
+        }
+        for st in &mut self.streams {
+            let Some(v) = st.video.take() else {
+                continue;
+            };
+            let o = v.finish()?;
+            match o.file {
+                Some(f) => {
+                    m.incomplete
+                        .extend(video::incomplete_note(&f.name, &o.stats));
+                    m.files.push(f);
+                }
+                None => st.video_note = video::incomplete_note("no video file", &o.stats),
+            }
+        }
+        m.streams = self
+            .streams
+            .iter()
+            .map(|st| stream_info(st, self.audio))
+            .collect();
         m.dtmf = self
             .dtmf
             .iter()
@@ -371,7 +492,7 @@ fn direction(d: MediaDirection) -> schemas::StreamDirection {
     }
 }
 
-fn stream_info(s: &Stream) -> schemas::StreamInfo {
+fn stream_info(s: &Stream, audio: bool) -> schemas::StreamInfo {
     let st = &s.stats;
     let mos = (s.media == "audio" && Law::from_encoding(&s.codec).is_some()).then(|| {
         let loss = if st.expected() > 0 {
@@ -402,7 +523,163 @@ fn stream_info(s: &Stream) -> schemas::StreamInfo {
         first_ns: st.first_ns,
         last_ns: st.last_ns,
         decoded: s.decoded,
+        not_decoded: if s.media == "video" {
+            video_not_decoded(s)
+        } else {
+            not_decoded(s, audio)
+        },
     }
+}
+
+/// Why an audio stream is not in `audio.wav` (`None` when it is, or for other media).
+fn not_decoded(s: &Stream, audio: bool) -> Option<String> {
+    if s.decoded || s.media != "audio" {
+        return None;
+    }
+    Some(if !audio {
+        "audio recording is off".to_string()
+    } else if let Some(e) = &s.first_decode_error {
+        format!("decoding failed: {e}")
+    } else if s.payload_type.is_none() && s.event_pt.is_some() {
+        "telephone events only".to_string()
+    } else if s.codec.is_empty() {
+        format!(
+            "payload type {} has no rtpmap",
+            s.payload_type.unwrap_or_default()
+        )
+    } else if Codec::from_encoding(&s.codec).is_some() {
+        "no packet could be placed in time".to_string()
+    } else {
+        format!("codec {} is not supported", s.codec)
+    })
+}
+
+/// Why a video stream has no file (`None` when it has one).
+fn video_not_decoded(s: &Stream) -> Option<String> {
+    if s.decoded {
+        return None;
+    }
+    Some(match (&s.video_note, VideoCodec::from_encoding(&s.codec)) {
+        (Some(note), _) => note.clone(),
+        (None, Some(_)) => "no complete frame".to_string(),
+        (None, None) if s.codec.is_empty() => format!(
+            "payload type {} has no rtpmap and its content is not H.264 or VP8",
+            s.payload_type.unwrap_or_default()
+        ),
+        (None, None) => format!("codec {} is not written to a file", s.codec),
+    })
+}
+
+/// The RTP clock of Opus (RFC 7587), whatever the audio's bandwidth.
+const OPUS_CLOCK: u32 = 48_000;
+
+/// Whether this packet of a payload type without rtpmap and the one before it look like Opus:
+/// consecutive sequence numbers, the earlier packet's TOC duration equal to the timestamp step,
+/// and an arrival gap near that duration. Remembers this packet for the next call.
+fn probe_opus(s: &mut Stream, pkt: &rtp::RtpPacket<'_>, arrival_ns: i64) -> bool {
+    let prev = s.opus_probe.take();
+    let Some(n) = rtp::codec::opus_samples(pkt.payload) else {
+        return false;
+    };
+    s.opus_probe = Some((pkt.seq, pkt.timestamp, n, arrival_ns));
+    let Some((seq0, ts0, n0, t0)) = prev else {
+        return false;
+    };
+    if pkt.seq != seq0.wrapping_add(1) || pkt.timestamp.wrapping_sub(ts0) != n0 {
+        return false;
+    }
+    let expect_ns = i64::from(n0) * 1_000_000_000 / i64::from(OPUS_CLOCK);
+    ((arrival_ns - t0) - expect_ns).abs() <= (expect_ns / 2).max(20_000_000)
+}
+
+/// Whether every SDP of the call lists a wideband codec (G.722, Opus) on an audio line: the call
+/// may carry wideband audio, so its WAV is 16 kHz.
+fn negotiated_wideband(dialog: &Dialog) -> bool {
+    let lists = |sdp: &crate::sip::SessionDescription, c: Codec| {
+        sdp.media.iter().filter(|m| m.media == "audio").any(|m| {
+            m.payload_types
+                .iter()
+                .any(|&pt| m.rtpmap(pt).and_then(|r| Codec::from_encoding(&r.encoding)) == Some(c))
+        })
+    };
+    [Codec::G722, Codec::Opus].into_iter().any(|c| {
+        let mut sdps = [dialog.caller_sdp.as_ref(), dialog.callee_sdp.as_ref()]
+            .into_iter()
+            .flatten()
+            .peekable();
+        sdps.peek().is_some() && sdps.all(|sdp| lists(sdp, c))
+    })
+}
+
+/// What stops placing a decoded payload: the codec rejected it (counted) or the file failed.
+enum PutError {
+    Decode(DecodeError),
+    Io(io::Error),
+}
+
+impl From<DecodeError> for PutError {
+    fn from(e: DecodeError) -> Self {
+        PutError::Decode(e)
+    }
+}
+
+impl From<io::Error> for PutError {
+    fn from(e: io::Error) -> Self {
+        PutError::Io(e)
+    }
+}
+
+/// Decodes one payload of `codec` into `channel` of the WAV from frame `pos`. G.711 into an
+/// 8 kHz file takes the table path; everything else goes through the stream's decoder, made
+/// here on first use (or when the codec changed). Codec errors are counted on the stream.
+fn put_audio(
+    s: &mut Stream,
+    w: &mut WavWriter,
+    codec: Codec,
+    channel: usize,
+    pos: u64,
+    payload: &[u8],
+) -> io::Result<()> {
+    if let Codec::G711(law) = codec
+        && w.rate() == NARROWBAND_RATE
+    {
+        w.put_g711(channel, pos, law, payload)?;
+        s.decoded = true;
+        return Ok(());
+    }
+    let stale = s
+        .decoder
+        .as_ref()
+        .is_none_or(|d| d.codec() != codec || d.out_rate() != w.rate());
+    if stale {
+        s.decoder = None;
+        match AudioDecoder::new(codec, w.rate()) {
+            Ok(d) => s.decoder = Some(d),
+            Err(e) => {
+                s.decode_errors += 1;
+                s.first_decode_error.get_or_insert(e);
+                return Ok(());
+            }
+        }
+    }
+    let Some(d) = s.decoder.as_mut() else {
+        return Ok(());
+    };
+    let mut at = pos;
+    let r = d.decode(payload, |chunk| {
+        w.put(channel, at, chunk)?;
+        at += chunk.len() as u64;
+        Ok::<_, PutError>(())
+    });
+    match r {
+        Ok(_) => s.decoded = true,
+        Err(PutError::Decode(e)) => {
+            s.decode_errors += 1;
+            s.first_decode_error.get_or_insert(e);
+        }
+        Err(PutError::Io(e)) => return Err(e),
+    }
+    Ok(())
 }
 
 /// A simplified ITU-T G.107 E-model for G.711 with packet loss concealment: delay from a 20 ms

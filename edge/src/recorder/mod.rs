@@ -2,20 +2,27 @@
 //! call into its own folder `OUT/<recording-id>/`:
 //! - `call.pcap`: every packet of the call (SIP, RTP, RTCP) in capture order;
 //! - `audio.wav`: G.711 audio, caller left and callee right, when the call has G.711 media;
-//! - `manifest.json`: the [`tapfleet_schemas::Manifest`], written last, after both files are
-//!   synced; its presence means the recording is complete on disk.
+//! - `video-<ssrc hex>.h264` / `.ivf`: each H.264 / VP8 video stream's frames ([`video`]);
+//! - `manifest.json`: the [`tapfleet_schemas::Manifest`], written last, after the other files
+//!   are synced; its presence means the recording is complete on disk.
 //!
 //! Packets are handled one at a time and written through small buffers, so memory per call is
 //! bounded. Bad packets are counted in [`RecorderStats`], never errors; only IO fails.
+//!
+//! Ended calls are finished (files synced, manifest written) by the [`finisher`] thread, so the
+//! packet thread never waits for a sync; their `Finished` events (or failures) appear in
+//! [`Recorder::drain_events`] / [`Recorder::drain_failures`] once done, always after the
+//! recording's `Started`. [`Recorder::finish`] waits for all of them.
 //!
 //! The recording id is `tapfleet_schemas::recording_id(start_ns, d)` where `d` is the first 8 bytes
 //! of SHA-256 over `edge_id || 0x00 || call_id || 0x00 || start_ns (i64 BE) || part (u32 BE)`.
 
 mod call;
+pub mod finisher;
 pub mod pcap_writer;
+pub mod video;
 pub mod wav_writer;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +42,10 @@ use crate::packet::{self, Datagram, Decoded, TcpMeta, Transport};
 use crate::sip::stream::{Pushed, SipStreams, StreamLimits};
 use crate::{rtp, sip};
 use call::CallRecording;
+use finisher::{Finisher, Job, Outcome};
+
+/// The recorder's maps: keyed by addresses and internal call keys, looked up per packet.
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
 /// How the recorder behaves.
 #[derive(Debug, Clone)]
@@ -57,6 +68,8 @@ pub struct RecorderOptions {
     pub tcp: StreamLimits,
     /// Whether and how RTP no SIP announced is recorded as orphan streams.
     pub orphans: OrphanOptions,
+    /// Finish ended calls on a background thread (true) or inside `process`/`tick` (false).
+    pub background_finish: bool,
 }
 
 impl Default for RecorderOptions {
@@ -72,6 +85,7 @@ impl Default for RecorderOptions {
             reassembly: ReassemblyLimits::default(),
             tcp: StreamLimits::default(),
             orphans: OrphanOptions::default(),
+            background_finish: true,
         }
     }
 }
@@ -191,6 +205,7 @@ pub struct Recorder {
     /// (source, destination) -> orphan recording and direction; both directions of a stream.
     orphan_index: HashMap<(SocketAddr, SocketAddr), (u64, MediaDirection)>,
     next_orphan: u64,
+    finisher: Finisher,
 }
 
 /// An RTP packet held while its orphan stream is not yet recognised.
@@ -213,11 +228,12 @@ impl Recorder {
         let frags = Reassembler::new(opts.reassembly);
         let tcp = SipStreams::new(opts.tcp);
         let orphan_opts = opts.orphans;
+        let finisher = Finisher::new(opts.edge_id.clone(), opts.background_finish);
         Recorder {
             out_dir,
             opts,
             tracker,
-            calls: HashMap::new(),
+            calls: HashMap::default(),
             events: Vec::new(),
             failures: Vec::new(),
             stats: RecorderStats::default(),
@@ -225,9 +241,10 @@ impl Recorder {
             frags,
             tcp,
             orphans: OrphanDetector::new(orphan_opts),
-            orphan_recs: HashMap::new(),
-            orphan_index: HashMap::new(),
+            orphan_recs: HashMap::default(),
+            orphan_index: HashMap::default(),
             next_orphan: 0,
+            finisher,
         }
     }
 
@@ -290,7 +307,7 @@ impl Recorder {
         tcp: Option<TcpMeta>,
     ) -> Result<(), RecorderError> {
         if let Some(meta) = tcp
-            && (self.tcp.follows(dg.src, dg.dst) || sip::looks_like_sip(dg.payload))
+            && (self.tcp.follows(dg.src, dg.dst) || maybe_sip(dg.payload))
         {
             let owned: Arc<[OwnedPacket]> = pkts.iter().map(OwnedPacket::from_raw).collect();
             let pushed = self
@@ -316,7 +333,7 @@ impl Recorder {
                     return result;
                 }
             }
-        } else if sip::looks_like_sip(dg.payload) {
+        } else if maybe_sip(dg.payload) {
             self.stats.sip_packets += 1;
             return self.on_sip(pkts, now_ns, dg.payload);
         }
@@ -411,6 +428,7 @@ impl Recorder {
         disc.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
         let id = tapfleet_schemas::recording_id(start_ns, disc);
         let dir = self.out_dir.join(&id);
+        self.wait_finished(Some(&id));
         let mut rec =
             match CallRecording::create(id.clone(), dir.clone(), start_ns, &first, self.opts.audio)
             {
@@ -526,7 +544,7 @@ impl Recorder {
             } else {
                 CallEnd::CaptureEnd
             });
-            self.finish_recording(rec, &d);
+            self.finish_recording(rec, d);
         }
         if let Some(n) = now_ns {
             self.orphans.expire(n, timeout);
@@ -605,9 +623,18 @@ impl Recorder {
         let id = tapfleet_schemas::recording_id(d.start_ns, disc);
         let dir = self.out_dir.join(&id);
         let start_ns = d.start_ns;
+        if self.finisher.is_pending(&id) {
+            // The same recording id again (Call-ID and start reused): its folder is reused only
+            // once the earlier recording is finished, and `Finished` goes out before `Started`.
+            self.wait_finished(Some(&id));
+        }
         match CallRecording::create(id.clone(), dir.clone(), start_ns, first, self.opts.audio) {
             Ok(rec) => {
-                tracing::debug!(recording_id = %id, call_id = %d.call_id, "call started");
+                tracing::debug!(
+                    recording_id = %id,
+                    call_id = self.tracker.dialog(key).map_or("", |d| d.call_id.as_str()),
+                    "call started"
+                );
                 self.calls.insert(key, rec);
                 self.stats.calls_started += 1;
                 self.stats.active_calls = self.calls.len() as u64;
@@ -666,13 +693,14 @@ impl Recorder {
         self.end_orphans(Some(now_ns));
     }
 
-    /// End of capture: ends and finishes every call.
+    /// End of capture: ends and finishes every call, and waits until all are finished.
     pub fn finish(&mut self) {
         let ended = self.tracker.end_all();
         for d in ended {
             self.finish_call(d);
         }
         self.end_orphans(None);
+        self.wait_finished(None);
     }
 
     fn finish_call(&mut self, d: Dialog) {
@@ -680,38 +708,73 @@ impl Recorder {
             return;
         };
         self.stats.active_calls = self.calls.len() as u64;
-        self.finish_recording(rec, &d);
+        self.finish_recording(rec, d);
     }
 
-    /// Syncs a recording's files and writes its manifest; reports it finished or failed.
-    fn finish_recording(&mut self, rec: CallRecording, d: &Dialog) {
-        let (id, dir) = (rec.id.clone(), rec.dir.clone());
-        match rec.finish(d, self.opts.edge_id.as_deref()) {
+    /// Hands a recording to the finisher, which syncs its files and writes its manifest.
+    fn finish_recording(&mut self, rec: CallRecording, dialog: Dialog) {
+        self.finisher.submit(Job { rec, dialog });
+        self.poll_finished();
+    }
+
+    /// Reports a finished (or failed) recording.
+    fn take_outcome(&mut self, o: Outcome) {
+        match o.result {
             Ok(manifest) => {
-                tracing::debug!(recording_id = %id, packets = manifest.packets, "call finished");
+                tracing::debug!(recording_id = %o.id, packets = manifest.packets, "call finished");
                 self.stats.calls_finished += 1;
                 self.events
                     .push(RecorderEvent::Finished(Box::new(FinishedRecording {
-                        recording_id: id,
-                        dir,
+                        recording_id: o.id,
+                        dir: o.dir,
                         manifest,
                     })));
             }
             Err(e) => {
-                tracing::warn!(recording_id = %id, error = %e, "finishing recording failed");
+                tracing::warn!(recording_id = %o.id, error = %e, "finishing recording failed");
                 // Reported through drain_failures; nobody waits for the error here.
-                let _ = self.report_failure(id, dir, e);
+                let _ = self.report_failure(o.id, o.dir, e);
             }
         }
     }
 
-    /// Takes the events that happened since the last call.
+    /// Takes the outcomes the finisher has ready, without waiting.
+    fn poll_finished(&mut self) {
+        while let Some(o) = self.finisher.next(false) {
+            self.take_outcome(o);
+        }
+    }
+
+    /// Waits until recording `id` (None: every recording) is finished.
+    fn wait_finished(&mut self, id: Option<&str>) {
+        while id.is_none_or(|id| self.finisher.is_pending(id)) {
+            match self.finisher.next(true) {
+                Some(o) => self.take_outcome(o),
+                None => break,
+            }
+        }
+    }
+
+    /// Waits until every call ended so far is finished (its event ready to drain).
+    pub fn wait_finishing(&mut self) {
+        self.wait_finished(None);
+    }
+
+    /// Ended recordings still being finished.
+    pub fn finishing(&self) -> usize {
+        self.finisher.in_flight()
+    }
+
+    /// Takes the events that happened since the last call (`Finished` once the finisher is
+    /// done with a recording).
     pub fn drain_events(&mut self) -> std::vec::Drain<'_, RecorderEvent> {
+        self.poll_finished();
         self.events.drain(..)
     }
 
     /// Takes the recordings that failed since the last call.
     pub fn drain_failures(&mut self) -> std::vec::Drain<'_, FailedRecording> {
+        self.poll_finished();
         self.failures.drain(..)
     }
 
@@ -723,4 +786,11 @@ impl Recorder {
     pub fn active_calls(&self) -> usize {
         self.calls.len() + self.orphan_recs.len()
     }
+}
+
+/// Whether a payload may be SIP: [`sip::looks_like_sip`], after a one-byte check that rejects RTP
+/// (first byte 0x80..) and most other binary payloads without scanning them for a line end.
+#[inline]
+fn maybe_sip(p: &[u8]) -> bool {
+    p.first().is_some_and(u8::is_ascii_uppercase) && sip::looks_like_sip(p)
 }

@@ -3,10 +3,14 @@
 //! Classic-pcap input keeps its global header and every record header byte for byte; other
 //! input (pcapng, live) gets little-endian records at microsecond or nanosecond resolution,
 //! whichever keeps the source's timestamps exact. One link type per file: the first packet's.
+//!
+//! Records gather in a buffer of [`BUF_BYTES`] per call; a full buffer is hashed and appended to
+//! the file in one write. The file is not kept open between writes (open, append, close), so
+//! thousands of concurrent calls do not hold thousands of file descriptors.
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -15,6 +19,9 @@ use crate::capture::{RawPacket, TsPrecision};
 const MAGIC_US: u32 = 0xa1b2_c3d4;
 const MAGIC_NS: u32 = 0xa1b2_3c4d;
 const SNAPLEN: u32 = 262_144;
+/// Bytes of records a call gathers before they are written (about 38 G.711 packets): with the
+/// WAV writer's ring, what keeps a call within 64 KiB.
+pub const BUF_BYTES: usize = 8 * 1024;
 
 /// A writer that hashes and counts what it writes.
 #[derive(Debug)]
@@ -62,7 +69,12 @@ struct RecordFormat {
 /// An open `call.pcap`.
 #[derive(Debug)]
 pub struct PcapWriter {
-    out: HashingWriter<BufWriter<File>>,
+    path: PathBuf,
+    /// Records not yet in the file (capacity [`BUF_BYTES`]).
+    buf: Vec<u8>,
+    hasher: Sha256,
+    /// Bytes in the file.
+    written: u64,
     /// The input's global header when it was classic pcap (records of the same file are copied).
     classic_header: Option<[u8; 24]>,
     format: RecordFormat,
@@ -73,9 +85,7 @@ pub struct PcapWriter {
 impl PcapWriter {
     /// Creates the file, writing the global header suited to `first`.
     pub fn create(path: &Path, first: &RawPacket<'_>) -> io::Result<Self> {
-        let file = File::create(path)?;
-        let mut out = HashingWriter::new(BufWriter::with_capacity(32 * 1024, file));
-        let (classic_header, format) = match first.classic {
+        let (classic_header, format, header) = match first.classic {
             Some(c) => {
                 let h = *c.file_header;
                 let le = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
@@ -84,8 +94,7 @@ impl PcapWriter {
                     big_endian: le != MAGIC_US && le != MAGIC_NS,
                     nano: le == MAGIC_NS || be == MAGIC_NS,
                 };
-                out.write_all(&h)?;
-                (Some(h), format)
+                (Some(h), format, h)
             }
             None => {
                 let nano = first.ts_precision == TsPrecision::Nano;
@@ -95,18 +104,23 @@ impl PcapWriter {
                 h[6..8].copy_from_slice(&4u16.to_le_bytes());
                 h[16..20].copy_from_slice(&SNAPLEN.to_le_bytes());
                 h[20..24].copy_from_slice(&u32::from(first.linktype).to_le_bytes());
-                out.write_all(&h)?;
-                (
-                    None,
-                    RecordFormat {
-                        big_endian: false,
-                        nano,
-                    },
-                )
+                let format = RecordFormat {
+                    big_endian: false,
+                    nano,
+                };
+                (None, format, h)
             }
         };
+        // The file exists from the start (crash recovery looks for it); the header waits in the
+        // buffer with the first records.
+        File::create(path)?;
+        let mut buf = Vec::with_capacity(BUF_BYTES);
+        buf.extend_from_slice(&header);
         Ok(PcapWriter {
-            out,
+            path: path.to_path_buf(),
+            buf,
+            hasher: Sha256::new(),
+            written: 0,
             classic_header,
             format,
             linktype: first.linktype,
@@ -120,9 +134,12 @@ impl PcapWriter {
         if pkt.linktype != self.linktype {
             return Ok(false);
         }
+        if self.buf.len() + 16 + pkt.data.len() > BUF_BYTES {
+            self.flush()?;
+        }
         match (pkt.classic, &self.classic_header) {
             (Some(c), Some(h)) if c.file_header == h => {
-                self.out.write_all(c.record_header)?;
+                self.buf.extend_from_slice(c.record_header);
             }
             _ => {
                 let f = self.format;
@@ -144,12 +161,39 @@ impl PcapWriter {
                     };
                     rec[i * 4..i * 4 + 4].copy_from_slice(&b);
                 }
-                self.out.write_all(&rec)?;
+                self.buf.extend_from_slice(&rec);
             }
         }
-        self.out.write_all(pkt.data)?;
+        if self.buf.len() + pkt.data.len() > BUF_BYTES {
+            // A packet larger than the buffer goes straight out.
+            self.flush()?;
+            self.append(pkt.data)?;
+        } else {
+            self.buf.extend_from_slice(pkt.data);
+        }
         self.packets += 1;
         Ok(true)
+    }
+
+    /// Hashes `bytes` and appends them to the file.
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let mut f = OpenOptions::new().append(true).open(&self.path)?;
+        f.write_all(bytes)?;
+        self.hasher.update(bytes);
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Writes the buffered records.
+    fn flush(&mut self) -> io::Result<()> {
+        let buf = std::mem::take(&mut self.buf);
+        let res = self.append(&buf);
+        self.buf = buf;
+        self.buf.clear();
+        res
     }
 
     pub fn packets(&self) -> u64 {
@@ -157,11 +201,12 @@ impl PcapWriter {
     }
 
     /// Flushes and fsyncs; returns the file's size and SHA-256.
-    pub fn finish(self) -> io::Result<(u64, [u8; 32])> {
-        let size = self.out.written();
-        let (buf, digest) = self.out.finish();
-        let file = buf.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        Ok((size, digest))
+    pub fn finish(mut self) -> io::Result<(u64, [u8; 32])> {
+        self.flush()?;
+        OpenOptions::new()
+            .append(true)
+            .open(&self.path)?
+            .sync_all()?;
+        Ok((self.written, self.hasher.finalize().into()))
     }
 }

@@ -1,12 +1,13 @@
-//! Writes a call's audio as a 16-bit PCM, 8 kHz, stereo WAV file (caller left, callee right).
+//! Writes a call's audio as a 16-bit PCM stereo WAV file (caller left, callee right) at 8 kHz
+//! ([`NARROWBAND_RATE`]) or 16 kHz ([`WIDEBAND_RATE`]), chosen when the file is created.
 //!
-//! Samples are placed by frame index (8 kHz frames since the call's start) into a ring of
-//! interleaved little-endian frames — already the file's bytes — so that late packets within
-//! [`WINDOW_FRAMES`] of the newest frame still land in place. Frames older than that window are
-//! final: they are written straight from the ring to disk in pieces of at least
-//! [`FLUSH_FRAMES`] (no per-packet write, no copy through an extra buffer), which bounds memory
-//! per call. Frames nobody wrote are silence. The RIFF sizes are patched at
-//! [`WavWriter::finish`], which then hashes the file.
+//! Samples are placed by frame index (frames since the call's start) into a ring of interleaved
+//! little-endian frames — already the file's bytes — so that late packets within one second
+//! (the window: `rate` frames) of the newest frame still land in place. Frames older than that
+//! window are final: they are written straight from the ring to disk in pieces of at least half a
+//! second (no per-packet write, no copy through an extra buffer), which bounds memory per call
+//! (48 KiB at 8 kHz, 96 KiB at 16 kHz). Frames nobody wrote are silence. The RIFF sizes are
+//! patched at [`WavWriter::finish`], which then hashes the file.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -16,13 +17,10 @@ use sha2::{Digest, Sha256};
 
 use crate::rtp::g711::Law;
 
-pub const SAMPLE_RATE: u32 = 8000;
-/// Frames a sample may arrive late and still be placed (1 s).
-pub const WINDOW_FRAMES: usize = 8000;
-/// Final frames are written to disk once this many have gathered (16 KiB).
-pub const FLUSH_FRAMES: usize = 4000;
-/// Ring size: the window plus the final frames not yet written (48 KiB).
-const RING_FRAMES: usize = WINDOW_FRAMES + FLUSH_FRAMES;
+/// The rate of a recording whose audio codecs are all narrowband (G.711, G.729).
+pub const NARROWBAND_RATE: u32 = 8000;
+/// The rate of a recording with a wideband codec (G.722, Opus).
+pub const WIDEBAND_RATE: u32 = 16_000;
 const FRAME_BYTES: usize = 4;
 const HEADER_LEN: u64 = 44;
 
@@ -31,28 +29,52 @@ const HEADER_LEN: u64 = 44;
 pub struct WavWriter {
     path: PathBuf,
     file: File,
-    /// Frame `f` lives at bytes `(f % RING_FRAMES) * 4 ..+ 4`: left then right, i16 LE.
+    /// Frames per second.
+    rate: u32,
+    /// Frames a sample may arrive late and still be placed (1 s).
+    window: u64,
+    /// Final frames are written to disk once this many have gathered (0.5 s).
+    flush: u64,
+    /// Ring size: the window plus the final frames not yet written.
+    ring_frames: usize,
+    /// Frame `f` lives at bytes `(f % ring_frames) * 4 ..+ 4`: left then right, i16 LE.
     ring: Vec<u8>,
     /// Start of the window: samples for earlier frames are late (lost).
     base: u64,
-    /// Frames written to disk (`written <= base`, `base - written < FLUSH_FRAMES` between calls).
+    /// Frames written to disk (`written <= base`, `base - written < flush` between calls).
     written: u64,
     /// Samples that arrived after their frame had left the window.
     pub late_samples: u64,
 }
 
 impl WavWriter {
-    pub fn create(path: &Path) -> io::Result<Self> {
+    /// Creates the file at `rate` frames per second (8000 or 16000; others are taken as 8000).
+    pub fn create(path: &Path, rate: u32) -> io::Result<Self> {
+        let rate = if rate == WIDEBAND_RATE {
+            WIDEBAND_RATE
+        } else {
+            NARROWBAND_RATE
+        };
         let mut file = File::create(path)?;
-        file.write_all(&header(0))?;
+        file.write_all(&header(0, rate))?;
+        let ring_frames = (rate + rate / 2) as usize;
         Ok(WavWriter {
             path: path.to_path_buf(),
             file,
-            ring: vec![0u8; RING_FRAMES * FRAME_BYTES],
+            rate,
+            window: u64::from(rate),
+            flush: u64::from(rate / 2),
+            ring_frames,
+            ring: vec![0u8; ring_frames * FRAME_BYTES],
             base: 0,
             written: 0,
             late_samples: 0,
         })
+    }
+
+    /// Frames per second.
+    pub fn rate(&self) -> u32 {
+        self.rate
     }
 
     /// Puts samples of one channel (0 = left, 1 = right) starting at frame `pos`.
@@ -82,11 +104,12 @@ impl WavWriter {
         conv: impl Fn(T) -> i16,
     ) -> io::Result<()> {
         let len = src.len() as u64;
-        let window = WINDOW_FRAMES as u64;
+        let window = self.window;
+        let ring_frames = self.ring_frames;
         let end = pos + len;
         if end > self.base + window {
             self.base = end - window;
-            if self.base - self.written >= FLUSH_FRAMES as u64 {
+            if self.base - self.written >= self.flush {
                 self.write_until(self.base)?;
             }
         }
@@ -96,8 +119,8 @@ impl WavWriter {
         let mut src = src.get(skip as usize..).unwrap_or_default();
         let mut frame = pos + skip;
         while !src.is_empty() {
-            let idx = (frame % RING_FRAMES as u64) as usize;
-            let n = src.len().min(RING_FRAMES - idx);
+            let idx = (frame % ring_frames as u64) as usize;
+            let n = src.len().min(ring_frames - idx);
             let (now, rest) = src.split_at(n);
             let dst = self
                 .ring
@@ -128,8 +151,8 @@ impl WavWriter {
     /// frames never placed are zero, so a jump past the ring writes silence).
     fn write_until(&mut self, frame: u64) -> io::Result<()> {
         while self.written < frame {
-            let idx = (self.written % RING_FRAMES as u64) as usize;
-            let n = ((frame - self.written) as usize).min(RING_FRAMES - idx);
+            let idx = (self.written % self.ring_frames as u64) as usize;
+            let n = ((frame - self.written) as usize).min(self.ring_frames - idx);
             let bytes = self
                 .ring
                 .get_mut(idx * FRAME_BYTES..(idx + n) * FRAME_BYTES)
@@ -145,7 +168,7 @@ impl WavWriter {
     /// patches the header, fsyncs, and returns the file's size and SHA-256.
     pub fn finish(mut self, total_frames: u64) -> io::Result<(u64, [u8; 32])> {
         let keep = total_frames.max(self.base);
-        let in_ring = keep.min(self.base + WINDOW_FRAMES as u64);
+        let in_ring = keep.min(self.base + self.window);
         self.write_until(in_ring)?;
         // Anything beyond the window is silence.
         let zeros = [0u8; 4096];
@@ -158,7 +181,7 @@ impl WavWriter {
         let mut file = self.file;
         let data_len = keep * FRAME_BYTES as u64;
         file.seek(SeekFrom::Start(0))?;
-        file.write_all(&header(data_len))?;
+        file.write_all(&header(data_len, self.rate))?;
         file.sync_all()?;
         // The header changed after the data was written: hash the finished file.
         let mut f = File::open(&self.path)?;
@@ -178,7 +201,7 @@ impl WavWriter {
     }
 }
 
-fn header(data_len: u64) -> [u8; 44] {
+fn header(data_len: u64, rate: u32) -> [u8; 44] {
     let data_len = u32::try_from(data_len).unwrap_or(u32::MAX - 36);
     let mut h = [0u8; 44];
     let channels: u16 = 2;
@@ -191,8 +214,8 @@ fn header(data_len: u64) -> [u8; 44] {
     h[16..20].copy_from_slice(&16u32.to_le_bytes());
     h[20..22].copy_from_slice(&1u16.to_le_bytes());
     h[22..24].copy_from_slice(&channels.to_le_bytes());
-    h[24..28].copy_from_slice(&SAMPLE_RATE.to_le_bytes());
-    h[28..32].copy_from_slice(&(SAMPLE_RATE * u32::from(block)).to_le_bytes());
+    h[24..28].copy_from_slice(&rate.to_le_bytes());
+    h[28..32].copy_from_slice(&(rate * u32::from(block)).to_le_bytes());
     h[32..34].copy_from_slice(&block.to_le_bytes());
     h[34..36].copy_from_slice(&bits.to_le_bytes());
     h[36..40].copy_from_slice(b"data");
@@ -208,7 +231,7 @@ mod tests {
     fn places_samples_by_frame_and_pads_to_length() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("a.wav");
-        let mut w = WavWriter::create(&p).expect("create");
+        let mut w = WavWriter::create(&p, NARROWBAND_RATE).expect("create");
         w.put(0, 10, &[1i16, 2, 3]).expect("put");
         w.put(1, 20_000, &[7i16; 160]).expect("put");
         // Late: frame 5 was flushed when frame 20_000 arrived.
@@ -233,7 +256,7 @@ mod tests {
 
     /// The writer's output equals a plain model of its rules (a sample lands unless its frame is
     /// more than the window behind the newest frame; the file is cut or padded to the length), over
-    /// in-order, reordered, late, jumping and overlapping puts on both channels.
+    /// in-order, reordered, late, jumping and overlapping puts on both channels, at both rates.
     #[test]
     fn matches_model_across_ring_wraps_jumps_and_late_puts() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -244,9 +267,17 @@ mod tests {
                 .wrapping_add(1_442_695_040_888_963_407);
             (seed >> 33) % n
         };
-        for case in 0..6u64 {
+        for case in 0..8u64 {
+            let rate = if case < 6 {
+                NARROWBAND_RATE
+            } else {
+                WIDEBAND_RATE
+            };
+            let window = u64::from(rate);
+            let ring = window * 3 / 2;
             let p = dir.path().join(format!("{case}.wav"));
-            let mut w = WavWriter::create(&p).expect("create");
+            let mut w = WavWriter::create(&p, rate).expect("create");
+            assert_eq!(w.rate(), rate);
             let mut model: Vec<[i16; 2]> = Vec::new();
             let mut base = 0u64;
             let mut late = 0u64;
@@ -255,8 +286,8 @@ mod tests {
                 let ch = rnd(2) as usize;
                 let len = 1 + rnd(400);
                 let pos = match rnd(20) {
-                    0 => next[ch].saturating_sub(rnd(2 * WINDOW_FRAMES as u64)),
-                    1 => next[ch] + rnd(5 * RING_FRAMES as u64),
+                    0 => next[ch].saturating_sub(rnd(2 * window)),
+                    1 => next[ch] + rnd(5 * ring),
                     _ => next[ch],
                 };
                 next[ch] = next[ch].max(pos + len);
@@ -267,7 +298,7 @@ mod tests {
                     let codes: Vec<u8> = samples.iter().map(|&s| s as u8).collect();
                     w.put_g711(ch, pos, Law::Alaw, &codes).expect("put");
                 }
-                base = base.max((pos + len).saturating_sub(WINDOW_FRAMES as u64));
+                base = base.max((pos + len).saturating_sub(window));
                 for (i, &s) in samples.iter().enumerate() {
                     let f = pos + i as u64;
                     if f < base {
@@ -287,13 +318,13 @@ mod tests {
             assert_eq!(w.late_samples, late);
             let newest = next[0].max(next[1]);
             let total = match case / 2 {
-                0 => newest + 3 * WINDOW_FRAMES as u64,
-                1 => newest.saturating_sub(WINDOW_FRAMES as u64 / 2),
+                0 | 3 => newest + 3 * window,
+                1 => newest.saturating_sub(window / 2),
                 _ => 0,
             };
             let keep = total.max(base);
             model.resize(keep as usize, [0, 0]);
-            let mut want = header(keep * 4).to_vec();
+            let mut want = header(keep * 4, rate).to_vec();
             for [l, r] in &model {
                 want.extend_from_slice(&l.to_le_bytes());
                 want.extend_from_slice(&r.to_le_bytes());

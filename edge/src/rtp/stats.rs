@@ -44,6 +44,15 @@ impl StreamStats {
         }
     }
 
+    /// Changes the clock rate (a stream whose codec was recognised after its first packets);
+    /// the jitter estimate starts again.
+    pub fn set_clock_rate(&mut self, clock_rate: u32) {
+        self.clock_rate = clock_rate.max(1);
+        self.jitter = 0.0;
+        self.max_jitter = 0.0;
+        self.last_transit = None;
+    }
+
     /// Accounts one packet: its sequence number, RTP timestamp, arrival time and payload size.
     pub fn update(&mut self, seq: u16, rtp_ts: u32, arrival_ns: i64, payload_len: usize) {
         self.bytes += payload_len as u64;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tapfleet_schemas::CaptureConfig;
 use tokio::sync::mpsc::Sender;
@@ -47,7 +47,8 @@ pub struct CaptureCounters {
     pub active_calls: AtomicU64,
 }
 
-/// Starts the capture thread.
+/// Starts the capture thread. Setting `stop` ends it (within about a second: checked at the
+/// recorder's 1 s tick) as if the source had ended: every call is finished, then `Ended`.
 pub fn spawn(
     source: Source,
     capture: CaptureConfig,
@@ -55,11 +56,12 @@ pub fn spawn(
     opts: RecorderOptions,
     tx: Sender<CaptureMsg>,
     counters: Arc<CaptureCounters>,
+    stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("capture".to_owned())
         .spawn(move || {
-            let error = match run(source, &capture, out_dir, opts, &tx, &counters) {
+            let error = match run(source, &capture, out_dir, opts, &tx, &counters, &stop) {
                 Ok(()) => None,
                 Err(e) => Some(format!("{e:#}")),
             };
@@ -74,6 +76,7 @@ fn run(
     opts: RecorderOptions,
     tx: &Sender<CaptureMsg>,
     counters: &CaptureCounters,
+    stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let mut pace = None;
     let mut src: Box<dyn PacketSource> = match source {
@@ -102,6 +105,25 @@ fn run(
         }
     };
     let mut recorder = Recorder::new(out_dir, opts);
+    let result = feed(&mut *src, pace, &mut recorder, tx, counters, stop);
+    if result.is_err() {
+        // Calls that ended before the source failed are finished (by the recorder's finisher
+        // thread): hand their events over before reporting the error.
+        recorder.wait_finishing();
+        let _ = forward(&mut recorder, tx, counters);
+    }
+    result
+}
+
+/// Feeds every packet of `src` to the recorder, then finishes all calls.
+fn feed(
+    src: &mut dyn PacketSource,
+    mut pace: Option<Pace>,
+    recorder: &mut Recorder,
+    tx: &Sender<CaptureMsg>,
+    counters: &CaptureCounters,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
     let mut last_tick_ns = i64::MIN;
     loop {
         let now = match src.next_packet()? {
@@ -133,11 +155,14 @@ fn run(
             if let Some(d) = st.if_dropped {
                 counters.interface_drops.store(d, Ordering::Relaxed);
             }
+            if stop.load(Ordering::Relaxed) {
+                break; // a restart (new capture settings): finish every call as at the end
+            }
         }
-        forward(&mut recorder, tx, counters)?;
+        forward(recorder, tx, counters)?;
     }
     recorder.finish();
-    forward(&mut recorder, tx, counters)?;
+    forward(recorder, tx, counters)?;
     Ok(())
 }
 

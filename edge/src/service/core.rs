@@ -6,19 +6,23 @@
 //!   the manager's `Ack::Manifest` arrives; only then is the recording `Announced`;
 //! - files of announced recordings are offered one at a time when the cache policy says so (or
 //!   at once on an upload job); an offer without answer is made again;
-//! - a recording becomes `Stored` only on the manager's `Ack::Stored` for each of its files.
+//! - a recording becomes `Stored` only on the manager's `Ack::Stored` for each of its files;
+//! - storage policy `edge-local`: recordings are announced but uploaded only on a job (the
+//!   manager fetching one), and with `edge-local` or `keep_local_copy` nothing is evicted (this
+//!   cache is a copy the catalog lists as `edge:<edge_id>`).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use rumqttc::{AsyncClient, QoS};
 use tapfleet_schemas::{
-    Ack, AckBody, Channel, DesiredConfig, EdgeConfig, Job, JobAction, JobReply, Manifest, Message,
-    ReplyBody, ReportedState, SCHEMA_VERSION, Telemetry, Topic, TransferOffer, decode, encode,
+    Ack, AckBody, CaptureConfig, Channel, DesiredConfig, EdgeConfig, Job, JobAction, JobReply,
+    Manifest, Message, ReplyBody, ReportedState, SCHEMA_VERSION, Telemetry, Topic, TransferOffer,
+    decode, encode,
 };
 use tokio::sync::mpsc;
 
@@ -32,6 +36,8 @@ use crate::cache::{Cache, State, policy};
 use crate::recorder::{RecorderEvent, RecorderOptions};
 use crate::transfer::SenderConfig;
 
+/// The storage policy target meaning "this edge keeps its recordings".
+const EDGE_LOCAL: &str = "edge-local";
 const OUTBOX_RESEND: Duration = Duration::from_secs(10);
 const OFFER_TIMEOUT: Duration = Duration::from_secs(20);
 const TICK: Duration = Duration::from_millis(500);
@@ -82,6 +88,74 @@ struct Current {
     transfer_id: Option<u64>,
 }
 
+/// The capture thread and what it takes to start it again when capture settings change.
+struct CaptureCtl {
+    source: Source,
+    out_dir: PathBuf,
+    edge_id: String,
+    tx: mpsc::Sender<CaptureMsg>,
+    /// The running thread's stop flag.
+    stop: Arc<AtomicBool>,
+    running: bool,
+    /// Settings to start with once the running thread has ended.
+    pending: Option<CaptureConfig>,
+}
+
+impl CaptureCtl {
+    /// Starts a capture thread with `cfg` (its interfaces, when set, replace the command line's).
+    fn start(
+        &mut self,
+        cfg: &CaptureConfig,
+        counters: &Arc<CaptureCounters>,
+        metrics: &CoreMetrics,
+    ) -> anyhow::Result<()> {
+        let source = match &self.source {
+            Source::Live(_) if !cfg.interfaces.is_empty() => Source::Live(cfg.interfaces.clone()),
+            s => s.clone(),
+        };
+        self.stop = Arc::new(AtomicBool::new(false));
+        capture_thread::spawn(
+            source,
+            cfg.clone(),
+            self.out_dir.clone(),
+            recorder_options(&self.edge_id, cfg),
+            self.tx.clone(),
+            counters.clone(),
+            self.stop.clone(),
+        )?;
+        self.running = true;
+        metrics.capture_starts_total.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(snaplen = cfg.snaplen, rtp_timeout_secs = cfg.rtp_timeout_secs, interfaces = ?cfg.interfaces, "capture started");
+        Ok(())
+    }
+
+    /// Restarts the capture with new settings: stops the running thread (its calls end as at
+    /// the end of a capture) and starts a new one when it has ended.
+    fn restart(
+        &mut self,
+        cfg: &CaptureConfig,
+        counters: &Arc<CaptureCounters>,
+        metrics: &CoreMetrics,
+    ) -> anyhow::Result<()> {
+        tracing::info!("capture settings changed: restarting the capture");
+        if self.running {
+            self.stop.store(true, Ordering::Relaxed);
+            self.pending = Some(cfg.clone());
+            Ok(())
+        } else {
+            self.start(cfg, counters, metrics)
+        }
+    }
+}
+
+fn recorder_options(edge_id: &str, cfg: &CaptureConfig) -> RecorderOptions {
+    RecorderOptions {
+        edge_id: Some(edge_id.to_owned()),
+        rtp_timeout_ns: i64::from(cfg.rtp_timeout_secs.max(1)) * 1_000_000_000,
+        ..RecorderOptions::default()
+    }
+}
+
 struct Core {
     data: PathBuf,
     hostname: String,
@@ -96,8 +170,10 @@ struct Core {
     current: Option<Current>,
     connected: bool,
     counters: Arc<CaptureCounters>,
+    capture: CaptureCtl,
     metrics: Arc<CoreMetrics>,
     errors: u64,
+    transfer_failures: u64,
     sent_bytes: u64,
     last_outbox: tokio::time::Instant,
     last_telemetry: tokio::time::Instant,
@@ -137,25 +213,24 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
         .as_ref()
         .map(|c| c.edge.capture.clone())
         .unwrap_or_default();
-    let opts = RecorderOptions {
-        edge_id: Some(setup.identity.edge_id.clone()),
-        rtp_timeout_ns: i64::from(capture_cfg.rtp_timeout_secs.max(1)) * 1_000_000_000,
-        ..RecorderOptions::default()
-    };
+    let opts = recorder_options(&setup.identity.edge_id, &capture_cfg);
     // Before capturing: whatever an earlier run left half-written is finalized, not lost.
     let report =
         super::recover::reconcile(&cache, &opts, now_ms()).context("reconciling the cache")?;
     if report != super::recover::Report::default() {
         tracing::warn!(?report, "cache reconciled after an unclean stop");
     }
-    capture_thread::spawn(
-        setup.source,
-        capture_cfg,
-        cache.recordings_dir().to_path_buf(),
-        opts,
-        cap_tx,
-        counters.clone(),
-    )?;
+    let mut capture = CaptureCtl {
+        source: setup.source,
+        out_dir: cache.recordings_dir().to_path_buf(),
+        edge_id: setup.identity.edge_id.clone(),
+        tx: cap_tx,
+        stop: Arc::new(AtomicBool::new(false)),
+        running: false,
+        pending: None,
+    };
+    let metrics = Arc::new(CoreMetrics::default());
+    capture.start(&capture_cfg, &counters, &metrics)?;
 
     let long_ago = tokio::time::Instant::now()
         .checked_sub(Duration::from_secs(3600))
@@ -174,8 +249,10 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
         current: None,
         connected: false,
         counters,
-        metrics: Arc::new(CoreMetrics::default()),
+        capture,
+        metrics,
         errors: 0,
+        transfer_failures: 0,
         sent_bytes: 0,
         last_outbox: long_ago,
         last_telemetry: long_ago,
@@ -192,17 +269,12 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
         core.edge_config().cache.bandwidth_limit_bps,
     ));
     let mut tick = tokio::time::interval(TICK);
-    let mut capture_open = true;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         let result = tokio::select! {
             Some(ev) = net_rx.recv() => core.on_net(ev).await,
-            Some(msg) = cap_rx.recv(), if capture_open => {
-                if matches!(msg, CaptureMsg::Ended { .. }) {
-                    capture_open = false;
-                }
-                core.on_capture(msg).await
-            }
+            // The core holds a sender (to restart capture), so this never ends.
+            Some(msg) = cap_rx.recv() => core.on_capture(msg).await,
             Some(ev) = upload_ev_rx.recv() => core.on_upload(ev).await,
             _ = tick.tick() => core.on_tick().await,
             _ = tokio::signal::ctrl_c() => break,
@@ -347,11 +419,14 @@ impl Core {
                 } else {
                     if current != Some(cfg.version) {
                         tracing::info!(version = cfg.version, "applying config");
-                        if self.config.as_ref().map(|c| &c.edge.capture) != Some(&cfg.edge.capture)
-                        {
-                            tracing::info!(
-                                "capture settings changed: they apply at the next start of the service"
-                            );
+                        // Live: only capture settings restart the capture; the rest (cache,
+                        // upload, storage, telemetry) is read from `self.config` as it goes.
+                        if self.edge_config().capture != cfg.edge.capture {
+                            self.capture.restart(
+                                &cfg.edge.capture,
+                                &self.counters,
+                                &self.metrics,
+                            )?;
                         }
                     }
                     super::save_config(&self.data, &cfg)?;
@@ -404,10 +479,18 @@ impl Core {
                 self.errors += 1;
                 tracing::error!(recording = %recording_id, error, "recording failed and was dropped");
             }
-            CaptureMsg::Ended { error: None } => tracing::info!("capture source ended"),
-            CaptureMsg::Ended { error: Some(e) } => {
-                self.errors += 1;
-                tracing::error!(error = %e, "capture stopped");
+            CaptureMsg::Ended { error } => {
+                self.capture.running = false;
+                match error {
+                    None => tracing::info!("capture source ended"),
+                    Some(e) => {
+                        self.errors += 1;
+                        tracing::error!(error = %e, "capture stopped");
+                    }
+                }
+                if let Some(cfg) = self.capture.pending.take() {
+                    self.capture.start(&cfg, &self.counters, &self.metrics)?;
+                }
             }
         }
         Ok(())
@@ -491,6 +574,7 @@ impl Core {
                 ..
             } => {
                 self.errors += 1;
+                self.transfer_failures += 1;
                 tracing::warn!(recording = %recording_id, file, reason, "transfer failed; will offer again");
                 if self
                     .current
@@ -568,6 +652,7 @@ impl Core {
                 reason,
             } => {
                 self.errors += 1;
+                self.transfer_failures += 1;
                 tracing::warn!(transfer_id, reason, "upload failed");
                 if let Some(cur) = self.current.take_if(|c| c.transfer_id == Some(transfer_id)) {
                     self.enqueue(cur.recording_id, cur.file, false);
@@ -585,12 +670,16 @@ impl Core {
         let cfg = self.edge_config();
         let summary = self.cache.summary()?;
         self.update_cache_metrics(&summary, &cfg);
-        if policy::should_upload(
-            &cfg.cache,
-            summary.backlog_bytes,
-            summary.backlog_oldest_ms,
-            now_ms(),
-        ) {
+        // `edge-local`: the files stay here; only a job (the manager's upload) sends them.
+        let edge_local = cfg.storage.target == EDGE_LOCAL;
+        if !edge_local
+            && policy::should_upload(
+                &cfg.cache,
+                summary.backlog_bytes,
+                summary.backlog_oldest_ms,
+                now_ms(),
+            )
+        {
             for (id, e) in self.cache.in_state(State::Announced)? {
                 for f in e.manifest.iter().flat_map(|m| m.files.iter()) {
                     if !e.stored_files.contains(&f.name) {
@@ -602,7 +691,13 @@ impl Core {
         if self.connected && policy::upload_window_open(&cfg.cache.upload_windows, now_ms()) {
             self.offer_next().await?;
         }
-        let entries = self.cache.entries()?;
+        // This edge's local storage is a copy the catalog counts on: never evicted.
+        let keep_local = edge_local || cfg.storage.keep_local_copy;
+        let entries = if keep_local {
+            Vec::new()
+        } else {
+            self.cache.entries()?
+        };
         let evict: Vec<String> = policy::to_evict(
             &cfg.cache,
             entries.iter().map(|(id, e)| (id.as_str(), e)),
@@ -722,6 +817,7 @@ impl Core {
         t.upload_bytes_per_sec = self.sent_bytes / every.as_secs().max(1);
         self.sent_bytes = 0;
         t.errors = self.errors;
+        t.transfer_failures = self.transfer_failures;
         self.publish(&self.topics.telemetry, false, &t).await
     }
 }

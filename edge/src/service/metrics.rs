@@ -26,6 +26,8 @@ pub struct CoreMetrics {
     pub bad_messages_total: AtomicU64,
     pub connected: AtomicU64,
     pub config_version: AtomicU64,
+    /// Capture threads started: 1 at start, one more per restart (capture settings changed).
+    pub capture_starts_total: AtomicU64,
 }
 
 /// Renders every metric in the Prometheus text format.
@@ -96,6 +98,12 @@ pub fn render(core: &CoreMetrics, capture: &CaptureCounters) -> String {
         "gauge",
         "Version of the applied config.",
         &core.config_version,
+    );
+    metric(
+        "capture_starts_total",
+        "counter",
+        "Capture starts (1 + restarts for new capture settings).",
+        &core.capture_starts_total,
     );
     metric(
         "cache_used_bytes",

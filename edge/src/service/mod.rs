@@ -21,6 +21,7 @@ mod upload;
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use tapfleet_schemas::{DesiredConfig, decode, encode};
@@ -31,9 +32,14 @@ pub struct RunArgs {
     /// Folder for the edge's identity, config, cache and index.
     #[arg(long, env = "TAPFLEET_DATA")]
     pub data: PathBuf,
-    /// The fleet's MQTT broker.
+    /// The fleet's MQTT broker: mqtt://host[:port] (loopback), or mqtts://host[:port] (TLS,
+    /// port 8883 by default: the edge's certificate from the fleet CA).
     #[arg(long, env = "TAPFLEET_BROKER", default_value = "mqtt://127.0.0.1:1883")]
     pub broker: String,
+    /// The fleet CA certificate (PEM) to trust for mqtts:// before the first enrollment (the
+    /// manager's DATA/ca/ca.crt); afterwards the CA from the enrollment is used.
+    #[arg(long = "ca", env = "TAPFLEET_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Claim token for the first enrollment (not needed once enrolled).
     #[arg(long, env = "TAPFLEET_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -62,21 +68,33 @@ pub struct RunArgs {
 pub struct BrokerAddr {
     pub host: String,
     pub port: u16,
+    /// `mqtts://`: connect with TLS.
+    pub secure: bool,
+    /// The TLS setup (set once the fleet CA is known); none: plain TCP.
+    pub tls: Option<net::TlsClient>,
 }
 
 impl fmt::Display for BrokerAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "mqtt://{}:{}", self.host, self.port)
+        let scheme = if self.secure { "mqtts" } else { "mqtt" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
     }
 }
 
 impl BrokerAddr {
-    /// Parses `mqtt://host[:port]` (port 1883 by default; IPv6 hosts in brackets).
+    /// Parses `mqtt://host[:port]` (port 1883 by default) or `mqtts://host[:port]` (8883); IPv6
+    /// hosts in brackets.
     pub fn parse(url: &str) -> anyhow::Result<BrokerAddr> {
-        let rest = url
-            .strip_prefix("mqtt://")
-            .or_else(|| url.strip_prefix("tcp://"))
-            .with_context(|| format!("broker {url:?}: expected mqtt://host:port"))?;
+        let (secure, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+            (true, Some(r))
+        } else {
+            (
+                false,
+                url.strip_prefix("mqtt://")
+                    .or_else(|| url.strip_prefix("tcp://")),
+            )
+        };
+        let rest = rest.with_context(|| format!("broker {url:?}: expected mqtt(s)://host:port"))?;
         let rest = rest.trim_end_matches('/');
         let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
             let (h, p) = v6
@@ -96,11 +114,14 @@ impl BrokerAddr {
             Some(p) => p
                 .parse()
                 .with_context(|| format!("broker {url:?}: bad port {p:?}"))?,
+            None if secure => 8883,
             None => 1883,
         };
         Ok(BrokerAddr {
             host: host.to_owned(),
             port,
+            secure,
+            tls: None,
         })
     }
 }
@@ -120,7 +141,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let broker = BrokerAddr::parse(&args.broker)?;
+    let mut broker = BrokerAddr::parse(&args.broker)?;
     if args.replay.is_none() && args.interface.is_empty() {
         bail!("give --replay FILE or --interface IF");
     }
@@ -136,7 +157,25 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     create_private_dir(&args.data)?;
     let hostname = hostname();
-    let identity = match identity::load(&args.data)? {
+    let slot = Arc::new(net::CertSlot::default());
+    let saved = identity::load(&args.data)?;
+    if broker.secure {
+        let ca = match (saved.as_ref().and_then(|i| i.ca_pem.clone()), &args.ca_file) {
+            (Some(ca), _) => ca,
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .with_context(|| format!("reading the fleet CA {}", f.display()))?,
+            (None, None) => {
+                bail!("{broker} needs the fleet CA: give --ca FILE (the manager's DATA/ca/ca.crt)")
+            }
+        };
+        if let Some(id) = &saved
+            && let (Some(cert), Some(key)) = (&id.certificate_pem, identity::load_key(&args.data)?)
+        {
+            slot.set(cert, &key)?;
+        }
+        broker.tls = Some(net::TlsClient::new(&ca, slot.clone())?);
+    }
+    let identity = match saved {
         Some(id) => id,
         None => {
             let token = match (&args.token, &args.token_file) {
@@ -150,12 +189,25 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             };
             tracing::info!(broker = %broker, "enrolling");
-            let id = identity::enroll(&broker, &token, &hostname).await?;
-            identity::save(&args.data, &id)?;
+            let id = identity::enroll(&broker, &token, &hostname, &args.data).await?;
+            if let (Some(cert), Some(key)) = (&id.certificate_pem, identity::load_key(&args.data)?)
+            {
+                slot.set(cert, &key)?;
+            }
             id
         }
     };
-    tracing::info!(tenant = %identity.tenant, edge = %identity.edge_id, "edge identity");
+    tracing::info!(tenant = %identity.tenant, edge = %identity.edge_id, certificate = identity.certificate_pem.is_some(), "edge identity");
+    if broker.secure {
+        identity::spawn_renewal(
+            broker.clone(),
+            identity.clone(),
+            hostname.clone(),
+            args.data.clone(),
+            slot.clone(),
+            std::time::Duration::from_secs(3600),
+        );
+    }
     let config = load_config(&args.data);
     let source = match (&args.replay, args.interface.as_slice()) {
         (Some(file), _) => capture_thread::Source::Replay {
@@ -276,5 +328,8 @@ mod tests {
         assert!(BrokerAddr::parse("http://x").is_err());
         assert!(BrokerAddr::parse("mqtt://x:notaport").is_err());
         assert!(BrokerAddr::parse("mqtt://:1883").is_err());
+        let s = BrokerAddr::parse("mqtts://localhost").expect("parses");
+        assert!(s.secure && s.port == 8883 && s.tls.is_none());
+        assert_eq!(s.to_string(), "mqtts://localhost:8883");
     }
 }

@@ -138,6 +138,22 @@ mod tests {
     }
 
     #[test]
+    fn sdp_fmtp_parameters_per_payload_type() {
+        let body = b"v=0\r\nc=IN IP4 10.0.0.1\r\nm=video 4000 RTP/AVP 96 97\r\n\
+            a=rtpmap:96 H264/90000\r\n\
+            a=fmtp:96 packetization-mode=1;sprop-parameter-sets=Z0LAFraA,aM48gA==\r\n\
+            a=fmtp:x broken\r\n";
+        let sd = sdp::parse(body).expect("sdp");
+        assert_eq!(
+            sd.media[0].fmtps,
+            vec![(
+                96,
+                "packetization-mode=1;sprop-parameter-sets=Z0LAFraA,aM48gA==".to_string()
+            )]
+        );
+    }
+
+    #[test]
     fn rejects_non_sip_and_never_panics_on_prefixes() {
         assert_eq!(parse(b"hello"), Err(SipError::NotSip));
         assert!(parse(b"INVITE sip:a SIP/2.0\r\nCall-ID: x\r\n\r\n").is_err());

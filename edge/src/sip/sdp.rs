@@ -1,6 +1,6 @@
 //! SDP parsing (RFC 8866) for what the recorder needs: connection addresses (session and media
-//! level, IPv4 and IPv6), media lines with port and payload types, `a=rtpmap`, `a=ptime`, and the
-//! direction attributes.
+//! level, IPv4 and IPv6), media lines with port and payload types, `a=rtpmap`, `a=fmtp`, `a=ptime`,
+//! and the direction attributes.
 
 use std::net::IpAddr;
 
@@ -33,6 +33,8 @@ pub struct MediaDescription {
     /// The media-level `c=` or else the session's.
     pub connection: Option<IpAddr>,
     pub rtpmaps: Vec<RtpMap>,
+    /// `a=fmtp:<pt> <parameters>`: payload type and its parameters, as written.
+    pub fmtps: Vec<(u8, String)>,
     pub ptime: Option<u32>,
     pub direction: Direction,
 }
@@ -68,6 +70,8 @@ pub enum SdpError {
 
 const MAX_MEDIA: usize = 32;
 const MAX_FORMATS: usize = 64;
+/// Longer `a=fmtp` parameters are ignored.
+const MAX_FMTP_LEN: usize = 4096;
 
 /// Parses an SDP body. Unknown or malformed lines are ignored; a body without `v=` is refused.
 pub fn parse(body: &[u8]) -> Result<SessionDescription, SdpError> {
@@ -112,6 +116,7 @@ pub fn parse(body: &[u8]) -> Result<SessionDescription, SdpError> {
                     payload_types,
                     connection: sd.connection,
                     rtpmaps: Vec::new(),
+                    fmtps: Vec::new(),
                     ptime: None,
                     direction: session_dir,
                 });
@@ -134,6 +139,15 @@ pub fn parse(body: &[u8]) -> Result<SessionDescription, SdpError> {
                                 && m.rtpmaps.len() < MAX_FORMATS
                             {
                                 m.rtpmaps.push(map);
+                            }
+                        }
+                        "fmtp" => {
+                            if let Some((pt, params)) = value.trim().split_once(' ')
+                                && let Ok(pt) = pt.parse()
+                                && params.len() <= MAX_FMTP_LEN
+                                && m.fmtps.len() < MAX_FORMATS
+                            {
+                                m.fmtps.push((pt, params.trim().to_string()));
                             }
                         }
                         "ptime" => m.ptime = value.trim().parse().ok(),

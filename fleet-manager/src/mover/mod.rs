@@ -3,7 +3,8 @@
 //! it to OpenDAL writers, the catalog and the acks.
 //!
 //! Per offer: refused, answered `Stored` at once (already stored), resumed (an open transfer of
-//! the same file), or started — a transfer id from the store's counter (unique across restarts),
+//! the same file), or started into the recording's `upload_target` (set by a job) or else the
+//! edge's storage policy target — a transfer id from the store's counter (unique across restarts),
 //! a record in the `transfers` table, a [`commit::AtomicWriter`] for the final path, and
 //! `Accept{offset: 0}`. Per chunk: write what the state machine says, ack. At the end: commit
 //! when the SHA-256 matches (the writer checks it again over the bytes it wrote), else abort
@@ -21,7 +22,7 @@ use opendal::Operator;
 use tapfleet_schemas::{Ack, AckBody, Channel, Sha256, Topic, TransferChunk, TransferOffer};
 use tokio::sync::mpsc;
 
-use crate::catalog::{Location, RecordingState, recording_dir};
+use crate::catalog::{Location, recording_dir};
 use crate::metrics::{Metrics, add, inc};
 use crate::mqtt::Outbox;
 use crate::store::{Store, TransferRecord};
@@ -47,6 +48,10 @@ pub enum MoverCmd {
         recording_id: String,
         target: String,
     },
+}
+
+fn has_manifest_in(e: &crate::catalog::RecordingEntry, target: &str) -> bool {
+    e.manifest_locations.iter().any(|l| l.target == target)
 }
 
 struct Active {
@@ -149,15 +154,19 @@ impl Mover {
         edge: &str,
         offer: TransferOffer,
     ) -> anyhow::Result<()> {
-        let target = self.target_of(edge)?;
-        let Some(op) = self.targets.get(&target).cloned() else {
-            let reason = format!("storage target {target:?} is not configured at the manager");
-            return self.fail(tenant, edge, &offer.recording_id, &offer.file, 0, reason);
-        };
         let entry = self
             .store
             .recording(&offer.recording_id)?
             .filter(|e| e.edge_id == edge && e.tenant == tenant);
+        // A job's destination wins over the edge's storage policy.
+        let target = match entry.as_ref().and_then(|e| e.upload_target.clone()) {
+            Some(t) => t,
+            None => self.target_of(edge)?,
+        };
+        let Some(op) = self.targets.get(&target).cloned() else {
+            let reason = format!("storage target {target:?} is not configured at the manager");
+            return self.fail(tenant, edge, &offer.recording_id, &offer.file, 0, reason);
+        };
         let known = match &entry {
             None => KnownFile::UnknownRecording,
             Some(e) => match e.file(&offer.file) {
@@ -430,7 +439,7 @@ impl Mover {
         tracing::info!(edge = %rec.edge_id, recording_id = %rec.recording_id, file = %rec.file, path = %rec.path, size = rec.size, "file stored");
         if let Some(e) = entry
             && e.all_stored_in(&rec.target)
-            && e.state != RecordingState::Stored
+            && !has_manifest_in(&e, &rec.target)
         {
             self.write_manifest(&rec.recording_id, &rec.target, op)
                 .await?;
@@ -453,7 +462,7 @@ impl Mover {
             return Ok(());
         };
         match self.store.recording(recording_id)? {
-            Some(e) if e.all_stored_in(target) && e.state != RecordingState::Stored => {
+            Some(e) if e.all_stored_in(target) && !has_manifest_in(&e, target) => {
                 self.write_manifest(recording_id, target, &op).await
             }
             _ => Ok(()),
@@ -488,6 +497,7 @@ impl Mover {
             },
         )?;
         tracing::info!(%recording_id, %path, "recording stored");
+        crate::jobs::announce_stored(&self.outbox, &e.tenant, &e.edge_id, recording_id, target);
         Ok(())
     }
 }

@@ -55,6 +55,7 @@ impl Manager {
             .arg(data)
             .args(["--http", &http.to_string()])
             .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
+            .env("TAPFLEET_API_TOKEN", API_TOKEN)
             .env("RUST_LOG", "info");
         extra(&mut cmd);
         // tracing writes to stdout.
@@ -111,13 +112,16 @@ impl Drop for Manager {
     }
 }
 
-/// A minimal HTTP/1.1 GET: (status, body).
+/// The admin API token the harness starts the manager with; [`http_get`] sends it.
+pub const API_TOKEN: &str = "tapfleet-test-admin-token-0123456789";
+
+/// A minimal HTTP/1.1 GET with the harness's API token: (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_TOKEN}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut buf = String::new();

@@ -6,10 +6,10 @@
 
 use tapfleet_schemas::{
     Ack, AckBody, CacheConfig, CaptureConfig, DesiredConfig, DtmfEvent, EdgeConfig, EndReason,
-    EnrollGrant, EnrollRequest, EnrollResponse, EnrollResult, FileEntry, Job, JobAction, JobReply,
-    Manifest, Message, Party, RecordingCounts, RecordingKind, ReplyBody, ReportedState, Retention,
-    Sha256, StoragePolicy, StreamDirection, StreamInfo, Telemetry, TimeWindow, TransferChunk,
-    TransferOffer, encode,
+    EnrollGrant, EnrollRequest, EnrollResponse, EnrollResult, Event, EventBody, FileEntry, Job,
+    JobAction, JobReply, Manifest, Message, Party, RecordingCounts, RecordingKind, ReplyBody,
+    ReportedState, Retention, Sha256, StoragePolicy, StreamDirection, StreamInfo, Telemetry,
+    TimeWindow, TransferChunk, TransferOffer, encode,
 };
 
 pub const RID: &str = "20240229T123456Z-deadbeef00010203";
@@ -44,6 +44,7 @@ fn stream(direction: StreamDirection, mos: Option<f64>) -> StreamInfo {
         first_ns: 1_709_210_096_000_000_000,
         last_ns: 1_709_210_126_000_000_000,
         decoded: true,
+        not_decoded: None,
     }
 }
 
@@ -187,6 +188,7 @@ pub fn telemetries() -> Vec<Telemetry> {
         upload_bytes_per_sec: 15,
         errors: 16,
         clock_offset_ms: Some(-17),
+        transfer_failures: 18,
         ..Telemetry::new(1_709_210_096_000)
     };
     vec![zero, full]
@@ -303,7 +305,14 @@ pub fn enroll_requests() -> Vec<EnrollRequest> {
         requested_edge_id: Some("pbx-host".to_owned()),
         ..plain.clone()
     };
-    vec![plain, wishing]
+    let with_csr = EnrollRequest {
+        csr_pem: Some(
+            "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n"
+                .to_owned(),
+        ),
+        ..wishing.clone()
+    };
+    vec![plain, wishing, with_csr]
 }
 
 pub fn enroll_responses() -> Vec<EnrollResponse> {
@@ -315,6 +324,19 @@ pub fn enroll_responses() -> Vec<EnrollResponse> {
                 edge_id: "pbx-host".to_owned(),
                 username: "acme.pbx-host".to_owned(),
                 password: "s3cret".to_owned(),
+                certificate_pem: None,
+                ca_pem: None,
+            }),
+        ),
+        EnrollResponse::new(
+            "s-0123".to_owned(),
+            EnrollResult::Accepted(EnrollGrant {
+                tenant: "acme".to_owned(),
+                edge_id: "pbx-host".to_owned(),
+                username: "pbx-host".to_owned(),
+                password: "s3cret".to_owned(),
+                certificate_pem: Some("-----BEGIN CERTIFICATE-----\n...".to_owned()),
+                ca_pem: Some("-----BEGIN CERTIFICATE-----\n...".to_owned()),
             }),
         ),
         EnrollResponse::new(
@@ -356,5 +378,39 @@ pub fn all_encoded() -> Vec<Encoded> {
     enc("transfer-chunk", transfer_chunks(), &mut out);
     enc("enroll-request", enroll_requests(), &mut out);
     enc("enroll-response", enroll_responses(), &mut out);
+    enc("event", events(), &mut out);
     out
+}
+
+pub fn events() -> Vec<Event> {
+    vec![
+        Event::new(
+            1_700_000_000_002,
+            "pbx-host".to_owned(),
+            EventBody::RecordingStored {
+                recording_id: "20240229T123456Z-deadbeef00010203".to_owned(),
+                target: "cloud".to_owned(),
+            },
+        ),
+        Event::new(
+            1_700_000_000_003,
+            "pbx-host".to_owned(),
+            EventBody::AlertRaised {
+                rule: "no_traffic".to_owned(),
+                severity: "warning".to_owned(),
+                message: "no packet for 300 s".to_owned(),
+                value: 301,
+                threshold: 300,
+            },
+        ),
+        Event::new(
+            1_700_000_000_004,
+            "pbx-host".to_owned(),
+            EventBody::AlertCleared {
+                rule: "clock_skew".to_owned(),
+                message: "clock offset back within 2000 ms".to_owned(),
+                value: -12,
+            },
+        ),
+    ]
 }

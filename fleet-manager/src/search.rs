@@ -1,0 +1,680 @@
+//! Recordings search: secondary indexes in the manager's redb and the query that walks them.
+//!
+//! Every index key is `PREFIX \0 INV_START(8, big endian) RECORDING_ID`, where `INV_START` orders
+//! start times newest first, so within one prefix the keys are already in the API's sort order
+//! (start time descending, then recording id ascending) and a cursor is just a position in it.
+//! - `rec_idx_time`: prefix empty; value = [`Summary`] (JSON), the fields filters look at.
+//! - `rec_idx_number`: prefix = the normalized caller number and, again, the callee number.
+//! - `rec_idx_edge`: prefix = edge id.   - `rec_idx_call`: prefix = SIP Call-ID.
+//!
+//! The query planner picks one index: Call-ID (exact), else number (prefix: a k-way walk over each
+//! distinct number under the prefix, falling back to the time index when the prefix is so short
+//! that it names thousands of numbers), else edge, else time. The other filters are checked on the
+//! summary. A request scans at most [`SCAN_BUDGET`] index rows; when that runs out the page comes
+//! back short with a cursor to continue (`scan_truncated`), so no query can take the server down.
+//!
+//! Numbers are normalized ([`normalize_number`]): lowercase, only `0-9 a-z * #` kept, so
+//! `+49 30 123` and `4930123` are the same number.
+
+use std::collections::BTreeSet;
+
+use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::RecordingEntry;
+use crate::store::{Store, StoreError};
+
+const IDX_TIME: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rec_idx_time");
+const IDX_NUMBER: TableDefinition<&[u8], ()> = TableDefinition::new("rec_idx_number");
+const IDX_EDGE: TableDefinition<&[u8], ()> = TableDefinition::new("rec_idx_edge");
+const IDX_CALL: TableDefinition<&[u8], ()> = TableDefinition::new("rec_idx_call");
+
+/// The most index rows one search request reads.
+pub const SCAN_BUDGET: usize = 200_000;
+/// Above this many distinct numbers under a prefix, the time index is walked instead.
+const MAX_DISTINCT_NUMBERS: usize = 2_000;
+/// The largest page.
+pub const MAX_LIMIT: usize = 1000;
+
+fn dbr<T, E: Into<redb::Error>>(r: Result<T, E>) -> Result<T, StoreError> {
+    r.map_err(|e| StoreError::Db(e.into()))
+}
+
+/// What the filters look at, kept in the time index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub caller: String,
+    pub callee: String,
+    pub edge: String,
+    pub duration_ms: i64,
+    pub mos: Option<f64>,
+    pub loss_pct: Option<f64>,
+    pub complete: bool,
+}
+
+impl Summary {
+    pub fn of(e: &RecordingEntry) -> Self {
+        Summary {
+            caller: normalize_number(&e.caller.number),
+            callee: normalize_number(&e.callee.number),
+            edge: e.edge_id.clone(),
+            duration_ms: e.duration_ms,
+            mos: e.mos,
+            loss_pct: e.loss_pct,
+            complete: e.complete,
+        }
+    }
+}
+
+/// A number as the index keeps it: lowercase `0-9 a-z * #` only.
+pub fn normalize_number(s: &str) -> String {
+    s.chars()
+        .filter_map(|c| {
+            let c = c.to_ascii_lowercase();
+            (c.is_ascii_alphanumeric() || c == '*' || c == '#').then_some(c)
+        })
+        .collect()
+}
+
+/// Start times, newest first, as an ascending u64.
+fn inv(start_ns: i64) -> u64 {
+    !((start_ns as u64) ^ (1 << 63))
+}
+
+fn uninv(v: u64) -> i64 {
+    ((!v) ^ (1 << 63)) as i64
+}
+
+/// `prefix \0 inv(start) id`. Prefixes never hold `\0` (numbers are normalized; ids checked).
+pub fn key(prefix: &str, start_ns: i64, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 9 + id.len());
+    k.extend(prefix.bytes().filter(|b| *b != 0));
+    k.push(0);
+    k.extend_from_slice(&inv(start_ns).to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// Splits a key into (prefix, start_ns, id).
+fn split_key(k: &[u8]) -> Option<(&[u8], i64, &str)> {
+    let z = k.iter().position(|b| *b == 0)?;
+    let inv_bytes: [u8; 8] = k.get(z + 1..z + 9)?.try_into().ok()?;
+    let id = std::str::from_utf8(k.get(z + 9..)?).ok()?;
+    Some((k.get(..z)?, uninv(u64::from_be_bytes(inv_bytes)), id))
+}
+
+fn prefixes(e: &RecordingEntry) -> (Vec<String>, String, String) {
+    let mut numbers = vec![normalize_number(&e.caller.number)];
+    let callee = normalize_number(&e.callee.number);
+    if callee != numbers[0] {
+        numbers.push(callee);
+    }
+    numbers.retain(|n| !n.is_empty());
+    (numbers, e.edge_id.clone(), e.call_id.replace('\0', ""))
+}
+
+/// Adds a recording to every index (inside the caller's write transaction).
+pub fn index(tx: &WriteTransaction, e: &RecordingEntry) -> Result<(), StoreError> {
+    let summary =
+        serde_json::to_vec(&Summary::of(e)).map_err(|x| StoreError::Encode(x.to_string()))?;
+    let (numbers, edge, call) = prefixes(e);
+    let id = e.recording_id.as_str();
+    dbr(dbr(tx.open_table(IDX_TIME))?
+        .insert(key("", e.start_ns, id).as_slice(), summary.as_slice()))?;
+    let mut t = dbr(tx.open_table(IDX_NUMBER))?;
+    for n in &numbers {
+        dbr(t.insert(key(n, e.start_ns, id).as_slice(), ()))?;
+    }
+    dbr(dbr(tx.open_table(IDX_EDGE))?.insert(key(&edge, e.start_ns, id).as_slice(), ()))?;
+    if !call.is_empty() {
+        dbr(dbr(tx.open_table(IDX_CALL))?.insert(key(&call, e.start_ns, id).as_slice(), ()))?;
+    }
+    Ok(())
+}
+
+/// Removes a recording from every index (for code that deletes catalog entries).
+pub fn unindex(tx: &WriteTransaction, e: &RecordingEntry) -> Result<(), StoreError> {
+    let (numbers, edge, call) = prefixes(e);
+    let id = e.recording_id.as_str();
+    dbr(dbr(tx.open_table(IDX_TIME))?.remove(key("", e.start_ns, id).as_slice()))?;
+    let mut t = dbr(tx.open_table(IDX_NUMBER))?;
+    for n in &numbers {
+        dbr(t.remove(key(n, e.start_ns, id).as_slice()))?;
+    }
+    dbr(dbr(tx.open_table(IDX_EDGE))?.remove(key(&edge, e.start_ns, id).as_slice()))?;
+    dbr(dbr(tx.open_table(IDX_CALL))?.remove(key(&call, e.start_ns, id).as_slice()))?;
+    Ok(())
+}
+
+/// Creates the index tables; returns whether the time index is empty (needs a rebuild).
+pub fn create_tables(tx: &WriteTransaction) -> Result<bool, StoreError> {
+    let empty = dbr(dbr(tx.open_table(IDX_TIME))?.is_empty())?;
+    dbr(tx.open_table(IDX_NUMBER))?;
+    dbr(tx.open_table(IDX_EDGE))?;
+    dbr(tx.open_table(IDX_CALL))?;
+    Ok(empty)
+}
+
+/// A position in the sort order: (start_ns, recording id). Text form `START_NS.ID`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub start_ns: i64,
+    pub id: String,
+}
+
+impl Cursor {
+    pub fn parse(s: &str) -> Option<Cursor> {
+        let (a, b) = s.split_once('.')?;
+        let start_ns = a.parse().ok()?;
+        (!b.is_empty() && b.len() <= 128 && !b.contains('\0')).then(|| Cursor {
+            start_ns,
+            id: b.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.start_ns, self.id)
+    }
+}
+
+/// A search. Times: `from_ns <= start < to_ns`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchQuery {
+    /// A number prefix, matched against the caller and the callee (normalized).
+    pub number: Option<String>,
+    pub from_ns: Option<i64>,
+    pub to_ns: Option<i64>,
+    pub edge: Option<String>,
+    pub min_duration_ms: Option<i64>,
+    pub max_duration_ms: Option<i64>,
+    /// Recordings whose worst MOS is at most this.
+    pub max_mos: Option<f64>,
+    /// Recordings whose worst loss is at least this (percent).
+    pub min_loss_pct: Option<f64>,
+    pub complete: Option<bool>,
+    pub call_id: Option<String>,
+    pub limit: usize,
+    pub after: Option<Cursor>,
+}
+
+impl SearchQuery {
+    fn accepts(&self, s: &Summary, start_ns: i64, number: Option<&str>) -> bool {
+        if let Some(n) = number
+            && !(s.caller.starts_with(n) || s.callee.starts_with(n))
+        {
+            return false;
+        }
+        if self.from_ns.is_some_and(|f| start_ns < f) || self.to_ns.is_some_and(|t| start_ns >= t) {
+            return false;
+        }
+        if self.edge.as_ref().is_some_and(|e| *e != s.edge) {
+            return false;
+        }
+        if self.min_duration_ms.is_some_and(|d| s.duration_ms < d)
+            || self.max_duration_ms.is_some_and(|d| s.duration_ms > d)
+        {
+            return false;
+        }
+        if self.max_mos.is_some_and(|m| !s.mos.is_some_and(|v| v <= m)) {
+            return false;
+        }
+        if self
+            .min_loss_pct
+            .is_some_and(|m| !s.loss_pct.is_some_and(|v| v >= m))
+        {
+            return false;
+        }
+        self.complete.is_none_or(|c| c == s.complete)
+    }
+}
+
+/// One page of results (recording ids in sort order).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Page {
+    pub ids: Vec<String>,
+    /// Where the next page starts; none at the end.
+    pub next: Option<Cursor>,
+    /// The scan budget ran out before the page was full (more may match after `next`).
+    pub scan_truncated: bool,
+}
+
+/// The key range of one prefix for a query: (first key, end key exclusive).
+fn bounds(prefix: &str, q: &SearchQuery) -> (Vec<u8>, Vec<u8>) {
+    let mut lo = key(
+        prefix,
+        q.to_ns.map_or(i64::MAX, |t| t.saturating_sub(1)),
+        "",
+    );
+    if let Some(c) = &q.after {
+        let mut ck = key(prefix, c.start_ns, &c.id);
+        ck.push(0); // strictly after the cursor
+        if ck > lo {
+            lo = ck;
+        }
+    }
+    let hi = match q.from_ns {
+        Some(f) if inv(f) < u64::MAX => key(prefix, uninv(inv(f) + 1), ""),
+        _ => {
+            let mut k: Vec<u8> = prefix.bytes().collect();
+            k.push(1);
+            k
+        }
+    };
+    (lo, hi)
+}
+
+struct Scan {
+    /// (inv start, id) of the best matches so far, at most `want`.
+    found: BTreeSet<(u64, String)>,
+    want: usize,
+    /// Rows left to read; `None`: unbounded (the number walk, which is not in global order).
+    budget: Option<usize>,
+    /// The last row checked, set when the budget ran out: every row up to it was checked.
+    stopped_at: Option<(i64, String)>,
+    last_checked: Option<(i64, String)>,
+}
+
+impl Scan {
+    /// Counts one row; false when the budget is spent (and records where).
+    fn take(&mut self, start_ns: i64, id: &str) -> bool {
+        if let Some(b) = self.budget.as_mut() {
+            if *b == 0 {
+                self.stopped_at = self.last_checked.take();
+                return false;
+            }
+            *b -= 1;
+            self.last_checked = Some((start_ns, id.to_owned()));
+        }
+        true
+    }
+}
+
+impl Scan {
+    fn full_worst(&self) -> Option<&(u64, String)> {
+        if self.found.len() >= self.want {
+            self.found.last()
+        } else {
+            None
+        }
+    }
+
+    fn add(&mut self, start_ns: i64, id: &str) {
+        self.found.insert((inv(start_ns), id.to_owned()));
+        if self.found.len() > self.want {
+            self.found.pop_last();
+        }
+    }
+}
+
+impl Store {
+    /// Rebuilds the indexes from the `recordings` table (a database from before the indexes).
+    pub fn rebuild_search_index(&self) -> Result<usize, StoreError> {
+        let entries = self.recordings()?;
+        let tx = dbr(self.db().begin_write())?;
+        for e in &entries {
+            index(&tx, e)?;
+        }
+        dbr(tx.commit())?;
+        Ok(entries.len())
+    }
+
+    /// Runs a search; returns the page of ids.
+    pub fn search_ids(&self, q: &SearchQuery) -> Result<Page, StoreError> {
+        let tx = dbr(self.db().begin_read())?;
+        let time = dbr(tx.open_table(IDX_TIME))?;
+        let want = q.limit.clamp(1, MAX_LIMIT) + 1;
+        let mut scan = Scan {
+            found: BTreeSet::new(),
+            want,
+            budget: Some(SCAN_BUDGET),
+            stopped_at: None,
+            last_checked: None,
+        };
+        let number = q
+            .number
+            .as_deref()
+            .map(normalize_number)
+            .filter(|n| !n.is_empty());
+        let summary =
+            |start_ns: i64, id: &str| -> Result<Option<Summary>, StoreError> {
+                match dbr(time.get(key("", start_ns, id).as_slice()))? {
+                    Some(v) => serde_json::from_slice(v.value()).map(Some).map_err(|e| {
+                        StoreError::Corrupt {
+                            what: "search summary",
+                            reason: e.to_string(),
+                        }
+                    }),
+                    None => Ok(None),
+                }
+            };
+        // One exact prefix of a `()` index, checking summaries.
+        let walk_exact = |table: &redb::ReadOnlyTable<&[u8], ()>,
+                          prefix: &str,
+                          scan: &mut Scan,
+                          number: Option<&str>|
+         -> Result<(), StoreError> {
+            let (lo, hi) = bounds(prefix, q);
+            for row in dbr(table.range(lo.as_slice()..hi.as_slice()))? {
+                let (k, _) = dbr(row)?;
+                let Some((_, start_ns, id)) = split_key(k.value()) else {
+                    continue;
+                };
+                if let Some(w) = scan.full_worst()
+                    && (inv(start_ns), id) >= (w.0, w.1.as_str())
+                {
+                    break;
+                }
+                if !scan.take(start_ns, id) {
+                    break;
+                }
+                if let Some(s) = summary(start_ns, id)?
+                    && q.accepts(&s, start_ns, number)
+                {
+                    scan.add(start_ns, id);
+                }
+            }
+            Ok(())
+        };
+        let mut use_time = false;
+        if let Some(call) = &q.call_id {
+            let t = dbr(tx.open_table(IDX_CALL))?;
+            walk_exact(&t, call, &mut scan, number.as_deref())?;
+        } else if let Some(n) = &number {
+            let t = dbr(tx.open_table(IDX_NUMBER))?;
+            scan.budget = None;
+            // Each distinct number under the prefix, in key order.
+            let mut pos: Vec<u8> = n.as_bytes().to_vec();
+            let mut distinct = 0usize;
+            loop {
+                let next = {
+                    let mut r = dbr(t.range(pos.as_slice()..))?;
+                    match r.next() {
+                        Some(row) => {
+                            let (k, _) = dbr(row)?;
+                            let k = k.value();
+                            match split_key(k) {
+                                Some((p, _, _)) if p.starts_with(n.as_bytes()) => Some(p.to_vec()),
+                                _ => None,
+                            }
+                        }
+                        None => None,
+                    }
+                };
+                let Some(num) = next else { break };
+                distinct += 1;
+                if distinct > MAX_DISTINCT_NUMBERS {
+                    use_time = true;
+                    break;
+                }
+                let num_s = String::from_utf8_lossy(&num).into_owned();
+                walk_exact(&t, &num_s, &mut scan, None)?;
+                pos = num;
+                pos.push(1);
+            }
+            if use_time {
+                scan.found.clear();
+                scan.budget = Some(SCAN_BUDGET);
+            }
+        } else if let Some(edge) = &q.edge {
+            let t = dbr(tx.open_table(IDX_EDGE))?;
+            walk_exact(&t, edge, &mut scan, None)?;
+        } else {
+            use_time = true;
+        }
+        if use_time {
+            let (lo, hi) = bounds("", q);
+            for row in dbr(time.range(lo.as_slice()..hi.as_slice()))? {
+                let (k, v) = dbr(row)?;
+                let Some((_, start_ns, id)) = split_key(k.value()) else {
+                    continue;
+                };
+                if scan.found.len() >= want {
+                    break;
+                }
+                if !scan.take(start_ns, id) {
+                    break;
+                }
+                let s: Summary =
+                    serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
+                        what: "search summary",
+                        reason: e.to_string(),
+                    })?;
+                if q.accepts(&s, start_ns, number.as_deref()) {
+                    scan.add(start_ns, id);
+                }
+            }
+        }
+        let limit = want - 1;
+        let mut ids: Vec<(i64, String)> = scan
+            .found
+            .into_iter()
+            .map(|(i, id)| (uninv(i), id))
+            .collect();
+        let mut page = Page::default();
+        if let Some((start_ns, id)) = scan.stopped_at {
+            // Every row up to the stop point was checked and the page is not full: go on from it.
+            page.next = Some(Cursor { start_ns, id });
+            page.scan_truncated = true;
+        } else if ids.len() > limit {
+            ids.truncate(limit);
+            page.next = ids.last().map(|(s, i)| Cursor {
+                start_ns: *s,
+                id: i.clone(),
+            });
+        }
+        page.ids = ids.into_iter().map(|(_, i)| i).collect();
+        Ok(page)
+    }
+
+    /// Runs a search and loads the entries of the page.
+    pub fn search(&self, q: &SearchQuery) -> Result<(Vec<RecordingEntry>, Page), StoreError> {
+        let page = self.search_ids(q)?;
+        let mut out = Vec::with_capacity(page.ids.len());
+        for id in &page.ids {
+            if let Some(e) = self.recording(id)? {
+                out.push(e);
+            }
+        }
+        Ok((out, page))
+    }
+}
+
+/// Parses `YYYY-MM-DDTHH:MM[:SS[.fff]]Z` (or `+00:00`) or Unix milliseconds into Unix ns.
+pub fn parse_time(s: &str) -> Option<i64> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse::<i64>().ok()?.checked_mul(1_000_000);
+    }
+    let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-');
+    let y: i64 = d.next()?.parse().ok()?;
+    let mo: i64 = d.next()?.parse().ok()?;
+    let da: i64 = d.next()?.parse().ok()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.split(':');
+    let h: i64 = t.next()?.parse().ok()?;
+    let mi: i64 = t.next()?.parse().ok()?;
+    let se: i64 = t.next().map_or(Some(0), |x| x.parse().ok())?;
+    if d.next().is_some()
+        || t.next().is_some()
+        || !(1..=12).contains(&mo)
+        || !(1..=31).contains(&da)
+        || h > 23
+        || mi > 59
+        || se > 60
+        || frac.len() > 9
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let mut ns_frac: i64 = 0;
+    for (i, b) in frac.bytes().enumerate() {
+        ns_frac += i64::from(b - b'0') * 10i64.pow(8 - i as u32);
+    }
+    // Howard Hinnant's days_from_civil.
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + da - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + se;
+    secs.checked_mul(1_000_000_000)?.checked_add(ns_frac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::PartyEntry;
+    use tapfleet_schemas::{Manifest, RecordingKind};
+
+    fn entry(i: u32, caller: &str, callee: &str, edge: &str, start_s: i64) -> RecordingEntry {
+        let mut m = Manifest::new(format!("20240101T000000Z-{i:016x}"), RecordingKind::Call);
+        m.start_ns = start_s * 1_000_000_000;
+        m.end_ns = m.start_ns + i64::from(i % 7) * 10_000_000_000;
+        m.call_id = format!("call-{i}");
+        let mut e = RecordingEntry::from_manifest(&m, "t", edge);
+        e.caller = PartyEntry {
+            number: caller.into(),
+            display_name: None,
+            uri: String::new(),
+        };
+        e.callee = PartyEntry {
+            number: callee.into(),
+            display_name: None,
+            uri: String::new(),
+        };
+        e.complete = !i.is_multiple_of(5);
+        e.mos = Some(1.0 + f64::from(i % 4));
+        e
+    }
+
+    fn store(n: u32) -> (tempfile::TempDir, Store, Vec<RecordingEntry>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&dir.path().join("m.redb")).expect("open");
+        let all: Vec<RecordingEntry> = (0..n)
+            .map(|i| {
+                entry(
+                    i,
+                    &format!("+49 30 {:04}", i % 13),
+                    &format!("0800{}", i % 3),
+                    if i % 2 == 0 { "e1" } else { "e2" },
+                    1_700_000_000 + i64::from(i / 3), // ties of three on start time
+                )
+            })
+            .collect();
+        s.insert_entries(&all).expect("insert");
+        (dir, s, all)
+    }
+
+    /// The reference: filter everything, sort by (start desc, id asc).
+    fn brute(all: &[RecordingEntry], q: &SearchQuery) -> Vec<String> {
+        let n = q.number.as_deref().map(normalize_number);
+        let mut v: Vec<&RecordingEntry> = all
+            .iter()
+            .filter(|e| q.accepts(&Summary::of(e), e.start_ns, n.as_deref()))
+            .filter(|e| q.call_id.as_ref().is_none_or(|c| *c == e.call_id))
+            .collect();
+        v.sort_by(|a, b| {
+            b.start_ns
+                .cmp(&a.start_ns)
+                .then(a.recording_id.cmp(&b.recording_id))
+        });
+        v.into_iter().map(|e| e.recording_id.clone()).collect()
+    }
+
+    fn all_pages(s: &Store, mut q: SearchQuery) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let p = s.search_ids(&q).expect("search");
+            out.extend(p.ids);
+            match p.next {
+                Some(c) => q.after = Some(c),
+                None => return out,
+            }
+        }
+    }
+
+    #[test]
+    fn every_planner_path_pages_like_a_full_scan() {
+        let (_d, s, all) = store(500);
+        let queries = [
+            SearchQuery::default(),
+            SearchQuery {
+                number: Some("+4930 0001".into()),
+                ..Default::default()
+            },
+            SearchQuery {
+                number: Some("49".into()),
+                min_duration_ms: Some(20_000),
+                ..Default::default()
+            },
+            SearchQuery {
+                number: Some("08002".into()),
+                complete: Some(false),
+                ..Default::default()
+            },
+            SearchQuery {
+                edge: Some("e2".into()),
+                max_mos: Some(2.0),
+                from_ns: Some(1_700_000_050 * 1_000_000_000),
+                to_ns: Some(1_700_000_100 * 1_000_000_000),
+                ..Default::default()
+            },
+            SearchQuery {
+                call_id: Some("call-77".into()),
+                ..Default::default()
+            },
+            SearchQuery {
+                number: Some("999".into()),
+                ..Default::default()
+            },
+        ];
+        for q in queries {
+            let expected = brute(&all, &q);
+            for limit in [1, 7, 50, 1000] {
+                let got = all_pages(&s, SearchQuery { limit, ..q.clone() });
+                assert_eq!(got, expected, "{q:?} limit {limit}");
+            }
+        }
+    }
+
+    #[test]
+    fn rebuild_matches_insert() {
+        let (_d, s, all) = store(50);
+        assert_eq!(s.rebuild_search_index().expect("rebuild"), 50);
+        let q = SearchQuery {
+            number: Some("0800".into()),
+            limit: 1000,
+            ..Default::default()
+        };
+        assert_eq!(all_pages(&s, q.clone()), brute(&all, &q));
+    }
+
+    #[test]
+    fn cursors_and_times_parse() {
+        let c = Cursor::parse("-5.20240101T000000Z-00").expect("cursor");
+        assert_eq!(c.start_ns, -5);
+        assert_eq!(Cursor::parse(&c.to_string()), Some(c));
+        assert!(Cursor::parse("x.y").is_none() && Cursor::parse("5.").is_none());
+        assert_eq!(parse_time("1970-01-01T00:00:01Z"), Some(1_000_000_000));
+        assert_eq!(
+            parse_time("2024-02-29T12:34:56.5Z"),
+            Some(1_709_210_096_500_000_000)
+        );
+        assert_eq!(parse_time("1709210096000"), Some(1_709_210_096_000_000_000));
+        for bad in [
+            "",
+            "2024-13-01T00:00:00Z",
+            "2024-02-29 12:00:00",
+            "yesterday",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+        assert!(inv(5) < inv(4) && inv(-1) > inv(0));
+        assert_eq!(uninv(inv(-77)), -77);
+    }
+}

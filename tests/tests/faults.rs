@@ -1,0 +1,230 @@
+//! Fault tests, end to end with real processes: each ends with every recording stored exactly
+//! once in the target with matching SHA-256 (no duplicate, no partial object).
+//! - the manager killed (-9) during uploads and restarted on the same data folder;
+//! - an external broker (mosquitto) restarted: its retained configs are gone, the manager
+//!   republishes them, the edge resumes;
+//! - the target unavailable for a while (its folder replaced by a file): uploads fail, are
+//!   offered again, and finish once it is back;
+//! - the edge's cache full (small capacity, uploads held back by a closed window): an alert and
+//!   an `Event` (`alert_raised`, rule `cache_full`) go out, nothing unstored is deleted, delivery completes when the window opens and
+//!   retention then evicts stored recordings down to the high-water mark.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use tapfleet_callgen::{GenOptions, generate_to_file};
+use tapfleet_schemas::{Event, EventBody};
+use tapfleet_tests::{Proc, free_port, require_tool, wait_for};
+
+fn calls(dir: &Path, n: u32, seed: u64) -> (std::path::PathBuf, usize) {
+    let pcap = dir.join("calls.pcap");
+    let opts = GenOptions {
+        calls: n,
+        concurrency: n,
+        duration_s: 2.0,
+        seed,
+        ..GenOptions::default()
+    };
+    let truth = generate_to_file(&opts, &pcap, None).expect("generate");
+    (pcap, truth.calls.len())
+}
+
+/// Slow uploads (so a fault lands mid-transfer) and frequent telemetry.
+fn slow_config() -> serde_json::Value {
+    serde_json::json!({
+        "cache": {"bandwidth_limit_bps": 150000},
+        "telemetry_interval_secs": 1
+    })
+}
+
+/// mosquitto on loopback (anonymous: these tests check delivery, not the broker's auth).
+fn mosquitto(dir: &Path, port: u16, n: u32) -> Proc {
+    require_tool("mosquitto");
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 10000\n"
+        ),
+    )
+    .expect("mosquitto.conf");
+    let mut cmd = Command::new("mosquitto");
+    cmd.arg("-c").arg(&conf);
+    let p = Proc::start(&format!("mosquitto-{n}"), cmd, dir);
+    wait_for("mosquitto listening", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    p
+}
+
+/// Events published on the broker so far, from a `mosquitto_sub -F %x` log.
+fn events(sub: &Proc) -> Vec<Event> {
+    sub.output()
+        .lines()
+        .filter_map(|l| hex::decode(l.trim()).ok())
+        .filter_map(|b| tapfleet_schemas::decode::<Event>(&b).ok())
+        .collect()
+}
+
+#[test]
+fn manager_killed_during_upload_restarts_without_duplicates_or_partial_objects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut m = Manager::start(dir.path(), None, None);
+    enroll_with_config(&m, slow_config());
+    let (pcap, n) = calls(dir.path(), 4, 31);
+    let _edge = start_edge(&m, "edge", &pcap, &[]);
+    wait_stored(&m, 1, Duration::from_secs(30));
+    // The next file is being transferred at 150 kB/s: kill the manager in the middle of it.
+    wait_for("a transfer in progress", Duration::from_secs(10), || {
+        let log = m.proc.output();
+        let accepted = log.matches("transfer accepted").count();
+        let stored = log.matches("file stored").count();
+        (accepted > stored).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    m.proc.kill();
+    m.restart();
+    let recs = wait_stored(&m, n, Duration::from_secs(60));
+    assert_eq!(catalog(&m).len(), n, "one catalog entry per call");
+    assert_target_exact(&m, "cloud", &recs, n);
+}
+
+#[test]
+fn broker_restart_loses_retained_configs_and_delivery_resumes() {
+    require_tool("mosquitto_sub");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut broker = mosquitto(dir.path(), port, 1);
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let m = Manager::start(dir.path(), None, Some((&url, port)));
+    enroll_with_config(&m, slow_config());
+    let (pcap, n) = calls(dir.path(), 4, 32);
+    let _edge = start_edge(&m, "edge", &pcap, &[]);
+    wait_stored(&m, 1, Duration::from_secs(30));
+    broker.kill();
+    std::thread::sleep(Duration::from_secs(1));
+    let _broker = mosquitto(dir.path(), port, 2);
+    // The new broker knew nothing: the retained config is there again because the manager
+    // republished it.
+    wait_for(
+        "retained config republished",
+        Duration::from_secs(20),
+        || {
+            let out = Command::new("mosquitto_sub")
+                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+                .args([
+                    "-t",
+                    "tapfleet/v1/tenants/+/edges/+/config",
+                    "--retained-only",
+                ])
+                .args(["-C", "1", "-W", "2", "-F", "%t"])
+                .output()
+                .ok()?;
+            let s = String::from_utf8_lossy(&out.stdout).into_owned();
+            s.contains("/config").then_some(())
+        },
+    );
+    let recs = wait_stored(&m, n, Duration::from_secs(60));
+    assert_eq!(catalog(&m).len(), n);
+    assert_target_exact(&m, "cloud", &recs, n);
+}
+
+#[test]
+fn uploads_retry_while_the_target_is_unavailable_and_finish() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // One retry inside the manager: the edge's offers are the retry loop here.
+    let m = Manager::start(dir.path(), Some("[storage]\nretries = 1\n"), None);
+    let cloud = m.target_dir("cloud");
+    std::fs::create_dir_all(&cloud).expect("cloud dir");
+    let away = cloud.with_file_name("cloud.away");
+    std::fs::rename(&cloud, &away).expect("move the target away");
+    std::fs::write(&cloud, b"not a directory").expect("block the target");
+    let (pcap, n) = calls(dir.path(), 3, 33);
+    let _edge = start_edge(&m, "edge", &pcap, &[]);
+    wait_for("transfers failing", Duration::from_secs(30), || {
+        (m.proc.output().matches("transfer failed").count() >= 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        catalog(&m).values().all(|r| r["state"] == "announced"),
+        "nothing is stored while the target is down"
+    );
+    std::fs::remove_file(&cloud).expect("unblock");
+    std::fs::rename(&away, &cloud).expect("target back");
+    let recs = wait_stored(&m, n, Duration::from_secs(60));
+    assert_eq!(catalog(&m).len(), n);
+    assert_target_exact(&m, "cloud", &recs, n);
+}
+
+#[test]
+fn a_full_cache_alerts_keeps_unstored_recordings_and_delivers_later() {
+    require_tool("mosquitto_sub");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _broker = mosquitto(dir.path(), port, 1);
+    let mut cmd = Command::new("mosquitto_sub");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-t", "tapfleet/v1/tenants/+/events", "-F", "%x"]);
+    let sub = Proc::start("events", cmd, dir.path());
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let m = Manager::start(dir.path(), None, Some((&url, port)));
+    // An upload window two hours from now: nothing leaves the cache yet.
+    let now_min = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        / 60
+        % 1440;
+    let closed = serde_json::json!([{"start_minute": (now_min + 120) % 1440, "end_minute": (now_min + 180) % 1440}]);
+    let mut cfg = serde_json::json!({
+        "cache": {"capacity_bytes": 1048576, "high_water_percent": 50, "upload_windows": closed},
+        "telemetry_interval_secs": 1
+    });
+    let edge = enroll_with_config(&m, cfg.clone());
+    // About 1.1 MB of recordings: over the alert threshold (80 %) of a 1 MiB cache.
+    let (pcap, n) = calls(dir.path(), 8, 34);
+    let _e = start_edge(&m, "edge", &pcap, &[]);
+    wait_for("cache_full alert event", Duration::from_secs(30), || {
+        events(&sub).into_iter().find(|e| {
+            e.edge_id == edge
+                && matches!(&e.body, EventBody::AlertRaised { rule, .. } if rule == "cache_full")
+        })
+    });
+    // Every recording is still on the edge, none stored yet, none deleted.
+    let recs = wait_for("all cataloged", Duration::from_secs(20), || {
+        let c = catalog(&m);
+        (c.len() == n).then_some(c)
+    });
+    for (id, r) in &recs {
+        assert_eq!(r["state"], "announced", "{id}");
+        assert!(
+            m.root
+                .join("edge/cache/recordings")
+                .join(id)
+                .join("call.pcap")
+                .exists(),
+            "{id} kept on the full edge"
+        );
+    }
+    // Open the window: everything is delivered, then retention frees the space.
+    cfg["cache"]["upload_windows"] = serde_json::json!([]);
+    let (status, v) = api_send(&m, "PUT", &format!("/api/v1/edges/{edge}/config"), &cfg);
+    assert_eq!(status, 200, "{v}");
+    let recs = wait_stored(&m, n, Duration::from_secs(60));
+    assert_target_exact(&m, "cloud", &recs, n);
+    wait_for("cache_full cleared event", Duration::from_secs(30), || {
+        events(&sub).into_iter().find(|e| {
+            e.edge_id == edge
+                && matches!(&e.body, EventBody::AlertCleared { rule, .. } if rule == "cache_full")
+        })
+    });
+    let stored_events = events(&sub)
+        .into_iter()
+        .filter(|e| matches!(e.body, EventBody::RecordingStored { .. }))
+        .count();
+    assert_eq!(stored_events, n, "one recording_stored event per recording");
+}
