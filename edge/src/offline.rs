@@ -122,7 +122,10 @@ fn record_files(
             };
             rec.process(&pkt)
                 .with_context(|| format!("recording {}", path.display()))?;
-            collect(rec, finished, failed);
+            // Events only feed the summary: taking them now and then is enough.
+            if reader.packets() % 1024 == 0 {
+                collect(rec, finished, failed);
+            }
         }
     }
     Ok(())

@@ -68,6 +68,33 @@ pub struct WebhookConfig {
     pub retries: u32,
 }
 
+impl AlertConfig {
+    /// Checks what serde cannot: the webhook URL's scheme.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(w) = &self.webhook {
+            if w.url.starts_with("https://") {
+                return Err(format!(
+                    "alerts.webhook.url: {:?}: https is not built into the manager yet; use an http:// URL (e.g. a local relay)",
+                    w.url
+                ));
+            }
+            if !w.url.starts_with("http://") {
+                return Err(format!(
+                    "alerts.webhook.url: {:?} is not an http:// URL",
+                    w.url
+                ));
+            }
+        }
+        if self.cache_percent == 0 || self.cache_percent > 100 {
+            return Err(format!(
+                "alerts.cache_percent: must be between 1 and 100 (is {})",
+                self.cache_percent
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn default_timeout() -> u64 {
     5
 }
@@ -629,6 +656,35 @@ mod tests {
             rules(&e.telemetry("e", &t, 300_000)),
             vec![(false, Rule::ClockSkew)]
         );
+    }
+
+    #[test]
+    fn thresholds_come_from_the_manager_config() {
+        let c: crate::targets::ManagerConfig = toml::from_str(
+            "[alerts]\nno_traffic_secs = 60\n[alerts.webhook]\nurl = \"http://h/x\"\n",
+        )
+        .expect("parses");
+        assert_eq!(c.alerts.no_traffic_secs, 60);
+        assert_eq!(c.alerts.cache_percent, 80, "default kept");
+        let w = c.alerts.webhook.expect("webhook");
+        assert_eq!(
+            (w.url.as_str(), w.timeout_secs, w.retries),
+            ("http://h/x", 5, 3)
+        );
+        assert!(toml::from_str::<crate::targets::ManagerConfig>("[alerts]\nbogus = 1\n").is_err());
+        let bad = AlertConfig {
+            webhook: Some(WebhookConfig {
+                url: "ftp://x".into(),
+                timeout_secs: 1,
+                retries: 0,
+            }),
+            ..AlertConfig::default()
+        };
+        assert!(
+            bad.check()
+                .is_err_and(|e| e.starts_with("alerts.webhook.url"))
+        );
+        assert!(AlertConfig::default().check().is_ok());
     }
 
     #[test]

@@ -857,3 +857,148 @@ pub fn run(remote: &crate::cli::Remote, cmd: ConfigCmd) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mqtt::Outgoing;
+    use crate::store::EdgeRecord;
+
+    fn edge(id: &str) -> EdgeRecord {
+        EdgeRecord {
+            edge_id: id.to_owned(),
+            tenant: "acme".to_owned(),
+            hostname: id.to_owned(),
+            claim_digest: String::new(),
+            software_version: String::new(),
+            enrolled_ms: 0,
+            online: true,
+            reported_config_version: None,
+            config_error: None,
+            last_seen_ms: None,
+        }
+    }
+
+    fn doc(v: Value) -> Doc {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!("object"),
+        }
+    }
+
+    fn versions(c: &Change) -> Vec<(&str, u64)> {
+        c.changed
+            .iter()
+            .map(|e| (e.edge_id.as_str(), e.version))
+            .collect()
+    }
+
+    #[test]
+    fn changes_version_only_the_edges_they_reach_and_keep_who() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(&dir.path().join("m.redb")).expect("open"));
+        let (outbox, mut sent) = Outbox::new();
+        let svc = ConfigService::new(store.clone(), outbox, vec!["cloud".to_owned()]);
+        for id in ["e1", "e2"] {
+            store.put_edge(&edge(id)).expect("edge");
+            assert_eq!(initial_config(&store, id, 1).expect("v1").version, 1);
+        }
+
+        let c = svc
+            .set_layer(
+                LayerKey::Defaults,
+                doc(serde_json::json!({"cache": {"high_water_percent": 90}})),
+                None,
+                "alice",
+                10,
+            )
+            .expect("defaults");
+        assert_eq!(versions(&c), [("e1", 2), ("e2", 2)]);
+        for _ in 0..2 {
+            match sent.try_recv() {
+                Ok(Outgoing::Publish { topic, retain, .. }) => {
+                    assert!(retain && topic.ends_with("/config"), "{topic}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // The same again changes nothing: no new version, nothing published.
+        let c = svc
+            .set_layer(
+                LayerKey::Defaults,
+                doc(serde_json::json!({"cache": {"high_water_percent": 90}})),
+                None,
+                "alice",
+                11,
+            )
+            .expect("same");
+        assert!(c.changed.is_empty());
+        assert!(sent.try_recv().is_err());
+
+        let c = svc
+            .set_layer(
+                LayerKey::Group("night".to_owned()),
+                doc(serde_json::json!({"telemetry_interval_secs": 5})),
+                Some(vec!["e1".to_owned()]),
+                "bob",
+                20,
+            )
+            .expect("group");
+        assert_eq!(versions(&c), [("e1", 3)]);
+
+        // Invalid for one edge: refused, with the field and the edge named; nothing stored.
+        let e = svc
+            .set_layer(
+                LayerKey::Edge("e2".to_owned()),
+                doc(serde_json::json!({"storage": {"target": "mars"}})),
+                None,
+                "bob",
+                30,
+            )
+            .expect_err("invalid");
+        assert!(
+            e.to_string()
+                .starts_with("storage.target: \"mars\" is not a configured target"),
+            "{e}"
+        );
+        assert_eq!(
+            store.latest_config("e2").expect("cfg").map(|c| c.version),
+            Some(2)
+        );
+        assert!(
+            svc.layer(&LayerKey::Edge("e2".to_owned()))
+                .expect("layer")
+                .is_none()
+        );
+        assert!(matches!(
+            svc.set_layer(
+                LayerKey::Edge("nope".to_owned()),
+                Doc::new(),
+                None,
+                "bob",
+                31
+            ),
+            Err(ConfigApiError::NotFound(_))
+        ));
+
+        let h = svc.history("e1").expect("history");
+        let who: Vec<(u64, &str, Option<&str>)> = h
+            .iter()
+            .map(|x| (x.version, x.actor.as_str(), x.cause.as_deref()))
+            .collect();
+        assert_eq!(
+            who,
+            [
+                (3, "bob", Some("group/night")),
+                (2, "alice", Some("defaults")),
+                (1, "enrollment", Some("enrollment"))
+            ]
+        );
+        assert_eq!(h[0].config.telemetry_interval_secs, 5);
+        assert_eq!(h[0].config.cache.high_water_percent, 90);
+        // A new edge starts from the layers as they are.
+        store.put_edge(&edge("e3")).expect("edge");
+        let c = initial_config(&store, "e3", 40).expect("v1");
+        assert_eq!(c.edge.cache.high_water_percent, 90);
+    }
+}

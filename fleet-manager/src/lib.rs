@@ -13,7 +13,7 @@
 //! [`config_api`] (versions, history, routes, CLI). Monitoring: [`alerts`] (pure rules) and
 //! [`alerting`] (persistence, events topic, webhook, routes).
 //! Security: [`ca`] (the fleet CA on disk), [`tokens`] (claim tokens: expiry, uses,
-//! revocation), [`revoke`] (edge revocation).
+//! revocation), [`revoke`] (edge revocation); [`install`] serves `/install.sh` and the edge binary.
 
 pub mod alerting;
 pub mod alerts;
@@ -27,6 +27,7 @@ pub mod config_layers;
 pub mod enroll;
 pub mod fleet;
 pub mod http;
+pub mod install;
 pub mod jobs;
 pub mod jobs_api;
 pub mod metrics;

@@ -5,6 +5,7 @@
 //!                  [--broker mqtt://HOST:PORT [--broker-username U --broker-password P]]
 //!                  [--config FILE] [--admin-password P] [--api-token T]
 //!                  [--mqtt-tls-listen ADDR [--tls-host NAME]...]
+//!                  [--edge-binary PATH] [--public-url URL] [--public-broker URL]
 //! tapfleet-manager token show --data DIR
 //! tapfleet-manager token {create --tenant T [--expires 24h] [--uses N] | list | revoke ID} [--manager URL]
 //! tapfleet-manager edge revoke ID [--manager URL]
@@ -78,6 +79,18 @@ enum Cmd {
         /// are always in the certificate).
         #[arg(long = "tls-host", value_delimiter = ',')]
         tls_hosts: Vec<String>,
+        /// The edge binary served at /download/tapfleet-edge for /install.sh (default:
+        /// tapfleet-edge beside this executable).
+        #[arg(long, env = "TAPFLEET_EDGE_BINARY")]
+        edge_binary: Option<PathBuf>,
+        /// The URL edges reach this manager's HTTP at, for /install.sh (default: the request's
+        /// Host header).
+        #[arg(long, env = "TAPFLEET_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// The broker URL /install.sh gives edges ({host} = the manager URL's host; default:
+        /// mqtts://{host}:TLS-PORT with --mqtt-tls-listen, else the broker the manager uses).
+        #[arg(long, env = "TAPFLEET_PUBLIC_BROKER")]
+        public_broker: Option<String>,
     },
     /// Claim token commands (`show` reads DATA; the others go through the HTTP API).
     Token {
@@ -175,8 +188,14 @@ async fn main() -> anyhow::Result<()> {
             api_token,
             mqtt_tls_listen,
             tls_hosts,
+            edge_binary,
+            public_url,
+            public_broker,
         } => {
             let opts = ServeOptions {
+                edge_binary,
+                public_url,
+                public_broker,
                 mqtt_tls_listen,
                 tls_hosts,
                 admin_password,

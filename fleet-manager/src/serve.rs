@@ -41,6 +41,14 @@ pub struct ServeOptions {
     /// Host names (or IPs) edges reach the TLS listener by, for its server certificate
     /// (`localhost` and `127.0.0.1` are always added).
     pub tls_hosts: Vec<String>,
+    /// The edge binary `GET /download/tapfleet-edge` serves; none: `tapfleet-edge` beside this
+    /// executable, if there is one ([`crate::install`]).
+    pub edge_binary: Option<PathBuf>,
+    /// The URL edges reach this manager's HTTP at (for `/install.sh`); none: the request's Host.
+    pub public_url: Option<String>,
+    /// The broker URL `/install.sh` writes into edges' config (`{host}`: the manager URL's
+    /// host); none: the TLS listener, else the broker the manager uses.
+    pub public_broker: Option<String>,
 }
 
 /// Parses `mqtt://host[:port]` (port 1883 by default).
@@ -64,6 +72,16 @@ pub fn parse_broker_url(url: &str) -> anyhow::Result<(String, u16)> {
         .to_owned();
     anyhow::ensure!(!host.is_empty(), "broker URL {url:?} has no host");
     Ok((host, port))
+}
+
+/// The broker URL the installer gives edges (see [`ServeOptions::public_broker`]).
+fn public_broker(opts: &ServeOptions, settings: &ClientSettings) -> String {
+    match (&opts.public_broker, opts.mqtt_tls_listen, &opts.broker) {
+        (Some(b), _, _) => b.clone(),
+        (None, Some(tls), _) => format!("mqtts://{{host}}:{}", tls.port()),
+        (None, None, Some(external)) => external.clone(),
+        (None, None, None) => format!("mqtt://{{host}}:{}", settings.port),
+    }
 }
 
 /// Runs the manager until `shutdown` resolves.
@@ -211,6 +229,14 @@ pub async fn run(
     sink.write_file(&store)
         .context("writing the broker credentials file")?;
 
+    let install = crate::install::Install::new(
+        opts.public_url.clone(),
+        public_broker(&opts, &settings),
+        ca.cert_pem().to_owned(),
+        crate::install::Install::find_binary(opts.edge_binary.clone()),
+    );
+    install.prehash();
+
     let metrics = Arc::new(Metrics::default());
     let live = Arc::new(Mutex::new(Default::default()));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -246,6 +272,10 @@ pub async fn run(
     )?;
     fleet.jobs = Some(jobs.clone());
     fleet.ca = Some(ca.clone());
+    cfg.alerts
+        .check()
+        .map_err(anyhow::Error::msg)
+        .context("the manager config")?;
     let alerter = crate::alerting::Alerter::start(
         cfg.alerts.clone(),
         store.clone(),
@@ -271,7 +301,8 @@ pub async fn run(
     .merge(crate::config_api::router(configs))
     .merge(crate::alerting::router(alerter))
     .merge(crate::tokens::router(store.clone()))
-    .merge(crate::revoke::router(revoker));
+    .merge(crate::revoke::router(revoker))
+    .merge(crate::install::router(install));
     let auth = Arc::new(crate::auth::Auth::open(store.clone())?);
     if let Some(pw) = auth.bootstrap(
         opts.admin_password.as_deref(),

@@ -21,11 +21,15 @@ use tapfleet_schemas::{Event, EventBody};
 use tapfleet_tests::{Proc, free_port, require_tool, wait_for};
 
 fn calls(dir: &Path, n: u32, seed: u64) -> (std::path::PathBuf, usize) {
+    long_calls(dir, n, seed, 2.0)
+}
+
+fn long_calls(dir: &Path, n: u32, seed: u64, secs: f64) -> (std::path::PathBuf, usize) {
     let pcap = dir.join("calls.pcap");
     let opts = GenOptions {
         calls: n,
         concurrency: n,
-        duration_s: 2.0,
+        duration_s: secs,
         seed,
         ..GenOptions::default()
     };
@@ -74,18 +78,27 @@ fn events(sub: &Proc) -> Vec<Event> {
 fn manager_killed_during_upload_restarts_without_duplicates_or_partial_objects() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut m = Manager::start(dir.path(), None, None);
-    enroll_with_config(&m, slow_config());
-    let (pcap, n) = calls(dir.path(), 4, 31);
+    // 20 s calls (files of 0.4-0.7 MB, several 256 KiB chunks each) sent at 400 kB/s: a file
+    // takes over a second, so the kill lands inside one.
+    enroll_with_config(
+        &m,
+        serde_json::json!({"cache": {"bandwidth_limit_bps": 400000}, "telemetry_interval_secs": 1}),
+    );
+    let (pcap, n) = long_calls(dir.path(), 3, 31, 20.0);
     let _edge = start_edge(&m, "edge", &pcap, &[]);
     wait_stored(&m, 1, Duration::from_secs(30));
-    // The next file is being transferred at 150 kB/s: kill the manager in the middle of it.
     wait_for("a transfer in progress", Duration::from_secs(10), || {
         let log = m.proc.output();
         let accepted = log.matches("transfer accepted").count();
         let stored = log.matches("file stored").count();
         (accepted > stored).then_some(())
     });
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(400));
+    let log = m.proc.output();
+    assert!(
+        log.matches("transfer accepted").count() > log.matches("file stored").count(),
+        "the kill lands inside a transfer"
+    );
     m.proc.kill();
     m.restart();
     let recs = wait_stored(&m, n, Duration::from_secs(60));

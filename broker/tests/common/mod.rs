@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod matrix;
+
 use std::time::Duration;
 
 use rumqttc::{
@@ -60,7 +62,12 @@ impl Drop for Client {
 }
 
 pub fn options(h: &BrokerHandle, id: &str, user: Option<(&str, &str)>) -> MqttOptions {
-    let mut o = MqttOptions::new(id, "127.0.0.1", h.local_addr().port());
+    options_port(h.local_addr().port(), id, user)
+}
+
+/// Options for a broker on `127.0.0.1:port` (the embedded one or another).
+pub fn options_port(port: u16, id: &str, user: Option<(&str, &str)>) -> MqttOptions {
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
     o.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024);
     o.set_keep_alive(Duration::from_secs(10));
     if let Some((u, p)) = user {
@@ -129,6 +136,15 @@ pub async fn connect(
     connect_opts(options(h, id, user)).await.0
 }
 
+/// Connects to a broker on `127.0.0.1:port`.
+pub async fn connect_port(
+    port: u16,
+    id: &str,
+    user: Option<(&str, &str)>,
+) -> Result<Client, ConnectReturnCode> {
+    connect_opts(options_port(port, id, user)).await.0
+}
+
 pub async fn must_connect(h: &BrokerHandle, id: &str, user: (&str, &str)) -> Client {
     connect(h, id, Some(user))
         .await
@@ -141,6 +157,12 @@ impl Client {
             .await
             .ok()
             .flatten()
+    }
+
+    /// The next thing seen before `deadline`, if any.
+    pub async fn next_until(&mut self, deadline: tokio::time::Instant) -> Option<Seen> {
+        self.next(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await
     }
 
     /// Subscribes to each filter in one SUBSCRIBE; the SUBACK's codes.

@@ -125,6 +125,11 @@ fn feed(
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let mut last_tick_ns = i64::MIN;
+    // Drops since the service started: a restarted capture's source counts from 0 again.
+    let (kernel_base, if_base) = (
+        counters.kernel_drops.load(Ordering::Relaxed),
+        counters.interface_drops.load(Ordering::Relaxed),
+    );
     loop {
         let now = match src.next_packet()? {
             Next::Packet(pkt) => {
@@ -150,10 +155,14 @@ fn feed(
             recorder.tick(now);
             let st = src.stats();
             if let Some(d) = st.kernel_dropped {
-                counters.kernel_drops.store(d, Ordering::Relaxed);
+                counters
+                    .kernel_drops
+                    .store(kernel_base.saturating_add(d), Ordering::Relaxed);
             }
             if let Some(d) = st.if_dropped {
-                counters.interface_drops.store(d, Ordering::Relaxed);
+                counters
+                    .interface_drops
+                    .store(if_base.saturating_add(d), Ordering::Relaxed);
             }
             if stop.load(Ordering::Relaxed) {
                 break; // a restart (new capture settings): finish every call as at the end

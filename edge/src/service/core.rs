@@ -39,7 +39,10 @@ use crate::transfer::SenderConfig;
 /// The storage policy target meaning "this edge keeps its recordings".
 const EDGE_LOCAL: &str = "edge-local";
 const OUTBOX_RESEND: Duration = Duration::from_secs(10);
-const OFFER_TIMEOUT: Duration = Duration::from_secs(20);
+/// An offer unanswered this long is made again (cheap and idempotent at the manager). Short,
+/// because an offer made while the manager is not subscribed (a broker restart: the edge often
+/// reconnects first) is simply lost.
+const OFFER_TIMEOUT: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_millis(500);
 
 /// Everything the core needs to start.
