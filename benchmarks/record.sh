@@ -29,7 +29,7 @@ pin=(taskset -c 0)
 command -v /usr/bin/time >/dev/null || { apt-get install -y -qq time >/dev/null; }
 cargo build --release --locked --bins -q -p tapfleet-edge -p tapfleet-callgen
 bin=$PWD/target/release
-# One open audio.wav per active call (call.pcap is opened only to append a full buffer).
+# One open audio.wav per active call, plus at most 4096 open call.pcap files.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((calls + 64)) ]; then
   echo "warning: open file limit $(ulimit -n) < $calls calls + 64" >&2

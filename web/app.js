@@ -17,7 +17,7 @@ const fmtBytes = (b) => { if (b == null) return "–"; const u = ["B", "KiB", "M
 const num = (v, d = 2) => (v == null ? "–" : Number(v).toFixed(d));
 const party = (p) => esc(p?.display_name ? `${p.display_name} <${p.number}>` : p?.number || "–");
 
-class ApiError extends Error { constructor(status, msg) { super(msg); this.status = status; } }
+class ApiError extends Error { constructor(status, msg, data) { super(msg); this.status = status; this.data = data; } }
 
 async function api(path, opts = {}) {
   const headers = { ...(opts.headers || {}) };
@@ -30,7 +30,7 @@ async function api(path, opts = {}) {
   const text = await r.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = text; }
-  if (!r.ok) throw new ApiError(r.status, data?.error || text || r.statusText);
+  if (!r.ok) throw new ApiError(r.status, data?.error || text || r.statusText, data);
   return data;
 }
 
@@ -84,12 +84,16 @@ function chart(canvas, samples, key, color = "#1f5fbf") {
   canvas.setAttribute("aria-label", `${canvas.getAttribute("aria-label")?.split(":")[0] || "chart"}: ${samples.length} samples, max ${max}`);
 }
 
-function edgeRow(e) {
+// Active alerts as pills (severity colour, message as tooltip).
+const alertPills = (alerts) => (alerts || []).map((a) =>
+  `<span class="pill alert ${a.severity === "critical" ? "critical" : "warning"}" data-rule="${esc(a.rule)}" title="${esc(a.message)}">${esc(a.rule.replace(/_/g, " "))}</span>`).join(" ");
+
+function edgeRow(e, alerts) {
   const state = e.online ? `<span class="pill online">online</span>` : `<span class="pill offline">offline</span>`;
   const cfg = e.config_version_reported === e.config_version_desired ? `v${e.config_version_desired ?? "–"}`
     : `<span class="warn">v${e.config_version_reported ?? "–"} → v${e.config_version_desired ?? "–"}</span>`;
   return `<tr data-edge="${esc(e.edge_id)}"><td><a href="#/edges/${encodeURIComponent(e.edge_id)}">${esc(e.edge_id)}</a><div class="muted">${esc(e.hostname)}</div></td>
-    <td class="state">${state}</td><td>${e.telemetry?.active_calls ?? "–"}</td><td>${e.telemetry?.drops ?? "–"}</td>
+    <td class="state">${state}</td><td class="alerts">${alertPills(alerts)}</td><td>${e.telemetry?.active_calls ?? "–"}</td><td>${e.telemetry?.drops ?? "–"}</td>
     <td>${pct(e.telemetry)}</td><td>${fmtBytes(e.telemetry?.backlog_bytes)}</td>
     <td><canvas class="chart" data-spark="${esc(e.edge_id)}" aria-label="Calls over 24 hours of ${esc(e.edge_id)}"></canvas></td>
     <td>${esc(e.software_version)}</td><td>${cfg}${e.config_error ? `<div class="err">${esc(e.config_error)}</div>` : ""}</td>
@@ -100,8 +104,8 @@ function fleetPage() {
   h(`<h1>Fleet</h1>
     <div class="actions"><button id="addedge" type="button">Add an edge</button></div>
     <div id="enroll"></div>
-    <div class="scroll"><table aria-label="Edges"><thead><tr><th>Edge</th><th>State</th><th>Calls now</th><th>Drops</th><th>Cache</th><th>Backlog</th><th>Calls, 24 h</th><th>Version</th><th>Config</th><th>Last seen</th></tr></thead>
-    <tbody id="edges"><tr><td colspan="10">Loading…</td></tr></tbody></table></div>
+    <div class="scroll"><table aria-label="Edges"><thead><tr><th>Edge</th><th>State</th><th>Alerts</th><th>Calls now</th><th>Drops</th><th>Cache</th><th>Backlog</th><th>Calls, 24 h</th><th>Version</th><th>Config</th><th>Last seen</th></tr></thead>
+    <tbody id="edges"><tr><td colspan="11">Loading…</td></tr></tbody></table></div>
     <p class="muted" id="live" aria-live="off"></p>`);
   const history = new Map(); // edge id -> samples (refreshed every minute)
   const drawSparks = () => {
@@ -114,19 +118,22 @@ function fleetPage() {
     drawSparks();
   };
   let lastEdges = [];
+  let active = []; // active alerts (from the API, then the event stream)
   const render = (edges) => {
     lastEdges = edges;
-    document.getElementById("edges").innerHTML = edges.length ? edges.map(edgeRow).join("")
-      : `<tr><td colspan="10">No edge yet: use “Add an edge”.</td></tr>`;
+    document.getElementById("edges").innerHTML = edges.length ? edges.map((e) => edgeRow(e, active.filter((a) => a.edge_id === e.edge_id))).join("")
+      : `<tr><td colspan="11">No edge yet: use “Add an edge”.</td></tr>`;
     drawSparks();
   };
-  api("/api/v1/edges").then((d) => { render(d.edges); loadHistory(d.edges); }).catch(() => {});
+  Promise.all([api("/api/v1/edges"), api("/api/v1/alerts?active=true").catch(() => ({ alerts: [] }))])
+    .then(([d, a]) => { active = a.alerts || []; render(d.edges); loadHistory(d.edges); }).catch(() => {});
   const timer = setInterval(() => loadHistory(lastEdges), 60000);
   const es = new EventSource("/api/v1/events/stream");
   es.addEventListener("edges", (m) => {
     const d = JSON.parse(m.data);
     if (d.edges) { render(d.edges); document.getElementById("live").textContent = `Live · updated ${new Date(d.at_ms).toLocaleTimeString()}`; }
   });
+  es.addEventListener("alerts", (m) => { active = JSON.parse(m.data).alerts || []; render(lastEdges); });
   stopPage = () => { es.close(); clearInterval(timer); };
   document.getElementById("addedge").addEventListener("click", addEdge);
 }
@@ -145,15 +152,66 @@ async function addEdge() {
   }
 }
 
+// A config layer editor (edge overrides, fleet defaults, a group): the layer's own document,
+// validated by the manager before saving; every error names its field and is shown under the
+// text. `p` is the ids' prefix; `save(text)` PUTs and answers the API's reply.
+function configEditor(box, { p, title, hint, load, validateUrl, save, saved, label = "Fields to set (JSON or TOML; empty: none)" }) {
+  box.innerHTML = `<form class="card" id="${p}form" aria-labelledby="${p}h" novalidate><h2 id="${p}h">${esc(title)}</h2>
+    <p class="muted">${hint}</p>
+    <label for="${p}text">${esc(label)}</label>
+    <textarea id="${p}text" spellcheck="false" aria-describedby="${p}errors"></textarea>
+    <ul id="${p}errors" class="fielderrs err" aria-live="assertive"></ul>
+    <div class="actions"><button type="button" id="${p}validate" class="secondary">Validate</button><button type="submit" id="${p}save">Save and publish</button></div>
+    <p id="${p}msg" role="status"></p></form>`;
+  const text = document.getElementById(`${p}text`), errs = document.getElementById(`${p}errors`), msg = document.getElementById(`${p}msg`);
+  const say = (cls, t) => { msg.className = cls; msg.textContent = t; };
+  const showErrors = (list) => {
+    text.setAttribute("aria-invalid", list.length ? "true" : "false");
+    errs.innerHTML = list.map((e) => `<li data-path="${esc(e.path)}"><code>${esc(e.path || "config")}</code> ${esc(e.message)}</li>`).join("");
+  };
+  const body = () => text.value.trim() || "{}";
+  const validate = async () => {
+    showErrors([]);
+    try {
+      const url = typeof validateUrl === "function" ? validateUrl() : validateUrl;
+      await api(url, { method: "POST", body: body() });
+      return true;
+    } catch (e) {
+      if (e.status === 400 && Array.isArray(e.data?.errors)) { showErrors(e.data.errors); say("err", "Not saved: fix the fields above."); } else say("err", e.message);
+      return false;
+    }
+  };
+  document.getElementById(`${p}validate`).addEventListener("click", async () => { if (await validate()) say("ok", "Valid."); });
+  document.getElementById(`${p}form`).addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    say("", "Validating…");
+    if (!(await validate())) return;
+    try { const d = await save(body()); say("ok", saved(d)); } catch (e) {
+      if (Array.isArray(e.data?.errors)) showErrors(e.data.errors);
+      say("err", e.message);
+    }
+  });
+  const reload = async () => {
+    try {
+      const layer = await load();
+      const doc = layer?.config ?? {};
+      text.value = Object.keys(doc).length ? JSON.stringify(doc, null, 2) : "{}";
+      return layer;
+    } catch (e) { say("err", e.message); return null; }
+  };
+  return { reload, text };
+}
+
+const changedText = (d) => {
+  const c = d.changed || [];
+  return c.length ? `Published: ${c.map((x) => `${x.edge_id} v${x.version}`).join(", ")}.` : "Saved: no edge's config changed.";
+};
+
 async function edgePage(id) {
   h(`<h1>Edge ${esc(id)}</h1><div id="edge">Loading…</div>`);
-  const load = async () => {
-    const e = await api(`/api/v1/edges/${encodeURIComponent(id)}`);
-    return e;
-  };
+  const enc = encodeURIComponent(id);
   let e;
-  try { e = await load(); } catch (err) { document.getElementById("edge").innerHTML = `<p class="err">${esc(err.message)}</p>`; return; }
-  const cfg = e.desired_config?.edge ?? {};
+  try { e = await api(`/api/v1/edges/${enc}`); } catch (err) { document.getElementById("edge").innerHTML = `<p class="err">${esc(err.message)}</p>`; return; }
   document.getElementById("edge").innerHTML = `<div class="two">
     <div class="card"><h2>State</h2><dl class="kv">
       <dt>State</dt><dd id="estate">${e.online ? "online" : "offline"}</dd><dt>Host</dt><dd>${esc(e.hostname)}</dd>
@@ -170,24 +228,39 @@ async function edgePage(id) {
       <p class="muted">Calls</p><canvas class="chart" id="ch_calls" aria-label="Calls over 24 hours"></canvas>
       <p class="muted">Cache fill</p><canvas class="chart" id="ch_cache" aria-label="Cache fill over 24 hours"></canvas>
       <p class="muted">Upload backlog</p><canvas class="chart" id="ch_backlog" aria-label="Upload backlog over 24 hours"></canvas></div>
-    <form class="card" id="cfgform" aria-labelledby="cfgh"><h2 id="cfgh">Desired config</h2>
-      <label for="cfgtext">Config (JSON; every field optional)</label>
-      <textarea id="cfgtext" spellcheck="false">${esc(JSON.stringify(cfg, null, 2))}</textarea>
-      <div class="actions"><button type="submit" id="cfgsave">Save and publish</button></div>
-      <p id="cfgmsg" role="alert"></p></form></div>`;
-  document.getElementById("cfgform").addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    const msg = document.getElementById("cfgmsg");
-    let body;
-    try { body = JSON.parse(document.getElementById("cfgtext").value); } catch (x) { msg.className = "err"; msg.textContent = `Not JSON: ${x.message}`; return; }
+    <div><div id="cfgbox"></div>
+    <div class="card"><h2>Effective config</h2><p id="cfgsync" class="muted"></p>
+      <pre id="effective" aria-label="Effective config">…</pre></div></div></div>
+    <div class="card"><h2>Config history</h2><div class="scroll"><table aria-label="Config history"><thead><tr><th>Version</th><th>When</th><th>Who</th><th>Cause</th><th>Config</th></tr></thead>
+      <tbody id="cfghistory"></tbody></table></div></div>`;
+  const loadEffective = async () => {
     try {
-      const d = await api(`/api/v1/edges/${encodeURIComponent(id)}/config`, { method: "PUT", body });
-      msg.className = ""; msg.textContent = `Published version ${d.version}.`;
-    } catch (x) { msg.className = "err"; msg.textContent = x.message; }
+      const x = await api(`/api/v1/edges/${enc}/config/effective`);
+      document.getElementById("effective").textContent = JSON.stringify(x.effective ?? {}, null, 2);
+      document.getElementById("cfgsync").innerHTML = `Desired <strong>v${x.desired_version ?? "–"}</strong>, reported <strong>v${x.reported_version ?? "–"}</strong>: `
+        + (x.in_sync ? `<span class="ok">in sync</span>` : x.config_error ? `<span class="err">refused: ${esc(x.config_error)}</span>` : `<span class="warn">waiting for the edge</span>`)
+        + (x.groups?.length ? ` · groups: ${x.groups.map((g) => `<a href="#/config">${esc(g)}</a>`).join(", ")}` : "");
+    } catch (err) { document.getElementById("cfgsync").textContent = err.message; }
+  };
+  const loadHistory = async () => {
+    try {
+      const { history } = await api(`/api/v1/edges/${enc}/config/history`);
+      document.getElementById("cfghistory").innerHTML = history.map((v) => `<tr data-version="${v.version}"><td>v${v.version}</td><td>${fmtTime(v.at_ms)}</td><td>${esc(v.actor)}</td><td>${esc(v.cause || "–")}</td>
+        <td><details><summary>show</summary><pre>${esc(JSON.stringify(v.config, null, 2))}</pre></details></td></tr>`).join("") || `<tr><td colspan="5">No version yet.</td></tr>`;
+    } catch (err) { document.getElementById("cfghistory").innerHTML = `<tr><td colspan="5" class="err">${esc(err.message)}</td></tr>`; }
+  };
+  const editor = configEditor(document.getElementById("cfgbox"), {
+    p: "cfg", title: "This edge's overrides",
+    hint: "Only the fields this edge sets itself; everything else comes from the fleet defaults and its groups (<a href=\"#/config\">Config</a>). An empty document: no override.",
+    load: () => api(`/api/v1/edges/${enc}/config`),
+    validateUrl: `/api/v1/config/validate?edge=${enc}`,
+    save: (body) => api(`/api/v1/edges/${enc}/config`, { method: "PUT", body }),
+    saved: (d) => { loadEffective(); loadHistory(); return (d.changed || []).length ? `Published version ${d.version}.` : `Saved: the effective config is unchanged (version ${d.version}).`; },
   });
+  await Promise.all([editor.reload(), loadEffective(), loadHistory()]);
   const charts = async () => {
     try {
-      const { samples } = await api(`/api/v1/edges/${encodeURIComponent(id)}/telemetry`);
+      const { samples } = await api(`/api/v1/edges/${enc}/telemetry`);
       chart(document.getElementById("ch_calls"), samples, "active_calls");
       chart(document.getElementById("ch_cache"), samples, (x) => (x.cache_capacity_bytes ? Math.round(100 * x.cache_used_bytes / x.cache_capacity_bytes) : 0), "#1a7f46");
       chart(document.getElementById("ch_backlog"), samples, "backlog_bytes", "#9a6700");
@@ -196,6 +269,7 @@ async function edgePage(id) {
   charts();
   const timer = setInterval(charts, 60000);
   const es = new EventSource("/api/v1/events/stream");
+  let versions = `${e.config_version_desired}/${e.config_version_reported}/${e.config_error}`;
   es.addEventListener("edges", (m) => {
     const d = JSON.parse(m.data);
     const x = (d.edges || []).find((y) => y.edge_id === id);
@@ -209,8 +283,56 @@ async function edgePage(id) {
     document.getElementById("reported").textContent = `v${x.config_version_reported ?? "–"}`;
     document.getElementById("cfgerr").textContent = x.config_error || "";
     document.getElementById("seen").textContent = fmtTime(x.last_seen_ms);
+    const v = `${x.config_version_desired}/${x.config_version_reported}/${x.config_error}`;
+    if (v !== versions) { versions = v; loadEffective(); loadHistory(); }
   });
   stopPage = () => { es.close(); clearInterval(timer); };
+}
+
+async function configPage() {
+  h(`<h1>Config</h1>
+    <p class="muted">An edge's config is the fleet defaults, then its groups in name order, then its own overrides (on its page), each setting only some fields. A change reaches every edge it applies to, and is refused if any of them would get an invalid config.</p>
+    <div class="two"><div id="defbox"></div>
+    <div><div class="card"><h2>Groups</h2><div class="scroll"><table aria-label="Groups"><thead><tr><th>Group</th><th>Members</th><th>Updated</th><th></th></tr></thead><tbody id="groups"></tbody></table></div></div>
+      <div class="card"><h2>Edit a group</h2>
+        <label for="grpname">Group name</label><input id="grpname" placeholder="e.g. berlin" autocomplete="off">
+        <label for="grpmembers">Members (edge ids, comma separated)</label><input id="grpmembers" autocomplete="off"></div>
+      <div id="grpbox"></div></div></div>`);
+  const defaults = configEditor(document.getElementById("defbox"), {
+    p: "def", title: "Fleet defaults", hint: "Applies to every edge unless a group or the edge sets the field.",
+    load: () => api("/api/v1/config/defaults"),
+    validateUrl: "/api/v1/config/validate",
+    save: (body) => api("/api/v1/config/defaults", { method: "PUT", body }),
+    saved: changedText,
+  });
+  const name = () => document.getElementById("grpname").value.trim();
+  const group = configEditor(document.getElementById("grpbox"), {
+    p: "grp", title: "Group config", hint: "Fields this group sets for its members.", label: "Fields to set (JSON)",
+    load: async () => (name() ? api(`/api/v1/config/groups/${encodeURIComponent(name())}`) : { config: {} }),
+    validateUrl: () => `/api/v1/config/validate?group=${encodeURIComponent(name())}`,
+    save: (body) => {
+      if (!name()) throw new ApiError(400, "Give the group a name.");
+      let config;
+      try { config = JSON.parse(body); } catch (x) { throw new ApiError(400, `A group's config must be JSON: ${x.message}`); }
+      const members = document.getElementById("grpmembers").value.split(",").map((m) => m.trim()).filter(Boolean);
+      return api(`/api/v1/config/groups/${encodeURIComponent(name())}`, { method: "PUT", body: { members, config } });
+    },
+    saved: (d) => { loadGroups(); return changedText(d); },
+  });
+  const loadGroups = async () => {
+    const { groups } = await api("/api/v1/config/groups");
+    document.getElementById("groups").innerHTML = groups.map((g) => `<tr data-group="${esc(g.name)}"><td>${esc(g.name)}</td><td>${g.members.map((m) => `<a href="#/edges/${encodeURIComponent(m)}">${esc(m)}</a>`).join(", ") || "–"}</td>
+      <td>${fmtTime(g.updated_ms)} ${esc(g.updated_by || "")}</td><td><button type="button" class="secondary" data-edit="${esc(g.name)}">Edit</button></td></tr>`).join("") || `<tr><td colspan="4">No group yet.</td></tr>`;
+    for (const b of document.querySelectorAll("#groups button[data-edit]")) {
+      b.addEventListener("click", async () => {
+        const g = groups.find((x) => x.name === b.dataset.edit);
+        document.getElementById("grpname").value = g.name;
+        document.getElementById("grpmembers").value = g.members.join(", ");
+        await group.reload();
+      });
+    }
+  };
+  await Promise.all([defaults.reload(), group.reload(), loadGroups()]);
 }
 
 const FILTERS = [
@@ -288,6 +410,44 @@ async function drawWave(canvas, url) {
   canvas.dataset.drawn = "1";
 }
 
+// The SIP flow of a recording as a ladder diagram (SVG): a lifeline per endpoint, an arrow per
+// message in capture order, time since the first message on the left.
+function ladder(flow) {
+  const cols = flow.endpoints, n = flow.messages.length;
+  if (!n) return `<p class="muted">No SIP message in call.pcap.</p>`;
+  const gutter = 80, colW = 230, top = 44, rowH = 34;
+  const w = gutter + colW * cols.length, hgt = top + rowH * n + 12;
+  const x = (ep) => gutter + colW * (cols.indexOf(ep) + 0.5);
+  const t0 = flow.messages[0].at_ns;
+  const COLORS = { req: "#1f5fbf", prov: "#5d6677", ok: "#1a7f46", fail: "#b3261e" };
+  const kind = (m) => (m.method ? "req" : m.status < 200 ? "prov" : m.status < 300 ? "ok" : "fail");
+  const head = cols.map((ep) => `<text x="${x(ep)}" y="18" text-anchor="middle" class="ep">${esc(ep)}</text>
+    <line x1="${x(ep)}" y1="26" x2="${x(ep)}" y2="${hgt - 4}" class="life"/>`).join("");
+  const rows = flow.messages.map((m, i) => {
+    const y = top + rowH * i + 22, x1 = x(m.src), x2 = x(m.dst), k = kind(m), c = COLORS[k];
+    const mid = (x1 + x2) / 2, dt = ((m.at_ns - t0) / 1e9).toFixed(3);
+    const line = x1 === x2
+      ? `<path d="M${x1} ${y - 8} h30 v10 h-26" fill="none" stroke="${c}" stroke-width="1.5" marker-end="url(#arr-${k})"/>`
+      : `<line x1="${x1}" y1="${y}" x2="${x2 + (x2 > x1 ? -4 : 4)}" y2="${y}" stroke="${c}" stroke-width="1.5" marker-end="url(#arr-${k})"/>`;
+    return `<g class="msg" data-label="${esc(m.label)}" data-cseq="${esc(m.cseq)}"><title>${esc(`${m.time} ${m.src} → ${m.dst} (${m.transport})\n${m.label} · CSeq ${m.cseq}\n${m.summary}\nCall-ID ${m.call_id}`)}</title>
+      <text x="6" y="${y + 4}" class="t">+${dt} s</text>${line}
+      <text x="${x1 === x2 ? x1 + 36 : mid}" y="${y - 6}" text-anchor="${x1 === x2 ? "start" : "middle"}" class="lbl" fill="${c}">${esc(m.label)}${m.sdp ? " (SDP)" : ""} <tspan class="cs">${esc(m.cseq)}</tspan></text></g>`;
+  }).join("");
+  return `<div class="scroll"><svg id="ladder" class="ladder" viewBox="0 0 ${w} ${hgt}" width="${w}" height="${hgt}" role="img" aria-label="SIP flow: ${n} messages between ${cols.length} endpoints">
+    <defs>${Object.entries(COLORS).map(([k, c]) => `<marker id="arr-${k}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0 0 L10 5 L0 10 z" fill="${c}"/></marker>`).join("")}</defs>
+    ${head}${rows}</svg></div>
+    ${flow.truncated ? `<p class="warn">Only the first ${n} messages are shown.</p>` : ""}${flow.error ? `<p class="warn">call.pcap ends early: ${esc(flow.error)}</p>` : ""}`;
+}
+
+async function showSipFlow(id) {
+  const box = document.getElementById("sipflow");
+  try {
+    const flow = await api(`/api/v1/recordings/${encodeURIComponent(id)}/sipflow`);
+    box.innerHTML = ladder(flow);
+    box.dataset.messages = String(flow.messages.length);
+  } catch (e) { box.innerHTML = `<p class="muted" role="status">SIP flow unavailable: ${esc(e.message)}</p>`; box.dataset.messages = "error"; }
+}
+
 async function recordingPage(id) {
   h(`<h1>Recording</h1><div id="rec">Loading…</div>`);
   let r, m;
@@ -313,7 +473,8 @@ async function recordingPage(id) {
     </tbody></table></div>
     <h2>DTMF</h2>${m.dtmf.length ? `<table aria-label="DTMF events"><thead><tr><th>Digit</th><th>Time</th><th>Duration</th><th>Direction</th></tr></thead><tbody>
       ${m.dtmf.map((d) => `<tr><td>${esc(d.digit)}</td><td>${esc(new Date(d.start_ns / 1e6).toLocaleTimeString())}</td><td>${d.duration_ms} ms</td><td>${esc(d.direction)}</td></tr>`).join("")}</tbody></table>` : `<p class="muted">None</p>`}
-    <p class="muted">SIP flow: open call.pcap in Wireshark (Telephony → VoIP Calls → Flow Sequence).</p></div>
+    </div>
+    <div class="card"><h2>SIP flow</h2><div id="sipflow" aria-live="polite">Loading…</div></div>
     <div class="card"><h2>Files</h2><ul>
       ${r.files.map((f) => `<li>${stored(f) ? `<a href="${file(f.name)}" download>${esc(f.name)}</a>` : esc(f.name)} · ${fmtBytes(f.size)} · ${esc(f.locations.map((l) => l.target).join(", ") || "not stored")}</li>`).join("")}
       ${r.manifest_locations?.length ? `<li><a href="${file("manifest.json")}" download>manifest.json</a></li>` : ""}</ul>
@@ -334,6 +495,7 @@ async function recordingPage(id) {
       } catch (e) { msg.className = "err"; msg.textContent = e.message; }
     });
   }
+  showSipFlow(id);
   const canvas = document.getElementById("wave");
   if (canvas && wav) drawWave(canvas, file(wav.name)).catch((e) => { canvas.setAttribute("aria-label", `Waveform unavailable: ${e.message}`); });
 }
@@ -358,19 +520,32 @@ function jobsPage() {
 }
 
 async function alertsPage() {
-  h(`<h1>Alerts</h1><div class="scroll"><table aria-label="Alerts"><thead><tr><th>Raised</th><th>Edge</th><th>Rule</th><th>Severity</th><th>Message</th><th>Cleared</th></tr></thead>
-    <tbody id="alerts"><tr><td colspan="6">Loading…</td></tr></tbody></table></div>`);
+  h(`<h1>Alerts</h1>
+    <div class="actions"><label class="inline"><input type="checkbox" id="activeonly"> Active only</label><span id="alertcount" class="muted" aria-live="polite"></span></div>
+    <div class="scroll"><table aria-label="Alerts"><thead><tr><th>Raised</th><th>Edge</th><th>Rule</th><th>Severity</th><th>Message</th><th>Cleared</th></tr></thead>
+    <tbody id="alerts"><tr><td colspan="6">Loading…</td></tr></tbody></table></div>
+    <p class="muted" id="alertslive"></p>`);
+  const only = document.getElementById("activeonly");
   const load = async () => {
-    const d = await api("/api/v1/alerts");
+    const d = await api(`/api/v1/alerts?limit=500${only.checked ? "&active=true" : ""}`);
     const rows = (d.alerts || []).slice().sort((x, y) => y.raised_ms - x.raised_ms);
-    document.getElementById("alerts").innerHTML = rows.map((a) => `<tr class="${a.cleared_ms ? "" : "err"}">
+    const active = rows.filter((a) => !a.cleared_ms).length;
+    document.getElementById("alertcount").textContent = `${active} active`;
+    document.getElementById("alerts").innerHTML = rows.map((a) => `<tr class="${a.cleared_ms ? "cleared" : "active"}" data-rule="${esc(a.rule)}" data-edge="${esc(a.edge_id)}">
       <td>${fmtTime(a.raised_ms)}</td><td><a href="#/edges/${encodeURIComponent(a.edge_id)}">${esc(a.edge_id)}</a></td><td>${esc(a.rule)}</td>
-      <td>${esc(a.severity)}</td><td>${esc(a.message)}</td><td>${a.cleared_ms ? `${fmtTime(a.cleared_ms)} ${esc(a.clear_message || "")}` : "active"}</td></tr>`).join("")
+      <td>${alertPills([{ ...a, rule: a.severity }])}</td><td>${esc(a.message)}</td><td>${a.cleared_ms ? `${fmtTime(a.cleared_ms)} ${esc(a.clear_message || "")}` : `<strong class="err">active</strong>`}</td></tr>`).join("")
       || `<tr><td colspan="6">No alert.</td></tr>`;
   };
+  only.addEventListener("change", () => load().catch(() => {}));
   await load();
-  const t = setInterval(() => load().catch(() => {}), 5000);
-  stopPage = () => clearInterval(t);
+  // Live: the event stream says when the active alerts change; a slow poll catches the rest.
+  const es = new EventSource("/api/v1/events/stream");
+  es.addEventListener("alerts", (m) => {
+    document.getElementById("alertslive").textContent = `Live · ${new Date(JSON.parse(m.data).at_ms).toLocaleTimeString()}`;
+    load().catch(() => {});
+  });
+  const t = setInterval(() => load().catch(() => {}), 30000);
+  stopPage = () => { es.close(); clearInterval(t); };
 }
 
 async function auditPage() {
@@ -395,6 +570,7 @@ async function route() {
     if (parts[0] === "recordings" && parts[1]) return await recordingPage(parts[1]);
     if (parts[0] === "recordings") return recordingsPage(new URLSearchParams(qs || ""));
     if (parts[0] === "jobs") return jobsPage();
+    if (parts[0] === "config") return await configPage();
     if (parts[0] === "alerts") return await alertsPage();
     if (parts[0] === "audit") return await auditPage();
     return fleetPage();

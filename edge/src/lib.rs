@@ -9,7 +9,8 @@
 //! - [`calls`]: the pure call tracker (dialogs, media endpoints, call end).
 //! - [`recorder`]: wires the tracker to the per-call writers (pcap, WAV, manifest).
 //! - [`offline`]: the `tapfleet-edge record` command.
-//! - [`service`], [`cache`]: the site service and its local cache.
+//! - [`service`], [`cache`]: the site service and its local cache; [`inbound`]: the pure decode
+//!   and check of what the service receives over MQTT (fuzzed).
 
 #[cfg(feature = "app")]
 pub mod admin;
@@ -17,6 +18,7 @@ pub mod admin;
 pub mod cache;
 pub mod calls;
 pub mod capture;
+pub mod inbound;
 #[cfg(feature = "app")]
 pub mod offline;
 pub mod packet;

@@ -180,6 +180,14 @@ impl Alerter {
         self.with_engine(|e| e.telemetry(edge, t, now_ms));
     }
 
+    /// The alerts active now, by edge then rule (in memory, cheap: the event stream polls it).
+    pub fn active(&self) -> Vec<Alert> {
+        self.engine
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .active()
+    }
+
     /// Time passed (rules that fire or clear with time alone).
     pub fn tick(&self, now_ms: i64) {
         self.with_engine(|e| e.tick(now_ms));

@@ -10,7 +10,9 @@
 //! - `GET /api/v1/edges/{id}` -> `EdgeView` + `desired_config`
 //! - `GET /api/v1/edges/{id}/telemetry[?since=T]` -> `{"samples": [Sample...]}` (last 24 h, one a
 //!   minute; `since`: RFC 3339 or Unix ms)
-//! - `GET /api/v1/events/stream` -> server-sent events: `edges` (the edge list) every 2 s
+//! - `GET /api/v1/events/stream` -> server-sent events: `edges` (the edge list) every 2 s, and
+//!   `alerts` (`{"at_ms", "alerts": [Alert...]}`, the active alerts) at the start and whenever
+//!   they change (checked every 2 s)
 //! - `GET /api/v1/openapi.json` -> the OpenAPI 3.1 document (open, no login)
 //! - `GET /`, `/ui/app.js`, `/ui/style.css`, `/favicon.svg` -> the dashboard (open; it holds no
 //!   data and reads everything through the guarded API)
@@ -25,6 +27,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures::StreamExt as _;
 
 use crate::auth::error;
 use crate::http::{AppState, edge_views};
@@ -247,17 +250,32 @@ async fn telemetry(
 }
 
 async fn events(State(s): State<AppState>) -> impl IntoResponse {
-    let stream = futures::stream::unfold((s, true), |(s, first)| async move {
+    // State: the app, whether this is the first round, the active alerts last sent.
+    let stream = futures::stream::unfold((s, true, None), |(s, first, sent)| async move {
         if !first {
             tokio::time::sleep(EVENT_INTERVAL).await;
         }
+        let at_ms = crate::fleet::now_ms();
         let data = match edge_views(&s) {
-            Ok(edges) => serde_json::json!({ "at_ms": crate::fleet::now_ms(), "edges": edges }),
+            Ok(edges) => serde_json::json!({ "at_ms": at_ms, "edges": edges }),
             Err(e) => serde_json::json!({ "error": e.to_string() }),
         };
-        let ev = Event::default().event("edges").data(data.to_string());
-        Some((Ok::<Event, Infallible>(ev), (s, false)))
-    });
+        let mut out = vec![Ok::<Event, Infallible>(
+            Event::default().event("edges").data(data.to_string()),
+        )];
+        let mut sent: Option<String> = sent;
+        if let Some(a) = &s.alerts {
+            let active = serde_json::to_string(&a.active()).unwrap_or_else(|_| "[]".into());
+            if sent.as_ref() != Some(&active) {
+                out.push(Ok(Event::default()
+                    .event("alerts")
+                    .data(format!(r#"{{"at_ms":{at_ms},"alerts":{active}}}"#))));
+                sent = Some(active);
+            }
+        }
+        Some((futures::stream::iter(out), (s, false, sent)))
+    })
+    .flatten();
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
@@ -460,6 +478,107 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    /// Every axum route of an `/api/v1` path in the crate's sources (a `route` call with a
+    /// string literal), with the methods it is given: (path, [get, put, ...]).
+    fn routes_in_sources() -> Vec<(String, Vec<String>)> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+            let mut entries: Vec<_> = std::fs::read_dir(dir)
+                .expect("src dir")
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .collect();
+            entries.sort();
+            for p in entries {
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push(std::fs::read_to_string(&p).expect("source"));
+                }
+            }
+        }
+        let mut sources = Vec::new();
+        walk(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")),
+            &mut sources,
+        );
+        let mut routes = Vec::new();
+        for src in &sources {
+            let mut rest = src.as_str();
+            while let Some(i) = rest.find(".route(") {
+                rest = &rest[i + ".route(".len()..];
+                let Some(lit) = rest.trim_start().strip_prefix('"') else {
+                    continue;
+                };
+                let Some(end) = lit.find('"') else { continue };
+                let path = &lit[..end];
+                // The methods: identifiers called at the call's own depth.
+                let (mut depth, mut ident, mut methods) = (1usize, String::new(), Vec::new());
+                for c in lit[end + 1..].chars() {
+                    match c {
+                        '(' => {
+                            if depth == 1
+                                && ["get", "post", "put", "delete", "patch"]
+                                    .contains(&ident.as_str())
+                            {
+                                methods.push(ident.clone());
+                            }
+                            depth += 1;
+                        }
+                        ')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    if c.is_alphanumeric() || c == '_' {
+                        ident.push(c);
+                    } else {
+                        ident.clear();
+                    }
+                }
+                if path.starts_with("/api/v1") {
+                    routes.push((path.to_owned(), methods));
+                }
+            }
+        }
+        routes
+    }
+
+    #[test]
+    fn the_openapi_document_lists_every_route_and_only_those() {
+        let v: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json parses");
+        let paths = v["paths"].as_object().expect("paths");
+        let routes = routes_in_sources();
+        assert!(routes.len() >= 30, "the walk finds the routes: {routes:?}");
+        let mut missing = Vec::new();
+        for (path, methods) in &routes {
+            assert!(!methods.is_empty(), "{path}: no method found");
+            for m in methods {
+                if paths.get(path).and_then(|p| p.get(m)).is_none() {
+                    missing.push(format!("{} {path}", m.to_uppercase()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "not in web/openapi.json: {missing:?}");
+        for (path, ops) in paths {
+            if !path.starts_with("/api/v1") {
+                continue;
+            }
+            for m in ops.as_object().expect("operations").keys() {
+                if m == "parameters" {
+                    continue;
+                }
+                assert!(
+                    routes.iter().any(|(p, ms)| p == path && ms.contains(m)),
+                    "documented but not routed: {} {path}",
+                    m.to_uppercase()
+                );
+            }
+        }
     }
 
     #[test]

@@ -20,13 +20,13 @@ use tapfleet_broker::{CredentialStore, CredentialsFile, PasswordHash, Role};
 use tapfleet_schemas::topic::filter;
 use tapfleet_schemas::{
     Ack, AckBody, Channel, EnrollGrant, EnrollRequest, EnrollResponse, EnrollResult, Job,
-    JobAction, JobReply, Manifest, Message, ReplyBody, ReportedState, Telemetry, Topic,
-    TransferChunk,
+    JobAction, Manifest, ReplyBody, ReportedState, Topic,
 };
 use tokio::sync::mpsc;
 
 use crate::catalog::{RecordingState, validate_manifest};
 use crate::enroll::{random_hex, sanitize_edge_id, unique_edge_id};
+use crate::inbound::{Decoded, EdgeRef, InboundError, Msg};
 use crate::metrics::{Metrics, inc};
 use crate::mover::MoverCmd;
 use crate::mqtt::{Inbound, Outbox};
@@ -182,114 +182,84 @@ impl Fleet {
         Ok(())
     }
 
-    fn decode<M: Message>(&self, topic: &str, payload: &[u8]) -> Option<M> {
-        match tapfleet_schemas::decode::<M>(payload) {
-            Ok(m) => Some(m),
+    async fn on_publish(&mut self, topic: &str, payload: &[u8]) -> anyhow::Result<()> {
+        // Decoded without IO first (`inbound`, fuzzed); a failure is counted and logged.
+        let Decoded { from, message } = match crate::inbound::decode(topic, payload) {
+            Ok(i) => i,
             Err(e) => {
                 inc(&self.metrics.decode_errors_total);
-                tracing::warn!(%topic, error = %e, "payload does not decode");
-                None
-            }
-        }
-    }
-
-    async fn on_publish(&mut self, topic_str: &str, payload: &[u8]) -> anyhow::Result<()> {
-        let topic = match Topic::parse(topic_str) {
-            Ok(t) => t,
-            Err(e) => {
-                inc(&self.metrics.decode_errors_total);
-                tracing::warn!(topic = %topic_str, error = %e, "not a tapfleet topic");
+                tracing::warn!(%topic, bytes = payload.len(), error = %e, "inbound message dropped");
+                if let InboundError::Enroll { session, .. } = e {
+                    self.answer_enroll(&session, Err("malformed enrollment request".into()))?;
+                }
                 return Ok(());
             }
         };
-        match topic {
-            Topic::EnrollRequest { session } => self.on_enroll(&session, topic_str, payload),
-            Topic::Edge {
-                tenant,
-                edge,
-                channel,
-            } => {
+        match (from, message) {
+            (None, Msg::Enroll { session, request }) => {
+                let result = self.enroll(&session, &request);
+                self.answer_enroll(&session, result)
+            }
+            (Some(EdgeRef { tenant, edge }), message) => {
                 if self.known.get(&edge) != Some(&tenant) {
                     inc(&self.metrics.unknown_edge_messages_total);
-                    tracing::warn!(%tenant, %edge, channel = channel.as_str(), "message from an edge that is not enrolled");
+                    tracing::warn!(%tenant, %edge, %topic, "message from an edge that is not enrolled");
                     return Ok(());
                 }
-                self.on_edge(&tenant, &edge, channel, topic_str, payload)
-                    .await
+                self.on_edge(&tenant, &edge, message).await
             }
-            _ => Ok(()),
+            (None, _) => Ok(()),
         }
     }
 
-    async fn on_edge(
-        &mut self,
-        tenant: &str,
-        edge: &str,
-        channel: Channel,
-        topic: &str,
-        payload: &[u8],
-    ) -> anyhow::Result<()> {
-        match channel {
-            Channel::State => {
-                if payload.is_empty() {
-                    return Ok(()); // a cleared retained message
+    async fn on_edge(&mut self, tenant: &str, edge: &str, message: Msg) -> anyhow::Result<()> {
+        match message {
+            Msg::StateCleared | Msg::Enroll { .. } => {}
+            Msg::State(s) => {
+                if let Some(a) = &self.alerts {
+                    a.presence(tenant, edge, s.online, now_ms());
                 }
-                if let Some(s) = self.decode::<ReportedState>(topic, payload) {
-                    if let Some(a) = &self.alerts {
-                        a.presence(tenant, edge, s.online, now_ms());
-                    }
-                    self.on_state(edge, s)?;
-                }
+                self.on_state(edge, s)?;
             }
-            Channel::Telemetry => {
+            Msg::Telemetry(t) => {
                 // Liveness, the telemetry history and the alert rules.
-                if let Some(t) = self.decode::<Telemetry>(topic, payload) {
-                    self.touch(edge);
-                    self.store.telemetry.record(edge, &t, now_ms());
-                    if let Some(a) = &self.alerts {
-                        a.telemetry(tenant, edge, &t, now_ms());
+                self.touch(edge);
+                self.store.telemetry.record(edge, &t, now_ms());
+                if let Some(a) = &self.alerts {
+                    a.telemetry(tenant, edge, &t, now_ms());
+                }
+            }
+            Msg::Manifest(m) => {
+                self.touch(edge);
+                self.on_manifest(tenant, edge, *m).await?;
+            }
+            Msg::Reply(r) => {
+                self.touch(edge);
+                match r.body {
+                    ReplyBody::Offer(offer) => {
+                        let cmd = MoverCmd::Offer {
+                            tenant: tenant.to_owned(),
+                            edge: edge.to_owned(),
+                            offer,
+                        };
+                        self.mover.send(cmd).await?;
                     }
-                }
-            }
-            Channel::Manifests => {
-                if let Some(m) = self.decode::<Manifest>(topic, payload) {
-                    self.touch(edge);
-                    self.on_manifest(tenant, edge, m).await?;
-                }
-            }
-            Channel::Replies => {
-                if let Some(r) = self.decode::<JobReply>(topic, payload) {
-                    self.touch(edge);
-                    match r.body {
-                        ReplyBody::Offer(offer) => {
-                            let cmd = MoverCmd::Offer {
-                                tenant: tenant.to_owned(),
-                                edge: edge.to_owned(),
-                                offer,
-                            };
-                            self.mover.send(cmd).await?;
-                        }
-                        other => {
-                            tracing::info!(%edge, job_id = ?r.job_id, reply = ?other, "job reply");
-                            if let (Some(jobs), Some(id)) = (&self.jobs, &r.job_id) {
-                                jobs.on_reply(id, other);
-                            }
+                    other => {
+                        tracing::info!(%edge, job_id = ?r.job_id, reply = ?other, "job reply");
+                        if let (Some(jobs), Some(id)) = (&self.jobs, &r.job_id) {
+                            jobs.on_reply(id, other);
                         }
                     }
                 }
             }
-            Channel::Upload => {
-                if let Some(chunk) = self.decode::<TransferChunk>(topic, payload) {
-                    let cmd = MoverCmd::Chunk {
-                        tenant: tenant.to_owned(),
-                        edge: edge.to_owned(),
-                        chunk,
-                    };
-                    self.mover.send(cmd).await?;
-                }
+            Msg::Chunk(chunk) => {
+                let cmd = MoverCmd::Chunk {
+                    tenant: tenant.to_owned(),
+                    edge: edge.to_owned(),
+                    chunk,
+                };
+                self.mover.send(cmd).await?;
             }
-            // manager -> edge channels: the manager does not subscribe to them.
-            _ => {}
         }
         Ok(())
     }
@@ -415,12 +385,13 @@ impl Fleet {
         Ok(())
     }
 
-    fn on_enroll(&mut self, session: &str, topic: &str, payload: &[u8]) -> anyhow::Result<()> {
+    /// Sends the enrollment session its answer.
+    fn answer_enroll(
+        &mut self,
+        session: &str,
+        result: Result<EnrollGrant, String>,
+    ) -> anyhow::Result<()> {
         let response_topic = Topic::enroll_response(session)?;
-        let result = match self.decode::<EnrollRequest>(topic, payload) {
-            None => Err("malformed enrollment request".to_owned()),
-            Some(req) => self.enroll(session, &req),
-        };
         let result = match result {
             Ok(grant) => {
                 inc(&self.metrics.enrollments_accepted_total);

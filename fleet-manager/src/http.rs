@@ -25,6 +25,8 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
     pub live: Live,
+    /// The alerting service, for the event stream's `alerts` events (none in tests without it).
+    pub alerts: Option<Arc<crate::alerting::Alerter>>,
 }
 
 /// An edge as the API shows it.

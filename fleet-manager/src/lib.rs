@@ -8,7 +8,8 @@
 //! fetch) and [`jobs_api`] exposes them. [`catalog`] holds the catalog's own types, [`enroll`] the
 //! pure enrollment rules, [`token`] the claim token file, [`metrics`] the counters; [`auth`]
 //! guards the API (users, sessions, tokens, audit), [`search`] indexes the catalog, [`api`] serves
-//! search, the event stream, the OpenAPI document and the dashboard.
+//! search, the event stream, the OpenAPI document and the dashboard; [`sipflow`] lists a
+//! recording's SIP messages from its `call.pcap` (the edge crate's parsers).
 //! Configs: [`config_layers`] (pure merge + validation of defaults, groups, edge overrides) and
 //! [`config_api`] (versions, history, routes, CLI). Monitoring: [`alerts`] (pure rules) and
 //! [`alerting`] (persistence, events topic, webhook, routes).
@@ -27,6 +28,7 @@ pub mod config_layers;
 pub mod enroll;
 pub mod fleet;
 pub mod http;
+pub mod inbound;
 pub mod install;
 pub mod jobs;
 pub mod jobs_api;
@@ -36,6 +38,7 @@ pub mod mqtt;
 pub mod revoke;
 pub mod search;
 pub mod serve;
+pub mod sipflow;
 pub mod store;
 pub mod targets;
 pub mod telemetry;

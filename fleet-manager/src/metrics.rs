@@ -39,6 +39,7 @@ counters! {
     chunks_received_total: "Transfer chunks received.",
     chunks_duplicate_total: "Chunks whose bytes were already received.",
     chunks_gap_total: "Chunks past the next expected byte (dropped, sender rewinds).",
+    mover_queue_dropped_total: "Chunks and offers dropped because their target's mover queue was full (the edge sends them again).",
     decode_errors_total: "MQTT payloads that did not decode.",
     unknown_edge_messages_total: "Messages on the topic of an edge that is not enrolled.",
     enrollments_accepted_total: "Enrollments accepted.",

@@ -252,6 +252,7 @@ pub async fn run(
     );
     let mover_task = tokio::spawn(mover.run(mover_rx));
     let jobs = crate::jobs::Jobs::new(store.clone(), targets.clone(), outbox.clone());
+    let sipflow = crate::sipflow::router(store.clone(), targets.clone());
     let configs = crate::config_api::ConfigService::new(
         store.clone(),
         outbox.clone(),
@@ -292,12 +293,15 @@ pub async fn run(
 
     // Job routes are merged before any layer, so a layer on `app` wraps them too.
     let (metrics_for_api, live_for_api) = (metrics.clone(), live.clone());
+    let alerts_for_api = Some(alerter.clone());
     let app = router(AppState {
         store: store.clone(),
         metrics,
         live,
+        alerts: Some(alerter.clone()),
     })
     .merge(crate::jobs_api::router(jobs))
+    .merge(sipflow)
     .merge(crate::config_api::router(configs))
     .merge(crate::alerting::router(alerter))
     .merge(crate::tokens::router(store.clone()))
@@ -320,6 +324,7 @@ pub async fn run(
             store: store.clone(),
             metrics: metrics_for_api,
             live: live_for_api,
+            alerts: alerts_for_api,
         }))
         .layer(axum::middleware::from_fn_with_state(
             auth,

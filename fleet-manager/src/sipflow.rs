@@ -12,7 +12,6 @@
 //! start-line check); SIP over TCP is read segment by segment (messages split across segments
 //! are counted in `skipped`, not reassembled).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -320,11 +319,12 @@ mod tests {
         // The INVITE is IPv6-fragmented: it is reassembled, so all 32 messages are listed.
         let f = parse_flow(&capture("sngrep/tests/ipv6frag.pcap"), 100).expect("pcap");
         assert_eq!(f.messages.len(), 32, "{:?}", labels(&f));
-        assert_eq!(
-            f.messages.iter().filter(|m| m.label == "INVITE").count(),
-            2
+        assert_eq!(f.messages.iter().filter(|m| m.label == "INVITE").count(), 2);
+        assert!(
+            f.messages[0].src.starts_with("[fd17:"),
+            "{:?}",
+            f.messages[0]
         );
-        assert!(f.messages[0].src.starts_with("[fd17:"), "{:?}", f.messages[0]);
         // TCP inside IP-in-IP: INVITE, 183, 200, BYE.
         let f = parse_flow(&capture("sngrep/tests/ipip.pcap"), 100).expect("pcap");
         assert_eq!(labels(&f).len(), 4, "{:?}", labels(&f));

@@ -21,6 +21,10 @@ pub struct Manifest {
     pub call_id: String,
     /// Part number of a call cut at its maximum duration (1 for the first).
     pub part: u32,
+    /// The recording id of the part before this one (parts 2, 3, ... of a call cut at its
+    /// maximum duration). Added within v1 (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_part: Option<String>,
     pub caller: Party,
     pub callee: Party,
     pub start_ns: i64,
@@ -50,6 +54,7 @@ impl Manifest {
             kind,
             call_id: String::new(),
             part: 1,
+            previous_part: None,
             caller: Party::default(),
             callee: Party::default(),
             start_ns: 0,

@@ -6,9 +6,11 @@
 //! (206 + Content-Range, 416).
 //!
 //! Browser (Debian's chromium driven through chromedriver): log in, see the edge online, search by
-//! number, open a recording and see the audio element load and the waveform drawn, change a config
-//! value and see the edge report the new version, run a move job to completion; no console errors.
-//! Screenshots of each page go to `target/artifacts/dashboard/`.
+//! number, open a recording and see the audio element load, the waveform drawn and the SIP flow
+//! (INVITE ... BYE), edit the edge's overrides (a bad value is refused inline naming the field, a
+//! good one is published and the edge reports its version), the fleet config page, run a move job
+//! to completion, stop the edge and see its `offline` alert on the alerts page and the fleet
+//! overview; no console errors. Screenshots of each page go to `target/artifacts/dashboard/`.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -104,7 +106,7 @@ fn dashboard_and_api_against_a_running_fleet() {
         .arg(&pcap)
         .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
         .args(["--log", "info"]);
-    let _edge = Proc::start("edge", cmd, dir.path());
+    let mut edge = Proc::start("edge", cmd, dir.path());
     let n = truth.calls.len();
     let recs = wait_for("every recording stored", Duration::from_secs(60), || {
         let v = get_json(&format!("{http}/api/v1/recordings"))?;
@@ -251,6 +253,37 @@ fn dashboard_and_api_against_a_running_fleet() {
     assert_eq!(s, 416);
     assert_eq!(cr.as_deref(), Some(format!("bytes */{size}").as_str()));
 
+    // ---- API: the SIP flow of a recording, read from its call.pcap in the target
+    let (s, _, b) = call(
+        a.get(api(&format!("/api/v1/recordings/{rid}/sipflow")))
+            .header("Authorization", bearer()),
+    );
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let flow: Value = serde_json::from_slice(&b).expect("json");
+    let labels: Vec<&str> = flow["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["label"].as_str())
+        .collect();
+    assert_eq!(labels.first(), Some(&"INVITE"), "{labels:?}");
+    assert!(labels.contains(&"BYE"), "{labels:?}");
+    assert_eq!(
+        flow["endpoints"].as_array().map(Vec::len),
+        Some(2),
+        "{flow}"
+    );
+    assert!(
+        flow["messages"][0]["cseq"]
+            .as_str()
+            .is_some_and(|c| c.ends_with(" INVITE"))
+    );
+    let (s, _, _) = call(
+        a.get(api("/api/v1/recordings/no-such-recording/sipflow"))
+            .header("Authorization", bearer()),
+    );
+    assert_eq!(s, 404);
+
     // ---- the dashboard in a real browser
     let b = Browser::start(dir.path());
     let shot = |name: &str| b.screenshot(&artifacts.join(format!("{name}.png")));
@@ -340,35 +373,142 @@ fn dashboard_and_api_against_a_running_fleet() {
         T,
         "return document.getElementById('wave')?.dataset.drawn === '1' || null",
     );
-    shot("04-recording");
-
-    // Edge page: change a config value, the edge reports the new version.
-    b.goto(&format!("{http}/#/edges/{edge_id}"));
-    let desired = b.wait_js(
-        "config editor",
+    let ladder = b.wait_js(
+        "SIP flow drawn",
         T,
-        "const t=document.getElementById('cfgtext'); return t && t.value.length > 2 ? document.getElementById('desired').textContent : null",
+        "const g=[...document.querySelectorAll('#sipflow g.msg')]; return g.length ? g.map(x=>x.dataset.label) : (document.querySelector('#sipflow p')?.textContent || null)",
     );
+    let shown: Vec<&str> = ladder
+        .as_array()
+        .unwrap_or_else(|| panic!("SIP flow: {ladder}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(shown, labels, "the ladder shows every message in order");
+    shot("04-recording");
     b.js(
-        "const t=document.getElementById('cfgtext'); const c=JSON.parse(t.value); c.telemetry_interval_secs = 7; t.value = JSON.stringify(c, null, 2);",
+        "document.getElementById('sipflow').scrollIntoView()",
         json!([]),
     );
+    shot("04b-sipflow");
+
+    // Edge page: the overrides editor refuses a bad value inline, naming the field; a good one
+    // is published and the edge reports the new version.
+    b.goto(&format!("{http}/#/edges/{edge_id}"));
+    let desired = b.wait_js(
+        "config editor and effective config",
+        T,
+        "const t=document.getElementById('cfgtext'), e=document.getElementById('effective'); return t && t.value && e && e.textContent.includes('cache') ? document.getElementById('desired').textContent : null",
+    );
+    let set_text = |v: &str| {
+        b.js(
+            "document.getElementById('cfgtext').value = arguments[0];",
+            json!([v]),
+        )
+    };
+    let severe = |entries: Vec<Value>| -> Vec<Value> {
+        entries
+            .into_iter()
+            .filter(|e| e["level"] == "SEVERE")
+            .collect()
+    };
+    let errors = severe(b.console());
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    set_text("{\"cache\": {\"high_water_percent\": 150}}");
+    b.click(&b.wait_find("#cfgsave", T));
+    let inline = b.wait_js(
+        "validation error shown inline",
+        T,
+        "const l=document.querySelector('#cfgerrors li'); return l ? [l.dataset.path, l.textContent, document.getElementById('cfgtext').getAttribute('aria-invalid')] : null",
+    );
+    assert_eq!(inline[0], "cache.high_water_percent", "{inline}");
+    assert!(
+        inline[1].as_str().is_some_and(|t| t.contains("150")),
+        "the message says what is wrong: {inline}"
+    );
+    assert_eq!(inline[2], "true");
+    // The browser logs the refusal's 400 as a network error; nothing else may be logged.
+    let errors: Vec<Value> = severe(b.console())
+        .into_iter()
+        .filter(|e| {
+            let m = e["message"].as_str().unwrap_or_default();
+            !(e["source"] == "network"
+                && m.contains("/api/v1/config/validate?edge=")
+                && m.contains("400"))
+        })
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    shot("05a-edge-invalid");
+    set_text("{\"telemetry_interval_secs\": 7}");
     b.click(&b.wait_find("#cfgsave", T));
     let published = b.wait_js(
         "config published",
         T,
-        "const m=document.getElementById('cfgmsg').textContent; const x=/version (\\d+)/.exec(m); return x ? x[1] : (m || null)",
+        "const m=document.getElementById('cfgmsg').textContent; const x=/version (\\d+)/.exec(m); return x ? x[1] : (m.startsWith('Validating') ? null : m || null)",
     );
     let version = published
         .as_str()
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or_else(|| panic!("config not published: {published} (was {desired})"));
+    assert_eq!(
+        b.js(
+            "return document.querySelectorAll('#cfgerrors li').length",
+            json!([])
+        ),
+        json!(0),
+        "the errors are gone"
+    );
     b.wait_js(
         "the edge reports the new config version",
         T,
-        &format!("return document.getElementById('reported').textContent === 'v{version}' || null"),
+        &format!(
+            "return document.getElementById('reported').textContent === 'v{version}' && document.getElementById('cfgsync').textContent.includes('in sync') || null"
+        ),
+    );
+    b.wait_js(
+        "the history lists the version",
+        T,
+        &format!(
+            "const r=document.querySelector('#cfghistory tr[data-version=\"{version}\"]'); return r && r.textContent.includes('admin') || null"
+        ),
+    );
+    let overrides = get_json(&api(&format!("/api/v1/edges/{edge_id}/config"))).expect("overrides");
+    assert_eq!(
+        overrides["config"],
+        json!({"telemetry_interval_secs": 7}),
+        "only the field set is pinned"
     );
     shot("05-edge");
+
+    // The fleet config page: defaults and groups editors.
+    b.goto(&format!("{http}/#/config"));
+    b.wait_js(
+        "fleet defaults editor",
+        T,
+        "return document.getElementById('deftext')?.value && document.getElementById('groups')?.rows.length ? true : null",
+    );
+    // A group with the edge as member: its field is pinned by the edge's override, so no
+    // edge's effective config changes.
+    let name = b.wait_find("#grpname", T);
+    b.type_text(&name, "site-a");
+    let members = b.wait_find("#grpmembers", T);
+    b.type_text(&members, &edge_id);
+    b.js(
+        "document.getElementById('grptext').value = '{\"telemetry_interval_secs\": 9}'",
+        json!([]),
+    );
+    b.click(&b.wait_find("#grpsave", T));
+    let saved = b.wait_js(
+        "group saved",
+        T,
+        "const m=document.getElementById('grpmsg').textContent; return m && !m.startsWith('Validating') ? [m, document.querySelector('#groups tr[data-group=\"site-a\"]')?.textContent || ''] : null",
+    );
+    assert_eq!(saved[0], "Saved: no edge's config changed.", "{saved}");
+    assert!(
+        saved[1].as_str().is_some_and(|t| t.contains(&edge_id)),
+        "{saved}"
+    );
+    shot("05b-config");
 
     // A move job from the recording page, followed on the jobs page to completion.
     b.goto(&format!("{http}/#/recordings/{rid}"));
@@ -409,14 +549,30 @@ fn dashboard_and_api_against_a_running_fleet() {
         .collect();
     assert_eq!(targets, BTreeSet::from(["archive"]), "moved: {moved}");
 
-    // Alerts and audit pages render; the audit log holds the config change and the job.
+    // Stop the edge: its `offline` alert shows on the alerts page and the fleet overview, live.
     b.goto(&format!("{http}/#/alerts"));
     b.wait_js(
         "alerts table",
         T,
         "const t=document.getElementById('alerts'); return t && !t.textContent.includes('Loading') || null",
     );
+    assert!(edge.terminate(Duration::from_secs(10)), "the edge stops");
+    b.wait_js(
+        "offline alert listed",
+        T,
+        &format!(
+            "return document.querySelector('#alerts tr.active[data-rule=offline][data-edge=\"{edge_id}\"]') !== null || null"
+        ),
+    );
     shot("07-alerts");
+    b.goto(&format!("{http}/#/fleet"));
+    b.wait_js(
+        "offline alert on the fleet overview",
+        T,
+        "return document.querySelector('#edges tr[data-edge] .alerts .pill[data-rule=offline]') !== null || null",
+    );
+    shot("07b-fleet-alert");
+    // The audit log holds the config change and the job.
     b.goto(&format!("{http}/#/audit"));
     let audit = b.wait_js(
         "audit rows",

@@ -5,6 +5,8 @@
 //!   republishes them, the edge resumes;
 //! - the target unavailable for a while (its folder replaced by a file): uploads fail, are
 //!   offered again, and finish once it is back;
+//! - one target down while another is healthy: the healthy target's edge delivers at its own
+//!   pace (the mover's workers are per target), the other's once its target is back;
 //! - the edge's cache full (small capacity, uploads held back by a closed window): an alert and
 //!   an `Event` (`alert_raised`, rule `cache_full`) go out, nothing unstored is deleted, delivery completes when the window opens and
 //!   retention then evicts stored recordings down to the high-water mark.
@@ -149,7 +151,9 @@ fn broker_restart_loses_retained_configs_and_delivery_resumes() {
 #[test]
 fn uploads_retry_while_the_target_is_unavailable_and_finish() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // One retry inside the manager: the edge's offers are the retry loop here.
+    // One retry inside the manager: the edge's offers are the retry loop here (with the default
+    // retries each failing write into this one target takes 8-20 s: per-target workers do not
+    // shorten that, they keep other targets moving; see the next test).
     let m = Manager::start(dir.path(), Some("[storage]\nretries = 1\n"), None);
     let cloud = m.target_dir("cloud");
     std::fs::create_dir_all(&cloud).expect("cloud dir");
@@ -171,6 +175,67 @@ fn uploads_retry_while_the_target_is_unavailable_and_finish() {
     let recs = wait_stored(&m, n, Duration::from_secs(60));
     assert_eq!(catalog(&m).len(), n);
     assert_target_exact(&m, "cloud", &recs, n);
+}
+
+#[test]
+fn a_down_target_does_not_delay_delivery_to_a_healthy_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let branch = root.join("manager/targets/branch");
+    // Default retries: a failing write into `branch` takes many seconds each time.
+    let cfg = format!(
+        "[targets.branch]\ntype = \"fs\"\nroot = \"{}\"\n",
+        branch.display()
+    );
+    let m = Manager::start(root, Some(&cfg), None);
+    let _ = std::fs::remove_dir_all(&branch);
+    std::fs::write(&branch, b"not a directory").expect("block branch");
+    let down_data = root.join("edge-down");
+    enroll_at_with_config(
+        &m,
+        &down_data,
+        Some("edge-down"),
+        serde_json::json!({"storage": {"target": "branch"}, "telemetry_interval_secs": 1}),
+    );
+    enroll_with_config(&m, serde_json::json!({"telemetry_interval_secs": 1}));
+    let (down_dir, ok_dir) = (root.join("pcap-down"), root.join("pcap-ok"));
+    std::fs::create_dir_all(&down_dir).expect("dir");
+    std::fs::create_dir_all(&ok_dir).expect("dir");
+    let (down_pcap, n_down) = calls(&down_dir, 3, 35);
+    let (ok_pcap, n_ok) = calls(&ok_dir, 3, 36);
+    let _down = start_edge_at(
+        &m,
+        "edge-down",
+        &down_data,
+        Some("edge-down"),
+        &down_pcap,
+        &[],
+    );
+    // The down edge's recordings are cataloged and its first offer is stuck in branch's retries.
+    wait_for(
+        "the down edge's recordings cataloged",
+        Duration::from_secs(30),
+        || (catalog(&m).len() >= n_down).then_some(()),
+    );
+    let t0 = std::time::Instant::now();
+    let _ok = start_edge(&m, "edge-ok", &ok_pcap, &[]);
+    let recs = wait_stored(&m, n_ok, Duration::from_secs(20));
+    let took = t0.elapsed();
+    assert_eq!(
+        recs.len(),
+        n_ok,
+        "only the healthy target's recordings are stored"
+    );
+    assert_target_exact(&m, "cloud", &recs, n_ok);
+    // Branch really was failing meanwhile, and its edge keeps everything.
+    wait_for("branch transfers failing", Duration::from_secs(40), || {
+        m.proc.output().contains("transfer failed").then_some(())
+    });
+    eprintln!("healthy edge delivered {n_ok} recordings in {took:?} while branch was down");
+    std::fs::remove_file(&branch).expect("unblock branch");
+    let recs = wait_stored(&m, n_ok + n_down, Duration::from_secs(90));
+    assert_target_exact(&m, "cloud", &recs, n_ok);
+    assert_target_exact(&m, "branch", &recs, n_down);
 }
 
 #[test]

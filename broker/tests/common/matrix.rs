@@ -103,7 +103,11 @@ impl Pki {
         Pki {
             ca: write(dir, "ca.crt", ca.cert_pem()),
             server: pair(dir, "server", server),
-            a: pair(dir, "a", ca.issue_edge("acme", EDGE_A.0, t, DAY).expect("a")),
+            a: pair(
+                dir,
+                "a",
+                ca.issue_edge("acme", EDGE_A.0, t, DAY).expect("a"),
+            ),
             foreign: pair(
                 dir,
                 "foreign",
@@ -191,7 +195,17 @@ pub fn sub(via: Via<'_>, id: &str, filter: &str, secs: u32) -> Command {
         "mosquitto_sub",
         via,
         id,
-        &["-t", filter, "-C", "1", "-W", &secs.to_string(), "-q", "1", "-v"],
+        &[
+            "-t",
+            filter,
+            "-C",
+            "1",
+            "-W",
+            &secs.to_string(),
+            "-q",
+            "1",
+            "-v",
+        ],
     )
 }
 
@@ -199,7 +213,12 @@ pub fn sub(via: Via<'_>, id: &str, filter: &str, secs: u32) -> Command {
 fn run_all(cmds: Vec<Command>) -> Vec<(Output, String)> {
     let children: Vec<(String, Child)> = cmds
         .into_iter()
-        .map(|mut c| (format!("{c:?}"), c.spawn().expect("mosquitto client starts")))
+        .map(|mut c| {
+            (
+                format!("{c:?}"),
+                c.spawn().expect("mosquitto client starts"),
+            )
+        })
         .collect();
     children
         .into_iter()
@@ -227,8 +246,7 @@ fn assert_recorded(t: &dyn Target, mark: u64, attempts: &[Attempt]) {
 }
 
 fn refused_login(out: &Output, t: &str) -> bool {
-    !out.status.success()
-        && (t.contains("not authori") || t.contains("bad user name or password"))
+    !out.status.success() && (t.contains("not authori") || t.contains("bad user name or password"))
 }
 
 /// Runs the whole matrix against `t`.
@@ -266,16 +284,32 @@ pub async fn refusal_matrix(t: &dyn Target) {
     }
 
     // Logins: none, a wrong password, a revoked edge (which could log in before).
-    let (o, txt) = run(sub(Via::Password(port, Some(REVOKED)), "edge-c", "x/never", 1));
-    assert!(!refused_login(&o, &txt), "{name}: edge-c before revocation: {txt}");
+    let (o, txt) = run(sub(
+        Via::Password(port, Some(REVOKED)),
+        "edge-c",
+        "x/never",
+        1,
+    ));
+    assert!(
+        !refused_login(&o, &txt),
+        "{name}: edge-c before revocation: {txt}"
+    );
     t.revoke(REVOKED.0);
     let mark = t.mark();
     let logins = run_all(vec![
         sub(Via::Password(port, None), "anon", "#", 1),
-        sub(Via::Password(port, Some((EDGE_A.0, "wrong"))), "edge-a-wrong", "#", 1),
+        sub(
+            Via::Password(port, Some((EDGE_A.0, "wrong"))),
+            "edge-a-wrong",
+            "#",
+            1,
+        ),
         sub(Via::Password(port, Some(REVOKED)), "edge-c-revoked", "#", 1),
     ]);
-    for (what, (o, txt)) in ["no credentials", "wrong password", "revoked"].iter().zip(&logins) {
+    for (what, (o, txt)) in ["no credentials", "wrong password", "revoked"]
+        .iter()
+        .zip(&logins)
+    {
         assert!(refused_login(o, txt), "{name}: {what} not refused: {txt}");
     }
     assert_recorded(
@@ -377,7 +411,10 @@ pub async fn refusal_matrix(t: &dyn Target) {
             &[Attempt::Subscribe("enroll-s1".into(), s2_resp.clone())],
         );
     } else {
-        assert!(refused_login(&o, &txt), "{name}: enroll user admitted: {txt}");
+        assert!(
+            refused_login(&o, &txt),
+            "{name}: enroll user admitted: {txt}"
+        );
         assert_recorded(t, mark, &[Attempt::Connect("enroll-s1".into())]);
     }
 
@@ -387,7 +424,12 @@ pub async fn refusal_matrix(t: &dyn Target) {
     let a_manifests = edge_topic("acme", "edge-a", Channel::Manifests);
     m.publish(&a_config, true, b"config of a".to_vec()).await;
     assert!(m.puback_or_closed().await, "{name}: manager publish");
-    let (o, txt) = run(sub(Via::Password(port, Some(EDGE_A)), "edge-a", &a_config, 5));
+    let (o, txt) = run(sub(
+        Via::Password(port, Some(EDGE_A)),
+        "edge-a",
+        &a_config,
+        5,
+    ));
     assert!(
         o.status.success() && txt.contains("config of a"),
         "{name}: own config: {txt}"
@@ -411,16 +453,33 @@ pub async fn refusal_matrix(t: &dyn Target) {
         let mark = t.mark();
         let outs = run_all(vec![
             sub(Via::Tls(tls.port, ca, None), "tls-none", "#", 2),
-            sub(Via::Tls(tls.port, ca, Some(&tls.pki.foreign)), "tls-foreign", "#", 2),
-            sub(Via::Tls(tls.port, ca, Some(&tls.pki.expired)), "tls-expired", "#", 2),
+            sub(
+                Via::Tls(tls.port, ca, Some(&tls.pki.foreign)),
+                "tls-foreign",
+                "#",
+                2,
+            ),
+            sub(
+                Via::Tls(tls.port, ca, Some(&tls.pki.expired)),
+                "tls-expired",
+                "#",
+                2,
+            ),
         ]);
-        for (what, (o, txt)) in ["no certificate", "another CA", "expired"].iter().zip(&outs) {
+        for (what, (o, txt)) in ["no certificate", "another CA", "expired"]
+            .iter()
+            .zip(&outs)
+        {
             assert!(
                 !o.status.success() && !txt.contains("secret"),
                 "{name}: TLS {what} not refused: {txt}"
             );
         }
-        assert_recorded(t, mark, &[Attempt::Handshake, Attempt::Handshake, Attempt::Handshake]);
+        assert_recorded(
+            t,
+            mark,
+            &[Attempt::Handshake, Attempt::Handshake, Attempt::Handshake],
+        );
         let mark = t.mark();
         let (_, txt) = run(sub(
             Via::Tls(tls.port, ca, Some(&tls.pki.a)),

@@ -99,6 +99,8 @@ pub enum CallEnd {
     /// No packet of the call for the configured time.
     Timeout,
     CaptureEnd,
+    /// Cut at the maximum call duration: the call goes on in its next part (recorder).
+    MaxDuration,
 }
 
 /// One SIP dialog (a call).

@@ -5,7 +5,7 @@
 pub mod live;
 pub mod pcapfile;
 
-pub use live::{LiveOptions, LiveSource};
+pub use live::{InterfaceStats, LiveCapture, LiveOptions, LiveSource};
 pub use pcapfile::PcapReader;
 
 /// Largest captured packet accepted from any source (bigger records are refused as corrupt).
@@ -136,4 +136,10 @@ pub enum CaptureError {
     UnknownInterface { id: u32, offset: u64 },
     #[error("live capture: {0}")]
     Live(#[from] pcap::Error),
+    #[error("live capture: no interface given")]
+    NoInterface,
+    #[error("live capture on {interface}: {error}")]
+    Interface { interface: String, error: String },
+    #[error("live capture stopped: {error}")]
+    Reader { error: String },
 }

@@ -111,6 +111,31 @@ pub struct CallRecording {
     untracked_streams: u64,
     audio: bool,
     kind: schemas::RecordingKind,
+    /// Packets the kernel dropped while this recording was active (see [`Self::note_drops`]).
+    capture_drops: u64,
+    /// The recording id of the part before this one (a call cut at its maximum duration).
+    previous_part: Option<String>,
+    /// The pcap format of the first packet, for the next part's `call.pcap`.
+    format: PartFormat,
+}
+
+/// What a next part's `call.pcap` needs of the call's first packet: its file header (classic
+/// pcap input), link type and timestamp precision.
+#[derive(Debug, Clone, Copy)]
+pub struct PartFormat {
+    file_header: Option<[u8; 24]>,
+    linktype: u16,
+    ts_precision: crate::capture::TsPrecision,
+}
+
+impl PartFormat {
+    fn of(p: &RawPacket<'_>) -> Self {
+        PartFormat {
+            file_header: p.classic.map(|c| *c.file_header),
+            linktype: p.linktype,
+            ts_precision: p.ts_precision,
+        }
+    }
 }
 
 impl CallRecording {
@@ -124,6 +149,7 @@ impl CallRecording {
     ) -> io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         let pcap = PcapWriter::create(&dir.join(PCAP_NAME), first)?;
+        let format = PartFormat::of(first);
         Ok(CallRecording {
             id,
             dir,
@@ -138,7 +164,48 @@ impl CallRecording {
             untracked_streams: 0,
             audio,
             kind: schemas::RecordingKind::Call,
+            capture_drops: 0,
+            previous_part: None,
+            format,
         })
+    }
+
+    /// The next part of this call (cut at its maximum duration): a new folder `dir` and
+    /// `call.pcap` in the same format, starting at `start_ns`, chained to this part.
+    pub fn next_part(&self, id: String, dir: PathBuf, start_ns: i64) -> io::Result<Self> {
+        let header = [0u8; 16];
+        let classic = self
+            .format
+            .file_header
+            .as_ref()
+            .map(|h| crate::capture::ClassicRecord {
+                file_header: h,
+                record_header: &header,
+            });
+        let first = RawPacket {
+            ts_ns: start_ns,
+            orig_len: 0,
+            linktype: self.format.linktype,
+            ts_precision: self.format.ts_precision,
+            data: &[],
+            classic,
+        };
+        let mut next = CallRecording::create(id, dir, start_ns, &first, self.audio)?;
+        next.part = self.part.saturating_add(1);
+        next.kind = self.kind;
+        next.previous_part = Some(self.id.clone());
+        Ok(next)
+    }
+
+    /// When this recording (part) started.
+    pub fn start_ns(&self) -> i64 {
+        self.start_ns
+    }
+
+    /// Notes that the kernel dropped `n` captured packets while this recording was active: it
+    /// may miss some of them, and its manifest says so.
+    pub fn note_drops(&mut self, n: u64) {
+        self.capture_drops = self.capture_drops.saturating_add(n);
     }
 
     /// Marks this recording as an orphan stream (no SIP) in its manifest.
@@ -370,11 +437,17 @@ impl CallRecording {
         m.edge_id = edge_id.map(str::to_string);
         m.call_id = dialog.call_id.clone();
         m.part = self.part;
+        m.previous_part = self.previous_part.clone();
         m.caller = party(&dialog.caller);
         m.callee = party(&dialog.callee);
-        m.start_ns = dialog.start_ns;
+        // A later part starts where the one before it was cut.
+        m.start_ns = if self.part > 1 {
+            self.start_ns
+        } else {
+            dialog.start_ns
+        };
         m.answer_ns = dialog.answer_ns;
-        m.end_ns = dialog.last_ns.max(dialog.start_ns);
+        m.end_ns = dialog.last_ns.max(m.start_ns);
         m.sip_status = dialog.sip_status;
         m.end_reason = match dialog.end_reason {
             Some(CallEnd::Bye) => schemas::EndReason::Bye,
@@ -382,6 +455,7 @@ impl CallRecording {
             Some(CallEnd::Rejected) => schemas::EndReason::Rejected,
             Some(CallEnd::Timeout) => schemas::EndReason::RtpTimeout,
             Some(CallEnd::CaptureEnd) | None => schemas::EndReason::CaptureEnd,
+            Some(CallEnd::MaxDuration) => schemas::EndReason::MaxDuration,
         };
         match dialog.end_reason {
             Some(CallEnd::CaptureEnd) | None => m
@@ -391,6 +465,13 @@ impl CallRecording {
                 .incomplete
                 .push("no packet of the call for the timeout; no BYE seen".into()),
             _ => {}
+        }
+        if self.capture_drops > 0 {
+            m.incomplete.push(format!(
+                "the kernel dropped {} captured packets while this recording was active \
+                 (capture buffer full or interface drops): some may be missing",
+                self.capture_drops
+            ));
         }
         if self.linktype_mismatch > 0 {
             m.incomplete.push(format!(

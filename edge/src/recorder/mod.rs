@@ -19,6 +19,7 @@
 
 mod call;
 pub mod finisher;
+mod parts;
 pub mod pcap_writer;
 pub mod video;
 pub mod wav_writer;
@@ -70,6 +71,9 @@ pub struct RecorderOptions {
     pub orphans: OrphanOptions,
     /// Finish ended calls on a background thread (true) or inside `process`/`tick` (false).
     pub background_finish: bool,
+    /// A call recorded for this long is cut (end reason `max_duration`) and goes on as a next
+    /// part with the same Call-ID ([`parts`]); 0: never.
+    pub max_call_ns: i64,
 }
 
 impl Default for RecorderOptions {
@@ -86,6 +90,7 @@ impl Default for RecorderOptions {
             tcp: StreamLimits::default(),
             orphans: OrphanOptions::default(),
             background_finish: true,
+            max_call_ns: 4 * 3600 * 1_000_000_000,
         }
     }
 }
@@ -140,6 +145,11 @@ pub struct RecorderStats {
     pub calls_failed: u64,
     /// INVITEs ignored because `max_calls` calls were active.
     pub calls_refused: u64,
+    /// Calls cut at the maximum duration (each went on as a next part, counted in
+    /// `calls_started`).
+    pub calls_cut: u64,
+    /// Packets the capture reported dropped by the kernel ([`Recorder::note_drops`]).
+    pub capture_drops: u64,
     pub active_calls: u64,
 }
 
@@ -691,6 +701,7 @@ impl Recorder {
             self.finish_call(d);
         }
         self.end_orphans(Some(now_ns));
+        self.cut_long_calls(now_ns);
     }
 
     /// End of capture: ends and finishes every call, and waits until all are finished.

@@ -5,12 +5,15 @@
 //! whichever keeps the source's timestamps exact. One link type per file: the first packet's.
 //!
 //! Records gather in a buffer of [`BUF_BYTES`] per call; a full buffer is hashed and appended to
-//! the file in one write. The file is not kept open between writes (open, append, close), so
-//! thousands of concurrent calls do not hold thousands of file descriptors.
+//! the file in one write. The first [`MAX_OPEN`] writers of the process (at most a quarter of the
+//! open-file limit) keep their file open; the others open, append and close at each write, so ten
+//! thousand concurrent calls do not hold ten thousand more file descriptors.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -22,6 +25,62 @@ const SNAPLEN: u32 = 262_144;
 /// Bytes of records a call gathers before they are written (about 38 G.711 packets): with the
 /// WAV writer's ring, what keeps a call within 64 KiB.
 pub const BUF_BYTES: usize = 8 * 1024;
+/// `call.pcap` files kept open at once in this process at most (each writer beyond reopens per
+/// write); fewer when a quarter of the open-file limit is less.
+pub const MAX_OPEN: usize = 4096;
+/// Writers holding their file open now.
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// A file descriptor counted in [`OPEN`] while it lives.
+#[derive(Debug)]
+struct Held(File);
+
+impl Held {
+    /// Keeps `f` open if fewer than [`MAX_OPEN`] are.
+    fn try_hold(f: File) -> Option<Held> {
+        let prev = OPEN.fetch_add(1, Ordering::Relaxed);
+        if prev < max_open() {
+            Some(Held(f))
+        } else {
+            OPEN.fetch_sub(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+/// [`MAX_OPEN`], or a quarter of the soft open-file limit when that is less (read once from
+/// `/proc/self/limits`; 256 when it cannot be read).
+fn max_open() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| {
+        let soft = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|l| soft_nofile(&l));
+        match soft {
+            Some(n) => (n / 4).min(MAX_OPEN),
+            None => 256,
+        }
+    })
+}
+
+/// The soft "Max open files" of a `/proc/<pid>/limits` text (None: not found; "unlimited": max).
+fn soft_nofile(limits: &str) -> Option<usize> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line
+        .get("Max open files".len()..)?
+        .split_whitespace()
+        .next()?;
+    if soft == "unlimited" {
+        return Some(usize::MAX);
+    }
+    soft.parse().ok()
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// A writer that hashes and counts what it writes.
 #[derive(Debug)]
@@ -70,6 +129,8 @@ struct RecordFormat {
 #[derive(Debug)]
 pub struct PcapWriter {
     path: PathBuf,
+    /// The open file, when within [`MAX_OPEN`].
+    file: Option<Held>,
     /// Records not yet in the file (capacity [`BUF_BYTES`]).
     buf: Vec<u8>,
     hasher: Sha256,
@@ -113,11 +174,12 @@ impl PcapWriter {
         };
         // The file exists from the start (crash recovery looks for it); the header waits in the
         // buffer with the first records.
-        File::create(path)?;
+        let file = Held::try_hold(File::create(path)?);
         let mut buf = Vec::with_capacity(BUF_BYTES);
         buf.extend_from_slice(&header);
         Ok(PcapWriter {
             path: path.to_path_buf(),
+            file,
             buf,
             hasher: Sha256::new(),
             written: 0,
@@ -180,8 +242,13 @@ impl PcapWriter {
         if bytes.is_empty() {
             return Ok(());
         }
-        let mut f = OpenOptions::new().append(true).open(&self.path)?;
-        f.write_all(bytes)?;
+        match self.file.as_mut() {
+            Some(Held(f)) => f.write_all(bytes)?,
+            None => OpenOptions::new()
+                .append(true)
+                .open(&self.path)?
+                .write_all(bytes)?,
+        }
         self.hasher.update(bytes);
         self.written += bytes.len() as u64;
         Ok(())
@@ -203,10 +270,84 @@ impl PcapWriter {
     /// Flushes and fsyncs; returns the file's size and SHA-256.
     pub fn finish(mut self) -> io::Result<(u64, [u8; 32])> {
         self.flush()?;
-        OpenOptions::new()
-            .append(true)
-            .open(&self.path)?
-            .sync_all()?;
+        match self.file.as_ref() {
+            Some(Held(f)) => f.sync_all()?,
+            None => OpenOptions::new()
+                .append(true)
+                .open(&self.path)?
+                .sync_all()?,
+        }
         Ok((self.written, self.hasher.finalize().into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_soft_open_file_limit() {
+        let l = "Limit                     Soft Limit           Hard Limit           Units\n\
+                 Max processes             95338                95338                processes\n\
+                 Max open files            1024                 524288               files\n";
+        assert_eq!(soft_nofile(l), Some(1024));
+        assert_eq!(
+            soft_nofile(
+                "Max open files            unlimited            unlimited            files"
+            ),
+            Some(usize::MAX)
+        );
+        assert_eq!(soft_nofile("Max processes 10 10 processes"), None);
+        assert!(max_open() <= MAX_OPEN);
+    }
+
+    /// A writer over the open-file budget (reopening at each write) writes the same bytes and
+    /// hash as one holding its file, across buffer flushes and a packet larger than the buffer.
+    #[test]
+    fn reopening_writer_writes_the_same_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let frames: Vec<Vec<u8>> = (0..200u32)
+            .map(|i| {
+                let len = if i == 77 {
+                    BUF_BYTES + 500
+                } else {
+                    60 + (i as usize * 13) % 300
+                };
+                (0..len).map(|j| (i as usize + j) as u8).collect()
+            })
+            .collect();
+        let mut results = Vec::new();
+        for held in [true, false] {
+            let path = dir.path().join(format!("{held}.pcap"));
+            let mut w = None;
+            for (i, f) in frames.iter().enumerate() {
+                let pkt = RawPacket {
+                    ts_ns: 1_700_000_000_000_000_000 + i as i64 * 20_000_000,
+                    orig_len: f.len() as u32,
+                    linktype: 1,
+                    ts_precision: TsPrecision::Micro,
+                    data: f,
+                    classic: None,
+                };
+                let w = w.get_or_insert_with(|| {
+                    let mut w = PcapWriter::create(&path, &pkt).expect("create");
+                    if !held {
+                        w.file = None;
+                    }
+                    w
+                });
+                assert!(w.write(&pkt).expect("write"));
+            }
+            let (size, sha) = w.expect("writer").finish().expect("finish");
+            let bytes = std::fs::read(&path).expect("read");
+            assert_eq!(size, bytes.len() as u64);
+            assert_eq!(sha, <[u8; 32]>::from(Sha256::digest(&bytes)));
+            results.push(bytes);
+        }
+        assert_eq!(
+            results[0].len(),
+            24 + 200 * 16 + frames.iter().map(Vec::len).sum::<usize>()
+        );
+        assert!(results[0] == results[1]);
     }
 }

@@ -22,7 +22,7 @@ use rumqttc::{AsyncClient, QoS};
 use tapfleet_schemas::{
     Ack, AckBody, CaptureConfig, Channel, DesiredConfig, EdgeConfig, Job, JobAction, JobReply,
     Manifest, Message, ReplyBody, ReportedState, SCHEMA_VERSION, Telemetry, Topic, TransferOffer,
-    decode, encode,
+    encode,
 };
 use tokio::sync::mpsc;
 
@@ -33,6 +33,7 @@ use super::net::{self, Conn, NetEvent};
 use super::upload::{self, UploadCmd, UploadEvent};
 use super::{BrokerAddr, now_ms};
 use crate::cache::{Cache, State, policy};
+use crate::inbound::{Inbound, InboundError};
 use crate::recorder::{RecorderEvent, RecorderOptions};
 use crate::transfer::SenderConfig;
 
@@ -373,44 +374,46 @@ impl Core {
                 }
             }
             NetEvent::Message { topic, payload } => {
-                if topic == self.topics.config {
-                    self.on_config(&payload).await?;
+                let channel = if topic == self.topics.config {
+                    Channel::Config
                 } else if topic == self.topics.acks {
-                    match decode::<Ack>(&payload) {
-                        Ok(ack) => self.on_ack(ack).await?,
-                        Err(e) => self.bad_input(&topic, &e),
-                    }
+                    Channel::Acks
                 } else if topic == self.topics.jobs {
-                    match decode::<Job>(&payload) {
-                        Ok(job) => self.on_job(job).await?,
-                        Err(e) => self.bad_input(&topic, &e),
-                    }
+                    Channel::Jobs
                 } else {
                     tracing::debug!(topic, "message on an unexpected topic");
+                    return Ok(());
+                };
+                // Decoded and checked without IO (`crate::inbound`, fuzzed).
+                match crate::inbound::decode(channel, &payload) {
+                    Ok(Inbound::ConfigCleared) => {}
+                    Ok(Inbound::Config(cfg)) => self.on_config(Ok(*cfg)).await?,
+                    Ok(Inbound::Ack(ack)) => self.on_ack(ack).await?,
+                    Ok(Inbound::Job(job)) => self.on_job(job).await?,
+                    Err(InboundError::Invalid(reason)) => self.on_config(Err(reason)).await?,
+                    Err(e) => {
+                        self.bad_input(&topic, payload.len(), &e);
+                        if channel == Channel::Config {
+                            self.on_config(Err(e.to_string())).await?;
+                        }
+                    }
                 }
             }
         }
         Ok(())
     }
 
-    fn bad_input(&mut self, topic: &str, e: &dyn std::error::Error) {
+    fn bad_input(&mut self, topic: &str, bytes: usize, e: &dyn std::error::Error) {
         self.errors += 1;
         self.metrics
             .bad_messages_total
             .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(topic, error = %e, "undecodable message dropped");
+        tracing::warn!(topic, bytes, error = %e, "undecodable message dropped");
     }
 
-    async fn on_config(&mut self, payload: &[u8]) -> anyhow::Result<()> {
-        if payload.is_empty() {
-            return Ok(()); // a cleared retained message
-        }
-        match decode::<DesiredConfig>(payload)
-            .map_err(|e| e.to_string())
-            .and_then(|c| {
-                validate(&c.edge)?;
-                Ok(c)
-            }) {
+    /// A desired config that decoded and validated, or why not (kept as `config_error`).
+    async fn on_config(&mut self, decoded: Result<DesiredConfig, String>) -> anyhow::Result<()> {
+        match decoded {
             Ok(cfg) => {
                 let current = self.config.as_ref().map(|c| c.version);
                 if current.is_some_and(|v| v > cfg.version) {
@@ -823,35 +826,4 @@ impl Core {
         t.transfer_failures = self.transfer_failures;
         self.publish(&self.topics.telemetry, false, &t).await
     }
-}
-
-/// Checks a desired config before applying it; the error names the field.
-fn validate(cfg: &EdgeConfig) -> Result<(), String> {
-    if cfg.cache.capacity_bytes == 0 {
-        return Err("cache.capacity_bytes must be more than 0".to_owned());
-    }
-    if cfg.cache.high_water_percent == 0 || cfg.cache.high_water_percent > 100 {
-        return Err("cache.high_water_percent must be within 1..=100".to_owned());
-    }
-    if cfg.capture.snaplen < 256 {
-        return Err("capture.snaplen must be at least 256".to_owned());
-    }
-    if let Some(w) = cfg
-        .cache
-        .upload_windows
-        .iter()
-        .find(|w| w.start_minute >= 1440 || w.end_minute > 1440)
-    {
-        return Err(format!(
-            "cache.upload_windows: {}..{} is not within 0..1440 minutes",
-            w.start_minute, w.end_minute
-        ));
-    }
-    if cfg.cache.bandwidth_limit_bps == Some(0) {
-        return Err("cache.bandwidth_limit_bps must be more than 0 (or absent)".to_owned());
-    }
-    if cfg.storage.target.is_empty() {
-        return Err("storage.target must name a target".to_owned());
-    }
-    Ok(())
 }

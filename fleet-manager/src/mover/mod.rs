@@ -1,10 +1,19 @@
-//! The mover: the task that writes transfers into storage targets through OpenDAL, off the MQTT
-//! polling task. The receive logic is the pure state machine in [`transfer`]; this module wires
-//! it to OpenDAL writers, the catalog and the acks.
+//! The mover: writes transfers into storage targets through OpenDAL, off the MQTT polling task.
+//! The receive logic is the pure state machine in [`transfer`]; this module wires it to OpenDAL
+//! writers, the catalog and the acks.
+//!
+//! Concurrency: [`Mover::run`] is a router. It resolves each command's target (an offer: the
+//! recording's `upload_target`, else the edge's storage policy; a chunk: its transfer's record;
+//! a finalize: named) and hands it to a worker task keyed by (target, a shard of the edge id):
+//! at most [`WORKERS_PER_TARGET`] workers per target, each with its own transfers, so a target
+//! that is down (a failing write is retried by the operator's retry layer for many seconds)
+//! delays only the transfers into it, and one edge's commands stay in order on one worker. The
+//! router never waits for a worker: when a worker's queue is full, a chunk or an offer is
+//! dropped and counted (the edge's go-back-N / offer timeout sends it again); a finalize waits
+//! on a task of its own. A worker aborts transfers idle for [`IDLE_TRANSFER`].
 //!
 //! Per offer: refused, answered `Stored` at once (already stored), resumed (an open transfer of
-//! the same file), or started into the recording's `upload_target` (set by a job) or else the
-//! edge's storage policy target — a transfer id from the store's counter (unique across restarts),
+//! the same file), or started — a transfer id from the store's counter (unique across restarts),
 //! a record in the `transfers` table, a [`commit::AtomicWriter`] for the final path, and
 //! `Accept{offset: 0}`. Per chunk: write what the state machine says, ack. At the end: commit
 //! when the SHA-256 matches (the writer checks it again over the bytes it wrote), else abort
@@ -16,11 +25,15 @@ pub mod commit;
 pub mod transfer;
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::Duration;
 
 use opendal::Operator;
 use tapfleet_schemas::{Ack, AckBody, Channel, Sha256, Topic, TransferChunk, TransferOffer};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::catalog::{Location, recording_dir};
 use crate::metrics::{Metrics, add, inc};
@@ -54,21 +67,47 @@ fn has_manifest_in(e: &crate::catalog::RecordingEntry, target: &str) -> bool {
     e.manifest_locations.iter().any(|l| l.target == target)
 }
 
-struct Active {
-    sm: Transfer,
-    writer: AtomicWriter,
-    rec: TransferRecord,
+/// Workers per target: transfers into one target run concurrently up to this many edges.
+pub const WORKERS_PER_TARGET: usize = 4;
+/// Commands queued per worker (a chunk is at most the edge's chunk size).
+const WORKER_QUEUE: usize = 64;
+/// An open transfer without a chunk this long is abandoned (its writer aborted).
+pub const IDLE_TRANSFER: Duration = Duration::from_secs(600);
+/// Transfer id -> target routes kept by the router before it forgets them all.
+const MAX_ROUTES: usize = 4096;
+
+/// A command for one worker: the router resolved its target.
+#[derive(Debug)]
+enum WorkerCmd {
+    Offer {
+        tenant: String,
+        edge: String,
+        target: String,
+        offer: TransferOffer,
+    },
+    Chunk {
+        tenant: String,
+        edge: String,
+        chunk: TransferChunk,
+    },
+    Finalize {
+        recording_id: String,
+        target: String,
+    },
 }
 
-/// The mover's state.
+/// The router: hands each command to the worker of its target and edge shard.
 pub struct Mover {
     store: Arc<Store>,
     targets: Targets,
     outbox: Outbox,
     metrics: Arc<Metrics>,
-    active: HashMap<u64, Active>,
-    /// (edge, recording, file) -> open transfer id.
-    by_file: HashMap<(String, String, String), u64>,
+}
+
+fn shard(edge: &str) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    edge.hash(&mut h);
+    usize::try_from(h.finish() % WORKERS_PER_TARGET as u64).unwrap_or(0)
 }
 
 impl Mover {
@@ -78,43 +117,7 @@ impl Mover {
             targets,
             outbox,
             metrics,
-            active: HashMap::new(),
-            by_file: HashMap::new(),
         }
-    }
-
-    /// Runs until the command channel closes; open transfers are then aborted.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<MoverCmd>) {
-        while let Some(cmd) = rx.recv().await {
-            let r = match cmd {
-                MoverCmd::Offer {
-                    tenant,
-                    edge,
-                    offer,
-                } => self.on_offer(&tenant, &edge, offer).await,
-                MoverCmd::Chunk {
-                    tenant,
-                    edge,
-                    chunk,
-                } => self.on_chunk(&tenant, &edge, chunk).await,
-                MoverCmd::Finalize {
-                    recording_id,
-                    target,
-                } => self.finalize(&recording_id, &target).await,
-            };
-            if let Err(e) = r {
-                tracing::error!(error = %e, "mover command failed");
-            }
-        }
-        for (_, a) in self.active.drain() {
-            a.writer.abort().await;
-        }
-    }
-
-    fn ack(&self, tenant: &str, edge: &str, body: AckBody) -> anyhow::Result<()> {
-        self.outbox
-            .send(&Topic::edge(tenant, edge, Channel::Acks)?, &Ack::new(body));
-        Ok(())
     }
 
     fn target_of(&self, edge: &str) -> anyhow::Result<String> {
@@ -123,6 +126,221 @@ impl Mover {
             .latest_config(edge)?
             .map(|c| c.edge.storage.target)
             .unwrap_or_else(|| DEFAULT_TARGET.to_owned()))
+    }
+
+    /// Where an offer's file goes: a job's destination wins over the edge's storage policy.
+    fn offer_target(&self, edge: &str, recording_id: &str) -> anyhow::Result<String> {
+        match self
+            .store
+            .recording(recording_id)?
+            .and_then(|e| e.upload_target)
+        {
+            Some(t) => Ok(t),
+            None => self.target_of(edge),
+        }
+    }
+
+    /// Runs until the command channel closes; the workers then abort their open transfers.
+    pub async fn run(self, mut rx: mpsc::Receiver<MoverCmd>) {
+        let mut workers: HashMap<(String, usize), mpsc::Sender<WorkerCmd>> = HashMap::new();
+        let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+        let mut routes: HashMap<u64, String> = HashMap::new();
+        while let Some(cmd) = rx.recv().await {
+            let routed = match cmd {
+                MoverCmd::Offer {
+                    tenant,
+                    edge,
+                    offer,
+                } => self.offer_target(&edge, &offer.recording_id).map(|target| {
+                    (
+                        target.clone(),
+                        shard(&edge),
+                        WorkerCmd::Offer {
+                            tenant,
+                            edge,
+                            target,
+                            offer,
+                        },
+                    )
+                }),
+                MoverCmd::Chunk {
+                    tenant,
+                    edge,
+                    chunk,
+                } => {
+                    let id = chunk.transfer_id;
+                    let target = match routes.get(&id) {
+                        Some(t) => Ok(t.clone()),
+                        // Unknown transfers go to any worker, which answers `TransferFailed`.
+                        None => self.store.transfer(id).map(|r| {
+                            let t = r.map(|r| r.target).unwrap_or_default();
+                            if routes.len() >= MAX_ROUTES {
+                                routes.clear();
+                            }
+                            routes.insert(id, t.clone());
+                            t
+                        }),
+                    };
+                    target.map_err(anyhow::Error::from).map(|target| {
+                        (
+                            target,
+                            shard(&edge),
+                            WorkerCmd::Chunk {
+                                tenant,
+                                edge,
+                                chunk,
+                            },
+                        )
+                    })
+                }
+                MoverCmd::Finalize {
+                    recording_id,
+                    target,
+                } => self
+                    .store
+                    .recording(&recording_id)
+                    .map_err(Into::into)
+                    .map(|e| {
+                        let edge = e.map(|e| e.edge_id).unwrap_or_default();
+                        (
+                            target.clone(),
+                            shard(&edge),
+                            WorkerCmd::Finalize {
+                                recording_id,
+                                target,
+                            },
+                        )
+                    }),
+            };
+            let (target, shard, cmd) = match routed {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "mover command not routed");
+                    continue;
+                }
+            };
+            let tx = workers.entry((target.clone(), shard)).or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(WORKER_QUEUE);
+                let w = Worker {
+                    store: self.store.clone(),
+                    targets: self.targets.clone(),
+                    outbox: self.outbox.clone(),
+                    metrics: self.metrics.clone(),
+                    active: HashMap::new(),
+                    by_file: HashMap::new(),
+                };
+                tracing::debug!(%target, shard, "mover worker started");
+                tasks.push(tokio::spawn(w.run(rx)));
+                tx
+            });
+            match tx.try_send(cmd) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(cmd @ WorkerCmd::Finalize { .. })) => {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(cmd).await;
+                    });
+                }
+                Err(mpsc::error::TrySendError::Full(cmd)) => {
+                    inc(&self.metrics.mover_queue_dropped_total);
+                    if let WorkerCmd::Offer { edge, offer, .. } = &cmd {
+                        tracing::warn!(%edge, %target, recording_id = %offer.recording_id, file = %offer.file, "target busy: offer dropped (the edge offers again)");
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    tracing::error!(%target, shard, "mover worker gone");
+                    workers.remove(&(target, shard));
+                }
+            }
+        }
+        drop(workers);
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+struct Active {
+    sm: Transfer,
+    writer: AtomicWriter,
+    rec: TransferRecord,
+    /// When the last chunk arrived (IO side only: the state machine has no clock).
+    last: Instant,
+}
+
+/// One worker: the transfers of some edges into one target.
+struct Worker {
+    store: Arc<Store>,
+    targets: Targets,
+    outbox: Outbox,
+    metrics: Arc<Metrics>,
+    active: HashMap<u64, Active>,
+    /// (edge, recording, file) -> open transfer id.
+    by_file: HashMap<(String, String, String), u64>,
+}
+
+impl Worker {
+    /// Runs until the command channel closes; open transfers are then aborted.
+    async fn run(mut self, mut rx: mpsc::Receiver<WorkerCmd>) {
+        let sweep_every = Duration::from_secs(60);
+        let mut last_sweep = Instant::now();
+        loop {
+            let cmd = match tokio::time::timeout(sweep_every, rx.recv()).await {
+                Ok(Some(cmd)) => Some(cmd),
+                Ok(None) => break,
+                Err(_) => None,
+            };
+            let r = match cmd {
+                None => Ok(()),
+                Some(WorkerCmd::Offer {
+                    tenant,
+                    edge,
+                    target,
+                    offer,
+                }) => self.on_offer(&tenant, &edge, &target, offer).await,
+                Some(WorkerCmd::Chunk {
+                    tenant,
+                    edge,
+                    chunk,
+                }) => self.on_chunk(&tenant, &edge, chunk).await,
+                Some(WorkerCmd::Finalize {
+                    recording_id,
+                    target,
+                }) => self.finalize(&recording_id, &target).await,
+            };
+            if let Err(e) = r {
+                tracing::error!(error = %e, "mover command failed");
+            }
+            if last_sweep.elapsed() >= sweep_every {
+                last_sweep = Instant::now();
+                self.sweep().await;
+            }
+        }
+        for (_, a) in self.active.drain() {
+            a.writer.abort().await;
+        }
+    }
+
+    /// Aborts transfers no chunk reached for [`IDLE_TRANSFER`] (the edge gave up or offered
+    /// the file into another target).
+    async fn sweep(&mut self) {
+        let idle: Vec<u64> = self
+            .active
+            .iter()
+            .filter(|(_, a)| a.last.elapsed() >= IDLE_TRANSFER)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in idle {
+            if let Some(rec) = self.drop_transfer(id, true).await {
+                tracing::warn!(edge = %rec.edge_id, recording_id = %rec.recording_id, file = %rec.file, transfer_id = id, "idle transfer abandoned");
+            }
+        }
+    }
+
+    fn ack(&self, tenant: &str, edge: &str, body: AckBody) -> anyhow::Result<()> {
+        self.outbox
+            .send(&Topic::edge(tenant, edge, Channel::Acks)?, &Ack::new(body));
+        Ok(())
     }
 
     fn fail(
@@ -152,17 +370,14 @@ impl Mover {
         &mut self,
         tenant: &str,
         edge: &str,
+        target: &str,
         offer: TransferOffer,
     ) -> anyhow::Result<()> {
         let entry = self
             .store
             .recording(&offer.recording_id)?
             .filter(|e| e.edge_id == edge && e.tenant == tenant);
-        // A job's destination wins over the edge's storage policy.
-        let target = match entry.as_ref().and_then(|e| e.upload_target.clone()) {
-            Some(t) => t,
-            None => self.target_of(edge)?,
-        };
+        let target = target.to_owned();
         let Some(op) = self.targets.get(&target).cloned() else {
             let reason = format!("storage target {target:?} is not configured at the manager");
             return self.fail(tenant, edge, &offer.recording_id, &offer.file, 0, reason);
@@ -281,7 +496,15 @@ impl Mover {
                     }
                 };
                 self.store.put_transfer(&rec)?;
-                self.active.insert(transfer_id, Active { sm, writer, rec });
+                self.active.insert(
+                    transfer_id,
+                    Active {
+                        sm,
+                        writer,
+                        rec,
+                        last: Instant::now(),
+                    },
+                );
                 self.by_file.insert(key, transfer_id);
                 tracing::info!(%edge, recording_id = %offer.recording_id, file = %offer.file, size = offer.size, transfer_id, %path, "transfer accepted");
                 self.ack(
@@ -342,6 +565,7 @@ impl Mover {
             tracing::warn!(%edge, transfer_id = id, "chunk for another edge's transfer dropped");
             return Ok(());
         }
+        a.last = Instant::now();
         match a.sm.on_chunk(chunk.offset, &chunk.data) {
             ChunkDecision::ReAck { next_offset, gap } => {
                 if gap {

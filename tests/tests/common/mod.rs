@@ -20,6 +20,8 @@ pub struct Manager {
     pub root: PathBuf,
     pub data: PathBuf,
     pub http: String,
+    /// Where edges reach the broker (127.0.0.1 unless started with [`Manager::start_on`]).
+    pub mqtt_host: String,
     pub mqtt_port: u16,
     pub proc: Proc,
     args: Vec<String>,
@@ -30,6 +32,16 @@ impl Manager {
     /// Starts a manager in `root/manager` (embedded broker unless `broker_url`), with a
     /// `--config` file when `config` is given.
     pub fn start(root: &Path, config: Option<&str>, broker_url: Option<(&str, u16)>) -> Manager {
+        Self::start_on(root, config, broker_url, "127.0.0.1")
+    }
+
+    /// [`Manager::start`] with the embedded broker listening on `mqtt_host` (a local address).
+    pub fn start_on(
+        root: &Path,
+        config: Option<&str>,
+        broker_url: Option<(&str, u16)>,
+        mqtt_host: &str,
+    ) -> Manager {
         let data = root.join("manager");
         let http_port = free_port();
         let mut args = vec![
@@ -46,7 +58,7 @@ impl Manager {
             }
             None => {
                 let p = free_port();
-                args.extend(["--mqtt-listen".to_owned(), format!("127.0.0.1:{p}")]);
+                args.extend(["--mqtt-listen".to_owned(), format!("{mqtt_host}:{p}")]);
                 p
             }
         };
@@ -60,6 +72,7 @@ impl Manager {
             root: root.to_path_buf(),
             data,
             http: format!("http://127.0.0.1:{http_port}"),
+            mqtt_host: mqtt_host.to_owned(),
             mqtt_port,
             proc,
             args,
@@ -99,19 +112,58 @@ impl Manager {
 
 /// Starts an edge with data in `root/edge`, enrolling with the manager's token, replaying `replay`.
 pub fn start_edge(m: &Manager, name: &str, replay: &Path, extra: &[&str]) -> Proc {
-    let token_file = m.data.join("enroll.token");
-    let mut cmd = Command::new(bin("tapfleet-edge"));
-    cmd.args(["run", "--data"])
-        .arg(m.root.join("edge"))
-        .args(["--broker", &format!("mqtt://127.0.0.1:{}", m.mqtt_port)])
-        .arg("--token-file")
-        .arg(&token_file)
-        .arg("--replay")
-        .arg(replay)
-        .args(extra)
-        .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
-        .args(["--log", "info"]);
+    start_edge_at(m, name, &m.root.join("edge"), None, replay, extra)
+}
+
+/// Starts an edge with data in `data` (see [`start_edge`]); with `host`, in a UTS namespace of
+/// its own with that host name (an edge enrolls under its host name: two edges on one machine).
+pub fn start_edge_at(
+    m: &Manager,
+    name: &str,
+    data: &Path,
+    host: Option<&str>,
+    replay: &Path,
+    extra: &[&str],
+) -> Proc {
+    let broker = format!("mqtt://{}:{}", m.mqtt_host, m.mqtt_port);
+    let mut cmd = match host {
+        None => Command::new(bin("tapfleet-edge")),
+        Some(h) => {
+            let mut c = Command::new("unshare");
+            c.args([
+                "--uts",
+                "sh",
+                "-c",
+                &format!("hostname {h} && exec \"$0\" \"$@\""),
+            ])
+            .arg(bin("tapfleet-edge"));
+            c
+        }
+    };
+    cmd.args(edge_args(m, data, &broker, replay, extra));
     Proc::start(name, cmd, &m.root)
+}
+
+/// The arguments of `tapfleet-edge` for an edge with data in `data`, enrolling with the
+/// manager's token on `broker`, replaying `replay` (for a command that wraps the edge).
+pub fn edge_args(
+    m: &Manager,
+    data: &Path,
+    broker: &str,
+    replay: &Path,
+    extra: &[&str],
+) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = vec!["run".into(), "--data".into(), data.into()];
+    a.extend(["--broker".into(), broker.into(), "--token-file".into()]);
+    a.push(m.data.join("enroll.token").into());
+    a.extend(["--replay".into(), replay.into()]);
+    a.extend(extra.iter().map(Into::into));
+    a.extend([
+        "--metrics-listen".into(),
+        format!("127.0.0.1:{}", free_port()).into(),
+    ]);
+    a.extend(["--log".into(), "info".into()]);
+    a
 }
 
 /// A pcap file with a header and no packet.
@@ -363,15 +415,41 @@ pub fn edge_id(m: &Manager) -> String {
 /// Enrolls an edge on an empty capture, applies `config` (EdgeConfig JSON) and waits until the
 /// edge reports it; the edge is stopped again, so the next start records under that config.
 pub fn enroll_with_config(m: &Manager, config: serde_json::Value) -> String {
+    enroll_at_with_config(m, &m.root.join("edge"), None, config)
+}
+
+/// [`enroll_with_config`] for an edge with data in `data` and host name `host` (see
+/// [`start_edge_at`]).
+pub fn enroll_at_with_config(
+    m: &Manager,
+    data: &Path,
+    host: Option<&str>,
+    config: serde_json::Value,
+) -> String {
+    let edges = |m: &Manager| -> Option<Vec<serde_json::Value>> {
+        Some(api_get(m, "/api/v1/edges")?["edges"].as_array()?.clone())
+    };
+    let before: BTreeSet<String> = edges(m)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e["edge_id"].as_str().map(str::to_owned))
+        .collect();
     let empty = empty_pcap(&m.root);
-    let mut edge = start_edge(m, "edge-enroll", &empty, &[]);
-    let id = edge_id(m);
+    let mut edge = start_edge_at(m, "edge-enroll", data, host, &empty, &[]);
+    let id = wait_for("a newly enrolled edge", Duration::from_secs(30), || {
+        edges(m)?
+            .iter()
+            .filter_map(|e| e["edge_id"].as_str())
+            .find(|id| !before.contains(*id))
+            .map(str::to_owned)
+    });
     let (status, v) = api_send(m, "PUT", &format!("/api/v1/edges/{id}/config"), &config);
     assert_eq!(status, 200, "config accepted: {v}");
     let version = v["version"].as_u64().expect("version");
     wait_for("edge applied its config", Duration::from_secs(20), || {
-        let v = api_get(m, "/api/v1/edges")?;
-        let e = v["edges"].as_array()?.first()?.clone();
+        let e = edges(m)?
+            .into_iter()
+            .find(|e| e["edge_id"] == id.as_str())?;
         (e["config_version_reported"].as_u64() == Some(version)).then_some(())
     });
     assert!(edge.terminate(Duration::from_secs(20)), "edge stops");

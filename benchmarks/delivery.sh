@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Delivery benchmark: recordings in an edge's cache -> MQTT broker -> manager -> fs target, on
+# loopback, against `cp -r` of the same files in the same run. Run twice: through the manager's
+# embedded broker (rumqttd) and through mosquitto. Prints, per broker:
+#   - the delivery time (edge start -> every file stored with its SHA-256 checked by the manager,
+#     read from the manager's /metrics) and its speed as a ratio of cp's    goal >= 0.15x cp
+#   - peak RSS (VmHWM) of the broker (the mosquitto process; for the embedded broker, the manager
+#     process that runs it), the manager and the edge                       goal broker < 200 MB
+# and checks every stored file's SHA-256 against the source afterwards.
+#
+#   benchmarks/delivery.sh [CALLS=40] [SECONDS_PER_CALL=450] [WORKDIR=/tmp/tapfleet-delivery]
+#
+# The recordings (~1 GB with the defaults: 40 calls of 7.5 min, ~25 MB each) are made by
+# `tapfleet-callgen` + `tapfleet-edge record`, then placed in the edge's cache folder before it
+# starts: the edge adopts whole recording folders at start (service/recover.rs) and delivers
+# them as it would its own. Everything reads from the page cache (cp too). The machine should be
+# otherwise idle.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+calls=${1:-40}; secs=${2:-450}; work=${3:-/tmp/tapfleet-delivery}
+./deploy/install-deps.sh test >/dev/null
+cargo build --release --locked --bins -q -p tapfleet-edge -p tapfleet-callgen -p tapfleet-fleet-manager
+bin=$PWD/target/release
+token=tapfleet-bench-admin-token-0123456789
+rm -rf "$work"; mkdir -p "$work"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"/run-* "$work/copy"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+hwm_mb() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+metric() { curl -fs "http://127.0.0.1:$1/metrics" | awk -v m="tapfleet_manager_$2" '$1==m {print $2}'; }
+
+"$bin/tapfleet-callgen" --out "$work/bench.pcap" --calls "$calls" --concurrency "$calls" --duration "$secs" --seed 7 >/dev/null
+"$bin/tapfleet-edge" record "$work/bench.pcap" --out "$work/recs" >/dev/null
+rm -f "$work/bench.pcap"
+read -r nfiles nbytes < <(python3 - "$work/recs" <<'PY'
+import json, os, sys
+n = b = 0
+for d in os.listdir(sys.argv[1]):
+    m = json.load(open(os.path.join(sys.argv[1], d, "manifest.json")))
+    for f in m["files"]:
+        n += 1; b += f["size"]
+print(n, b)
+PY
+)
+nrecs=$(ls "$work/recs" | wc -l)
+python3 -c "import struct,sys;sys.stdout.buffer.write(struct.pack('<IHHiIII',0xa1b2c3d4,2,4,0,0,65535,1))" > "$work/empty.pcap"
+cat "$work"/recs/*/* > /dev/null   # every reader starts from the page cache
+start=$(date +%s.%N); cp -r "$work/recs" "$work/copy"; end=$(date +%s.%N)
+cp_s=$(python3 -c "print(max($end - $start, 1e-3))")
+rm -rf "$work/copy"
+echo "recordings: $nrecs ($nfiles files, $(python3 -c "print(f'{$nbytes/1e6:.0f}')") MB); cp -r: ${cp_s} s"
+
+run() { # broker kind: embedded | mosquitto
+  local kind=$1 run=$work/run-$1 http mqtt broker_pid mgr_pid edge_pid
+  mkdir -p "$run"
+  http=$(free_port); mqtt=$(free_port)
+  local args=(serve --data "$run/manager" --http "127.0.0.1:$http")
+  if [ "$kind" = mosquitto ]; then
+    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 10000\n' "$mqtt" > "$run/mosquitto.conf"
+    mosquitto -c "$run/mosquitto.conf" > "$run/mosquitto.log" 2>&1 &
+    broker_pid=$!; pids+=("$broker_pid")
+    until (exec 3<>"/dev/tcp/127.0.0.1/$mqtt") 2>/dev/null; do sleep 0.1; done
+    args+=(--broker "mqtt://127.0.0.1:$mqtt")
+  else
+    args+=(--mqtt-listen "127.0.0.1:$mqtt")
+  fi
+  TAPFLEET_API_TOKEN=$token TAPFLEET_ADMIN_PASSWORD=bench-admin-password-1234 RUST_LOG=warn \
+    "$bin/tapfleet-manager" "${args[@]}" > "$run/manager.log" 2>&1 &
+  mgr_pid=$!; pids+=("$mgr_pid")
+  [ "$kind" = embedded ] && broker_pid=$mgr_pid
+  until curl -fs "http://127.0.0.1:$http/healthz" >/dev/null; do sleep 0.1; done
+  # The recordings wait in the edge's cache (hard links: nothing copied, the source stays).
+  mkdir -p "$run/edge/cache/recordings"
+  cp -al "$work"/recs/* "$run/edge/cache/recordings/"
+  local t0 t1
+  t0=$(date +%s.%N)
+  "$bin/tapfleet-edge" run --data "$run/edge" --broker "mqtt://127.0.0.1:$mqtt" \
+    --token-file "$run/manager/enroll.token" --replay "$work/empty.pcap" --metrics-listen off \
+    --log warn > "$run/edge.log" 2>&1 &
+  edge_pid=$!; pids+=("$edge_pid")
+  while [ "$(metric "$http" transfers_ok_total || echo 0)" -lt "$nfiles" ]; do
+    kill -0 "$edge_pid" || { echo "edge died: $(tail -5 "$run/edge.log")"; exit 1; }
+    sleep 0.05
+  done
+  t1=$(date +%s.%N)
+  local stored
+  stored=$(metric "$http" bytes_stored_total)
+  local b_rss m_rss e_rss
+  b_rss=$(hwm_mb "$broker_pid"); m_rss=$(hwm_mb "$mgr_pid"); e_rss=$(hwm_mb "$edge_pid")
+  local failed dup gap
+  failed=$(metric "$http" transfers_failed_total); dup=$(metric "$http" chunks_duplicate_total); gap=$(metric "$http" chunks_gap_total)
+  kill "$edge_pid" "$mgr_pid" 2>/dev/null || true
+  [ "$kind" = mosquitto ] && kill "$broker_pid" 2>/dev/null
+  wait "$edge_pid" "$mgr_pid" 2>/dev/null || true
+  # Every stored file against its source, byte for byte by SHA-256.
+  python3 - "$work/recs" "$run/manager/targets/cloud" <<'PY'
+import hashlib, os, sys
+src, dst = sys.argv[1], sys.argv[2]
+def sha(p):
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()
+found = {}
+for root, _, files in os.walk(dst):
+    for f in files:
+        found[(os.path.basename(root), f)] = os.path.join(root, f)
+bad = 0
+for rid in os.listdir(src):
+    for f in os.listdir(os.path.join(src, rid)):
+        if f == "manifest.json":
+            continue
+        p = found.get((rid, f))
+        if p is None or sha(p) != sha(os.path.join(src, rid, f)):
+            bad += 1; print(f"MISMATCH {rid}/{f}", file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+  python3 - "$kind" "$t0" "$t1" "$cp_s" "$nbytes" "$stored" "$b_rss" "$m_rss" "$e_rss" "$failed" "$dup" "$gap" <<'PY'
+import sys
+kind = sys.argv[1]
+t0, t1, cp_s = map(float, sys.argv[2:5])
+nbytes, stored = int(sys.argv[5]), int(sys.argv[6])
+b, m, e = map(float, sys.argv[7:10])
+failed, dup, gap = sys.argv[10:13]
+s = t1 - t0
+x = cp_s / s
+ok = lambda c: "ok" if c else "MISSED"
+broker = "mosquitto" if kind == "mosquitto" else "embedded rumqttd (manager process)"
+print(f"{kind}: {stored/1e6:.0f} MB delivered in {s:.2f} s = {stored/s/1e6:.1f} MB/s, SHA-256 checked; "
+      f"transfers failed {failed}, duplicate chunks {dup}, gap chunks {gap}")
+print(f"  speed: {x:.3f}x cp (goal >= 0.15x)   {ok(x >= 0.15)}")
+print(f"  peak RSS: broker {broker} {b:.1f} MB (goal < 200 MB) {ok(b < 200)}; manager {m:.1f} MB; edge {e:.1f} MB")
+PY
+}
+run embedded
+run mosquitto
