@@ -19,16 +19,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 calls=${1:-40}; secs=${2:-450}; work=${3:-/tmp/tapfleet-delivery}
 ./deploy/install-deps.sh test >/dev/null
-cargo build --release --locked --bins -q -p tapfleet-edge -p tapfleet-callgen -p tapfleet-fleet-manager
+[ "${BUILD:-1}" = 0 ] || cargo build --release --bins -q -p tapfleet-edge -p tapfleet-callgen -p tapfleet-fleet-manager
 bin=$PWD/target/release
 token=tapfleet-bench-admin-token-0123456789
 rm -rf "$work"; mkdir -p "$work"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"/run-* "$work/copy"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ "${KEEP:-0}" = 1 ] || rm -rf "$work"/run-* "$work/copy"; }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 hwm_mb() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+cpu_s() { python3 -c "import os,sys;f=open('/proc/$1/stat').read().rsplit(')',1)[1].split();print(f'{(int(f[11])+int(f[12]))/os.sysconf(\"SC_CLK_TCK\"):.1f}')"; }
 metric() { curl -fs "http://127.0.0.1:$1/metrics" | awk -v m="tapfleet_manager_$2" '$1==m {print $2}'; }
 
 "$bin/tapfleet-callgen" --out "$work/bench.pcap" --calls "$calls" --concurrency "$calls" --duration "$secs" --seed 7 >/dev/null
@@ -66,7 +67,7 @@ run() { # broker kind: embedded | mosquitto
   else
     args+=(--mqtt-listen "127.0.0.1:$mqtt")
   fi
-  TAPFLEET_API_TOKEN=$token TAPFLEET_ADMIN_PASSWORD=bench-admin-password-1234 RUST_LOG=warn \
+  TAPFLEET_API_TOKEN=$token TAPFLEET_ADMIN_PASSWORD=bench-admin-password-1234 RUST_LOG=${LOG:-warn} \
     "$bin/tapfleet-manager" "${args[@]}" > "$run/manager.log" 2>&1 &
   mgr_pid=$!; pids+=("$mgr_pid")
   [ "$kind" = embedded ] && broker_pid=$mgr_pid
@@ -76,9 +77,9 @@ run() { # broker kind: embedded | mosquitto
   cp -al "$work"/recs/* "$run/edge/cache/recordings/"
   local t0 t1
   t0=$(date +%s.%N)
-  "$bin/tapfleet-edge" run --data "$run/edge" --broker "mqtt://127.0.0.1:$mqtt" \
+  ${EDGE_WRAP:-} "$bin/tapfleet-edge" run --data "$run/edge" --broker "mqtt://127.0.0.1:$mqtt" \
     --token-file "$run/manager/enroll.token" --replay "$work/empty.pcap" --metrics-listen off \
-    --log warn > "$run/edge.log" 2>&1 &
+    --log "${LOG:-warn}" > "$run/edge.log" 2>&1 &
   edge_pid=$!; pids+=("$edge_pid")
   while [ "$(metric "$http" transfers_ok_total || echo 0)" -lt "$nfiles" ]; do
     kill -0 "$edge_pid" || { echo "edge died: $(tail -5 "$run/edge.log")"; exit 1; }
@@ -89,6 +90,8 @@ run() { # broker kind: embedded | mosquitto
   stored=$(metric "$http" bytes_stored_total)
   local b_rss m_rss e_rss
   b_rss=$(hwm_mb "$broker_pid"); m_rss=$(hwm_mb "$mgr_pid"); e_rss=$(hwm_mb "$edge_pid")
+  local cpu="manager $(cpu_s "$mgr_pid") s, edge $(cpu_s "$edge_pid") s"
+  [ "$kind" = mosquitto ] && cpu="$cpu, mosquitto $(cpu_s "$broker_pid") s"
   local failed dup gap
   failed=$(metric "$http" transfers_failed_total); dup=$(metric "$http" chunks_duplicate_total); gap=$(metric "$http" chunks_gap_total)
   kill "$edge_pid" "$mgr_pid" 2>/dev/null || true
@@ -118,20 +121,20 @@ for rid in os.listdir(src):
             bad += 1; print(f"MISMATCH {rid}/{f}", file=sys.stderr)
 sys.exit(1 if bad else 0)
 PY
-  python3 - "$kind" "$t0" "$t1" "$cp_s" "$nbytes" "$stored" "$b_rss" "$m_rss" "$e_rss" "$failed" "$dup" "$gap" <<'PY'
+  python3 - "$kind" "$t0" "$t1" "$cp_s" "$nbytes" "$stored" "$b_rss" "$m_rss" "$e_rss" "$failed" "$dup" "$gap" "$cpu" <<'PY'
 import sys
 kind = sys.argv[1]
 t0, t1, cp_s = map(float, sys.argv[2:5])
 nbytes, stored = int(sys.argv[5]), int(sys.argv[6])
 b, m, e = map(float, sys.argv[7:10])
-failed, dup, gap = sys.argv[10:13]
+failed, dup, gap, cpu = sys.argv[10:14]
 s = t1 - t0
 x = cp_s / s
 ok = lambda c: "ok" if c else "MISSED"
 broker = "mosquitto" if kind == "mosquitto" else "embedded rumqttd (manager process)"
 print(f"{kind}: {stored/1e6:.0f} MB delivered in {s:.2f} s = {stored/s/1e6:.1f} MB/s, SHA-256 checked; "
       f"transfers failed {failed}, duplicate chunks {dup}, gap chunks {gap}")
-print(f"  speed: {x:.3f}x cp (goal >= 0.15x)   {ok(x >= 0.15)}")
+print(f"  speed: {x:.3f}x cp (goal >= 0.15x)   {ok(x >= 0.15)}; CPU time: {cpu}")
 print(f"  peak RSS: broker {broker} {b:.1f} MB (goal < 200 MB) {ok(b < 200)}; manager {m:.1f} MB; edge {e:.1f} MB")
 PY
 }

@@ -2,7 +2,7 @@
 # Installs the Debian/Ubuntu packages tapfleet needs; packages already present are not fetched.
 #   install-deps.sh run       what building and running the product needs (libpcap, libbcg729 for
 #                             G.729, libopus for Opus)
-#   install-deps.sh test      plus what the tests use (tshark, mosquitto, tcpdump, iproute2, nftables, sipp, ffmpeg,
+#   install-deps.sh test      plus what the tests and benchmarks use (tshark, mosquitto, tcpdump, tcpreplay, iproute2, nftables, sipp, ffmpeg,
 #                             chromium + chromium-driver for the dashboard tests, systemd for
 #                             systemd-analyze verify of the edge unit)
 #   install-deps.sh servers   the storage servers the target tests start (sshd, nginx + WebDAV)
@@ -12,7 +12,7 @@ set -euo pipefail
 pkgs=()
 case "${1:-run}" in
   run) pkgs=(libpcap-dev libbcg729-dev libopus-dev pkg-config curl ca-certificates) ;;
-  test) pkgs=(libpcap-dev libbcg729-dev libopus-dev pkg-config curl ca-certificates tshark mosquitto mosquitto-clients tcpdump iproute2 nftables sip-tester ffmpeg chromium chromium-driver systemd) ;;
+  test) pkgs=(libpcap-dev libbcg729-dev libopus-dev pkg-config curl ca-certificates tshark mosquitto mosquitto-clients tcpdump tcpreplay iproute2 nftables sip-tester ffmpeg chromium chromium-driver systemd) ;;
   servers) pkgs=(openssh-server openssh-client nginx libnginx-mod-http-dav-ext) ;;
   *) echo "usage: $0 run|test|servers" >&2; exit 2 ;;
 esac

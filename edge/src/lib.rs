@@ -8,7 +8,8 @@
 //! - [`rtp`]: RTP header parsing, RFC 3550 stream statistics, G.711 decoding.
 //! - [`calls`]: the pure call tracker (dialogs, media endpoints, call end).
 //! - [`recorder`]: wires the tracker to the per-call writers (pcap, WAV, manifest).
-//! - [`offline`]: the `tapfleet-edge record` command.
+//! - [`offline`]: the `tapfleet-edge record` command; [`live_record`]: its live mode
+//!   (`record --interface`).
 //! - [`service`], [`cache`]: the site service and its local cache; [`inbound`]: the pure decode
 //!   and check of what the service receives over MQTT (fuzzed).
 
@@ -19,6 +20,8 @@ pub mod cache;
 pub mod calls;
 pub mod capture;
 pub mod inbound;
+#[cfg(feature = "app")]
+pub mod live_record;
 #[cfg(feature = "app")]
 pub mod offline;
 pub mod packet;

@@ -2,7 +2,7 @@
 //! same [`Recorder`] the service uses, and prints a summary.
 
 use std::fs::File;
-use std::io::{BufReader, IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -14,7 +14,7 @@ use crate::recorder::{FinishedRecording, Recorder, RecorderEvent, RecorderOption
 #[derive(clap::Args, Debug, Clone)]
 pub struct RecordArgs {
     /// Capture files (pcap or pcapng), read in this order as one capture.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "interface", conflicts_with = "interface")]
     pub files: Vec<PathBuf>,
     /// Folder receiving one sub-folder per recording.
     #[arg(long, short, default_value = "recordings")]
@@ -25,22 +25,22 @@ pub struct RecordArgs {
     /// Do not write audio.wav.
     #[arg(long)]
     pub no_audio: bool,
-}
-
-/// Counts the progress reader passes on.
-struct Counting<R> {
-    inner: R,
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(b) = &self.bar {
-            b.inc(n as u64);
-        }
-        Ok(n)
-    }
+    /// A call longer than this many seconds is cut and goes on as a chained next part.
+    #[arg(long, default_value_t = 4 * 3600)]
+    pub max_call_secs: u64,
+    /// Capture live on these interfaces instead of reading files (repeatable or
+    /// comma-separated; `any` for all): see [`crate::live_record`].
+    #[arg(long, short, value_delimiter = ',')]
+    pub interface: Vec<String>,
+    /// Live: stop after this long (`90`, `90s`, `5m`, `1h`); default: until Ctrl-C.
+    #[arg(long, requires = "interface")]
+    pub duration: Option<String>,
+    /// Live: BPF filter, e.g. `udp or tcp`.
+    #[arg(long, requires = "interface")]
+    pub filter: Option<String>,
+    /// Live: kernel capture buffer in MiB.
+    #[arg(long, default_value_t = 64, requires = "interface")]
+    pub buffer_mib: u32,
 }
 
 /// Runs `record`.
@@ -50,8 +50,14 @@ pub fn main(args: RecordArgs) -> anyhow::Result<()> {
             .unwrap_or(i64::MAX / 1_000_000_000)
             .saturating_mul(1_000_000_000),
         audio: !args.no_audio,
+        max_call_ns: i64::try_from(args.max_call_secs)
+            .unwrap_or(i64::MAX / 1_000_000_000)
+            .saturating_mul(1_000_000_000),
         ..RecorderOptions::default()
     };
+    if !args.interface.is_empty() {
+        return crate::live_record::main(&args, opts);
+    }
     // Open every file first: a missing file fails before anything is written.
     let mut total = 0u64;
     for f in &args.files {
@@ -102,12 +108,10 @@ fn record_files(
             b.set_message(path.display().to_string());
         }
         let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let counting = Counting {
-            inner: file,
-            bar: bar.cloned(),
-        };
-        let mut reader = PcapReader::new(BufReader::with_capacity(1 << 20, counting))
+        // Mapped when it is a regular file: packets are borrowed, not copied.
+        let mut reader = PcapReader::open(file)
             .with_context(|| format!("{}: not a readable capture", path.display()))?;
+        let mut shown = 0;
         loop {
             let pkt = match reader.next_raw() {
                 Ok(Some(p)) => p,
@@ -125,13 +129,24 @@ fn record_files(
             // Events only feed the summary: taking them now and then is enough.
             if reader.packets() % 1024 == 0 {
                 collect(rec, finished, failed);
+                if let Some(b) = bar {
+                    b.inc(reader.bytes_read() - shown);
+                    shown = reader.bytes_read();
+                }
             }
+        }
+        if let Some(b) = bar {
+            b.inc(reader.bytes_read() - shown);
         }
     }
     Ok(())
 }
 
-fn collect(rec: &mut Recorder, finished: &mut Vec<FinishedRecording>, failed: &mut Vec<String>) {
+pub(crate) fn collect(
+    rec: &mut Recorder,
+    finished: &mut Vec<FinishedRecording>,
+    failed: &mut Vec<String>,
+) {
     for ev in rec.drain_events() {
         match ev {
             RecorderEvent::Started { .. } => {}
@@ -143,7 +158,7 @@ fn collect(rec: &mut Recorder, finished: &mut Vec<FinishedRecording>, failed: &m
     }
 }
 
-fn print_summary(
+pub(crate) fn print_summary(
     rec: &Recorder,
     finished: &[FinishedRecording],
     failed: &[String],

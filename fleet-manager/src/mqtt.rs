@@ -111,7 +111,11 @@ pub fn spawn(
     outgoing: mpsc::UnboundedReceiver<Outgoing>,
     stop: watch::Receiver<bool>,
 ) -> (AsyncClient, Vec<tokio::task::JoinHandle<()>>) {
-    let (client, eventloop) = AsyncClient::new(options(settings), 1024);
+    let (client, mut eventloop) = AsyncClient::new(options(settings), 1024);
+    // Acks are small writes: Nagle + delayed ACKs would hold each one ~40 ms.
+    let mut net = eventloop.network_options();
+    net.set_tcp_nodelay(true);
+    eventloop.set_network_options(net);
     let poller = tokio::spawn(poll(eventloop, inbound, stop.clone()));
     let sender = tokio::spawn(send(client.clone(), outgoing, stop));
     (client, vec![poller, sender])

@@ -32,6 +32,6 @@ pub use manifest::{
 };
 pub use recording_id::{UtcDateTime, is_recording_id, recording_id};
 pub use sha::{BadSha256, Sha256};
-pub use state::{RecordingCounts, ReportedState, Telemetry};
+pub use state::{InterfaceCounters, RecordingCounts, ReportedState, Telemetry};
 pub use topic::{Channel, Topic, TopicError};
 pub use transfer::{MAX_CHUNK_DATA, TransferChunk};

@@ -59,6 +59,22 @@ pub struct Telemetry {
     /// File transfers that failed (refused, stalled, digest mismatch) since the edge started.
     /// Added within v1 (absent: 0).
     pub transfer_failures: u64,
+    /// Each live capture interface's counters (`kernel_drops`/`interface_drops` above are
+    /// their sums since the edge started). Added within v1 (absent: none).
+    pub interfaces: Vec<InterfaceCounters>,
+}
+
+/// One capture interface's libpcap counters, since its capture started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct InterfaceCounters {
+    pub interface: String,
+    /// Packets the kernel handed to the capture (`ps_recv`).
+    pub received: u64,
+    /// Packets dropped for lack of room in the kernel buffer (`ps_drop`).
+    pub kernel_drops: u64,
+    /// Packets the interface or its driver dropped (`ps_ifdrop`).
+    pub interface_drops: u64,
 }
 message!(Telemetry, "Telemetry", 16 * 1024);
 

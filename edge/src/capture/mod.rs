@@ -111,6 +111,26 @@ pub struct SourceStats {
     pub if_dropped: Option<u64>,
 }
 
+/// Turns a source's cumulative drop counters (kernel + interface) into the drops since the last
+/// look, for [`crate::recorder::Recorder::note_drops`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DropWatch {
+    seen: u64,
+}
+
+impl DropWatch {
+    /// Packets dropped (kernel and interface) since the last call.
+    pub fn delta(&mut self, st: SourceStats) -> u64 {
+        let total = st
+            .kernel_dropped
+            .unwrap_or(0)
+            .saturating_add(st.if_dropped.unwrap_or(0));
+        let d = total.saturating_sub(self.seen);
+        self.seen = self.seen.max(total);
+        d
+    }
+}
+
 /// A source of packets: a capture file or a live interface.
 pub trait PacketSource {
     /// The next packet, [`Next::Idle`] when none arrived in time, or [`Next::End`].

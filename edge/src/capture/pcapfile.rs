@@ -1,9 +1,13 @@
 //! A streaming, bounded reader of capture files: classic pcap (either byte order, microsecond or
 //! nanosecond magic) and pcapng (SHB, IDB, EPB, SPB; per-interface link type and timestamp
-//! resolution; several sections). Reads from any [`std::io::Read`], keeps one record in memory,
-//! refuses records over [`MAX_PACKET`] and reports truncation or garbage as typed errors.
+//! resolution; several sections). Reads from any [`Input`]: a [`std::io::Read`] (one record
+//! copied into the reader's buffer) or a memory-mapped file ([`FileInput`], [`PcapReader::open`]:
+//! records borrowed from the mapping, no copy; pages already read are released so resident memory
+//! stays bounded). Refuses records over [`MAX_PACKET`] and reports truncation or garbage as typed
+//! errors.
 
-use std::io::Read;
+use std::fs::File;
+use std::io::{BufReader, Read};
 
 use super::{
     CaptureError, ClassicRecord, MAX_PACKET, Next, PacketSource, RawPacket, SourceStats,
@@ -96,6 +100,154 @@ enum Format {
     },
 }
 
+/// Where a [`PcapReader`] takes its bytes from.
+pub trait Input {
+    /// Fills `buf` as far as the input allows; returns the bytes copied (fewer only at its end).
+    fn read_into(&mut self, buf: &mut [u8]) -> std::io::Result<usize>;
+    /// Consumes the next `n` bytes (fewer only at the end of the input) and says where they are
+    /// ([`Input::span_bytes`]): in the input when it is in memory, else read into `scratch`.
+    fn next_span(&mut self, n: usize, scratch: &mut Vec<u8>) -> std::io::Result<Span>;
+    /// The bytes of a span the last [`Input::next_span`] returned.
+    fn span_bytes<'a>(&'a self, span: Span, scratch: &'a [u8]) -> &'a [u8];
+}
+
+/// Where consumed bytes are: `len` bytes from `start` of the input's memory or of the scratch.
+#[derive(Debug, Clone, Copy)]
+pub struct Span {
+    start: usize,
+    len: usize,
+}
+
+impl<R: Read> Input for R {
+    fn read_into(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        read_full(self, buf)
+    }
+    fn next_span(&mut self, n: usize, scratch: &mut Vec<u8>) -> std::io::Result<Span> {
+        scratch.resize(n, 0);
+        let len = read_full(self, scratch)?;
+        Ok(Span { start: 0, len })
+    }
+    fn span_bytes<'a>(&'a self, span: Span, scratch: &'a [u8]) -> &'a [u8] {
+        scratch.get(..span.len).unwrap_or_default()
+    }
+}
+
+/// A capture file as input: mapped into memory when it is a regular file (records are borrowed
+/// from the mapping), else (a pipe, a device, or a failed mapping) read through a 1 MiB buffer.
+/// The mapped file must not be truncated while it is read (the process would get SIGBUS).
+#[derive(Debug)]
+pub enum FileInput {
+    Mapped(Mapped),
+    Buffered(BufReader<File>),
+}
+
+impl FileInput {
+    pub fn new(file: File) -> Self {
+        let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+        if regular {
+            // SAFETY: read-only mapping of a finished capture; the bytes are only read as `[u8]`.
+            // If another process truncates the file while it is mapped, reads past the new end
+            // fault (SIGBUS): documented on `FileInput`.
+            #[allow(unsafe_code)]
+            match unsafe { memmap2::Mmap::map(&file) } {
+                Ok(map) => {
+                    let _ = map.advise(memmap2::Advice::Sequential);
+                    return FileInput::Mapped(Mapped {
+                        map,
+                        pos: 0,
+                        released: 0,
+                    });
+                }
+                Err(e) => tracing::debug!(error = %e, "capture file not mapped, reading it"),
+            }
+        }
+        FileInput::Buffered(BufReader::with_capacity(1 << 20, file))
+    }
+}
+
+impl Input for FileInput {
+    fn read_into(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            FileInput::Mapped(m) => Ok(m.read_into(buf)),
+            FileInput::Buffered(r) => read_full(r, buf),
+        }
+    }
+    fn next_span(&mut self, n: usize, scratch: &mut Vec<u8>) -> std::io::Result<Span> {
+        match self {
+            FileInput::Mapped(m) => Ok(m.next_span(n)),
+            FileInput::Buffered(r) => r.next_span(n, scratch),
+        }
+    }
+    fn span_bytes<'a>(&'a self, span: Span, scratch: &'a [u8]) -> &'a [u8] {
+        match self {
+            FileInput::Mapped(m) => m.span_bytes(span),
+            FileInput::Buffered(r) => r.span_bytes(span, scratch),
+        }
+    }
+}
+
+/// A read-only mapping of a capture file and the position of the next byte.
+#[derive(Debug)]
+pub struct Mapped {
+    map: memmap2::Mmap,
+    pos: usize,
+    /// Pages before this offset were released from this process (they stay in the page cache).
+    released: usize,
+}
+
+/// Read pages are released from the process once this many bytes have gathered.
+const RELEASE_BYTES: usize = 8 << 20;
+
+impl Mapped {
+    fn next_span(&mut self, n: usize) -> Span {
+        let start = self.pos;
+        self.release(start);
+        let end = start.saturating_add(n).min(self.map.len()).max(start);
+        self.pos = end;
+        Span {
+            start,
+            len: end - start,
+        }
+    }
+
+    fn span_bytes(&self, span: Span) -> &[u8] {
+        self.map
+            .get(span.start..span.start + span.len)
+            .unwrap_or_default()
+    }
+
+    fn read_into(&mut self, buf: &mut [u8]) -> usize {
+        let span = self.next_span(buf.len());
+        let src = self.span_bytes(span);
+        let n = src.len();
+        if let Some(dst) = buf.get_mut(..n) {
+            dst.copy_from_slice(src);
+        }
+        n
+    }
+
+    /// Unmaps the pages wholly before `upto` (a multiple of the release size) so that resident
+    /// memory stays bounded however large the file is; nothing before `upto` is read again.
+    fn release(&mut self, upto: usize) {
+        if upto - self.released < RELEASE_BYTES {
+            return;
+        }
+        let end = upto - upto % RELEASE_BYTES;
+        // SAFETY: `DontNeed` on a read-only shared file mapping drops this process's page table
+        // entries; a later access would fault the same bytes back in from the file, so no slice
+        // handed out (none is alive: `next_span` borrows `self` mutably) can observe a change.
+        #[allow(unsafe_code)]
+        let _ = unsafe {
+            self.map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                self.released,
+                end - self.released,
+            )
+        };
+        self.released = end;
+    }
+}
+
 /// Streaming reader of a pcap or pcapng file.
 #[derive(Debug)]
 pub struct PcapReader<R> {
@@ -109,11 +261,18 @@ pub struct PcapReader<R> {
     packets: u64,
 }
 
-impl<R: Read> PcapReader<R> {
+impl PcapReader<FileInput> {
+    /// Reads a capture file, mapped into memory when it is a regular file ([`FileInput`]).
+    pub fn open(file: File) -> Result<Self, CaptureError> {
+        PcapReader::new(FileInput::new(file))
+    }
+}
+
+impl<R: Input> PcapReader<R> {
     /// Reads the file header; fails if the input is neither pcap nor pcapng.
     pub fn new(mut inner: R) -> Result<Self, CaptureError> {
         let mut magic = [0u8; 4];
-        let got = read_full(&mut inner, &mut magic)?;
+        let got = inner.read_into(&mut magic)?;
         if got < 4 {
             return Err(CaptureError::NotACapture { magic });
         }
@@ -188,7 +347,7 @@ impl<R: Read> PcapReader<R> {
         };
         let start = self.offset;
         let mut hdr = [0u8; 16];
-        let got = read_full(&mut self.inner, &mut hdr)?;
+        let got = self.inner.read_into(&mut hdr)?;
         self.offset += got as u64;
         if got == 0 {
             return Ok(None);
@@ -210,10 +369,9 @@ impl<R: Read> PcapReader<R> {
                 max: MAX_PACKET,
             });
         }
-        self.buf.resize(incl as usize, 0);
-        let got = read_full(&mut self.inner, &mut self.buf)?;
-        self.offset += got as u64;
-        if got < incl as usize {
+        let span = self.inner.next_span(incl as usize, &mut self.buf)?;
+        self.offset += span.len as u64;
+        if span.len < incl as usize {
             return Err(CaptureError::Truncated {
                 what: "pcap packet data",
                 offset: start,
@@ -237,7 +395,7 @@ impl<R: Read> PcapReader<R> {
             } else {
                 TsPrecision::Micro
             },
-            data: &self.buf,
+            data: self.inner.span_bytes(span, &self.buf),
             classic: Some(ClassicRecord {
                 file_header,
                 record_header: &self.record_header,
@@ -277,12 +435,15 @@ impl<R: Read> PcapReader<R> {
                 offset: start,
             });
         }
-        // The rest: version, section length, options, trailing length.
-        self.buf.resize(total - 12, 0);
-        let mut rest = std::mem::take(&mut self.buf);
-        let r = self.read_exact_or(&mut rest, "pcapng section header");
-        self.buf = rest;
-        r?;
+        // The rest: version, section length, options, trailing length (skipped).
+        let got = self.inner.next_span(total - 12, &mut self.buf)?.len;
+        self.offset += got as u64;
+        if got < total - 12 {
+            return Err(CaptureError::Truncated {
+                what: "pcapng section header",
+                offset: start + 12,
+            });
+        }
         self.format = Format::Ng {
             endian,
             interfaces: Vec::new(),
@@ -291,10 +452,11 @@ impl<R: Read> PcapReader<R> {
     }
 
     fn next_ng(&mut self) -> Result<Option<RawPacket<'_>>, CaptureError> {
-        loop {
+        // Blocks are parsed in the loop; the packet's bytes are borrowed only once it is found.
+        let (ts_ns, orig, iface, span, at, cap) = loop {
             let start = self.offset;
             let mut head = [0u8; 8];
-            let got = read_full(&mut self.inner, &mut head)?;
+            let got = self.inner.read_into(&mut head)?;
             self.offset += got as u64;
             if got == 0 {
                 return Ok(None);
@@ -330,13 +492,17 @@ impl<R: Read> PcapReader<R> {
                     max: MAX_BLOCK,
                 });
             }
-            self.buf.resize(total - 8, 0);
-            let mut body = std::mem::take(&mut self.buf);
-            let r = self.read_exact_or(&mut body, "pcapng block");
-            self.buf = body;
-            r?;
+            let span = self.inner.next_span(total - 8, &mut self.buf)?;
+            self.offset += span.len as u64;
+            if span.len < total - 8 {
+                return Err(CaptureError::Truncated {
+                    what: "pcapng block",
+                    offset: start + 8,
+                });
+            }
+            let block = self.inner.span_bytes(span, &self.buf);
             let body_len = total - 12;
-            let trailer = endian.u32(le4(self.buf.get(body_len..body_len + 4).unwrap_or(&[])));
+            let trailer = endian.u32(le4(block.get(body_len..body_len + 4).unwrap_or(&[])));
             if trailer as usize != total {
                 return Err(CaptureError::BadBlock {
                     reason: "trailing length differs from leading length",
@@ -345,7 +511,7 @@ impl<R: Read> PcapReader<R> {
             }
             match btype {
                 BLOCK_IDB => {
-                    let iface = parse_idb(endian, self.buf.get(..body_len).unwrap_or(&[])).ok_or(
+                    let iface = parse_idb(endian, block.get(..body_len).unwrap_or(&[])).ok_or(
                         CaptureError::BadBlock {
                             reason: "short interface description",
                             offset: start,
@@ -362,7 +528,7 @@ impl<R: Read> PcapReader<R> {
                     }
                 }
                 BLOCK_EPB => {
-                    let body = self.buf.get(..body_len).unwrap_or(&[]);
+                    let body = block.get(..body_len).unwrap_or(&[]);
                     if body.len() < 20 {
                         return Err(CaptureError::BadBlock {
                             reason: "short enhanced packet block",
@@ -387,16 +553,16 @@ impl<R: Read> PcapReader<R> {
                             offset: start,
                         });
                     }
-                    let iface = self.interface(id, start)?;
+                    let iface = interface(&self.format, id, start)?;
                     let ticks = (u64::from(hi) << 32) | u64::from(lo);
                     let ts_ns = iface
                         .resol
                         .to_ns(ticks)
                         .saturating_add(iface.offset_s.saturating_mul(1_000_000_000));
-                    return Ok(Some(self.ng_packet(ts_ns, orig, iface, 20, cap)));
+                    break (ts_ns, orig, iface, span, 20, cap);
                 }
                 BLOCK_SPB => {
-                    let body = self.buf.get(..body_len).unwrap_or(&[]);
+                    let body = block.get(..body_len).unwrap_or(&[]);
                     if body.len() < 4 {
                         return Err(CaptureError::BadBlock {
                             reason: "short simple packet block",
@@ -404,53 +570,33 @@ impl<R: Read> PcapReader<R> {
                         });
                     }
                     let orig = endian.u32(le4(&body[0..4]));
-                    let iface = self.interface(0, start)?;
+                    let iface = interface(&self.format, 0, start)?;
                     let mut cap = (orig as usize).min(body.len() - 4);
                     if iface.snaplen > 0 {
                         cap = cap.min(iface.snaplen as usize);
                     }
                     // An SPB has no timestamp: it inherits the previous packet's.
-                    let ts_ns = self.last_ts_ns;
-                    return Ok(Some(self.ng_packet(ts_ns, orig, iface, 4, cap)));
+                    break (self.last_ts_ns, orig, iface, span, 4, cap);
                 }
                 _ => {} // name resolution, statistics, custom, ...: skipped
             }
-        }
-    }
-
-    fn interface(&self, id: u32, offset: u64) -> Result<Interface, CaptureError> {
-        match &self.format {
-            Format::Ng { interfaces, .. } => interfaces
-                .get(id as usize)
-                .copied()
-                .ok_or(CaptureError::UnknownInterface { id, offset }),
-            Format::Classic { .. } => Err(CaptureError::UnknownInterface { id, offset }),
-        }
-    }
-
-    fn ng_packet(
-        &mut self,
-        ts_ns: i64,
-        orig: u32,
-        iface: Interface,
-        start: usize,
-        len: usize,
-    ) -> RawPacket<'_> {
+        };
         self.packets += 1;
         self.last_ts_ns = ts_ns;
-        RawPacket {
+        let block = self.inner.span_bytes(span, &self.buf);
+        Ok(Some(RawPacket {
             ts_ns,
             orig_len: orig,
             linktype: iface.linktype,
             ts_precision: iface.resol.precision(),
-            data: self.buf.get(start..start + len).unwrap_or(&[]),
+            data: block.get(at..at + cap).unwrap_or_default(),
             classic: None,
-        }
+        }))
     }
 
     fn read_exact_or(&mut self, buf: &mut [u8], what: &'static str) -> Result<(), CaptureError> {
         let start = self.offset;
-        let got = read_full(&mut self.inner, buf)?;
+        let got = self.inner.read_into(buf)?;
         self.offset += got as u64;
         if got < buf.len() {
             return Err(CaptureError::Truncated {
@@ -462,7 +608,7 @@ impl<R: Read> PcapReader<R> {
     }
 }
 
-impl<R: Read> PacketSource for PcapReader<R> {
+impl<R: Input> PacketSource for PcapReader<R> {
     fn next_packet(&mut self) -> Result<Next<'_>, CaptureError> {
         Ok(match self.next_raw()? {
             Some(p) => Next::Packet(p),
@@ -471,6 +617,16 @@ impl<R: Read> PacketSource for PcapReader<R> {
     }
     fn stats(&mut self) -> SourceStats {
         SourceStats::default()
+    }
+}
+
+fn interface(format: &Format, id: u32, offset: u64) -> Result<Interface, CaptureError> {
+    match format {
+        Format::Ng { interfaces, .. } => interfaces
+            .get(id as usize)
+            .copied()
+            .ok_or(CaptureError::UnknownInterface { id, offset }),
+        Format::Classic { .. } => Err(CaptureError::UnknownInterface { id, offset }),
     }
 }
 
@@ -701,5 +857,101 @@ mod tests {
             r.next_raw(),
             Err(CaptureError::UnknownInterface { id: 5, .. })
         ));
+    }
+
+    /// Every packet of `r` as (timestamp, original length, link type, bytes, classic framing).
+    type Seen = (i64, u32, u16, Vec<u8>, Option<[u8; 16]>);
+    fn all<R: Input>(mut r: PcapReader<R>) -> Vec<Seen> {
+        let mut out = Vec::new();
+        while let Some(p) = r.next_raw().expect("packet") {
+            let classic = p.classic.map(|c| *c.record_header);
+            out.push((p.ts_ns, p.orig_len, p.linktype, p.data.to_vec(), classic));
+        }
+        out
+    }
+
+    /// A mapped file, a pipe (read through a buffer) and a plain reader yield the same packets,
+    /// for real pcap and pcapng captures.
+    #[test]
+    fn mapped_piped_and_read_inputs_agree() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/captures");
+        for name in [
+            "rtp-pcap/examples/SIP_DTMF2.pcap",
+            "heplify/example/pcap/erspan_sip_ipv4_udp.pcapng",
+        ] {
+            let path = format!("{dir}/{name}");
+            let bytes = std::fs::read(&path).expect("capture");
+            let want = all(PcapReader::new(&bytes[..]).expect("header"));
+            assert!(want.len() > 10, "{name}");
+            let mapped = PcapReader::open(File::open(&path).expect("open")).expect("header");
+            assert!(
+                matches!(mapped.inner, FileInput::Mapped(_)),
+                "{name}: not mapped"
+            );
+            assert!(all(mapped) == want, "{name}: mapped differs");
+
+            let (rx, mut tx) = std::io::pipe().expect("pipe");
+            let writer = std::thread::spawn(move || {
+                std::io::Write::write_all(&mut tx, &bytes).expect("write pipe");
+            });
+            let piped = PcapReader::open(File::from(std::os::fd::OwnedFd::from(rx)));
+            let piped = piped.expect("header");
+            assert!(
+                matches!(piped.inner, FileInput::Buffered(_)),
+                "{name}: pipe mapped"
+            );
+            assert!(all(piped) == want, "{name}: piped differs");
+            writer.join().expect("writer");
+        }
+    }
+
+    /// Reading a mapped file larger than the release size releases the pages behind it and
+    /// still yields every packet, and a file cut in a record is a truncation error.
+    #[test]
+    fn mapped_large_file_releases_pages_and_reports_truncation() {
+        let mut f = classic(false, false);
+        f.truncate(24);
+        let mut n = 0u32;
+        while f.len() < 2 * RELEASE_BYTES + 4096 {
+            let len = 100 + n % 1300;
+            for v in [n, 0, len, len] {
+                f.extend_from_slice(&v.to_le_bytes());
+            }
+            f.extend((0..len).map(|i| (i ^ n) as u8));
+            n += 1;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big.pcap");
+        std::fs::write(&path, &f).expect("write");
+        let mut r = PcapReader::open(File::open(&path).expect("open")).expect("header");
+        let mut count = 0u32;
+        while let Some(p) = r.next_raw().expect("packet") {
+            let len = 100 + count % 1300;
+            assert_eq!(p.orig_len, len);
+            assert!(
+                p.data
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &b)| b == (i as u32 ^ count) as u8)
+            );
+            count += 1;
+        }
+        assert_eq!(count, n);
+        assert_eq!(r.bytes_read(), f.len() as u64);
+        let FileInput::Mapped(m) = &r.inner else {
+            panic!("not mapped");
+        };
+        assert_eq!(m.released, 2 * RELEASE_BYTES);
+
+        std::fs::write(&path, &f[..f.len() - 7]).expect("write");
+        let mut r = PcapReader::open(File::open(&path).expect("open")).expect("header");
+        let err = loop {
+            match r.next_raw() {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("cut file read to its end"),
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, CaptureError::Truncated { .. }), "{err:?}");
     }
 }

@@ -104,8 +104,8 @@ pub struct CallRecording {
     start_ns: i64,
     pcap: Option<PcapWriter>,
     wav: Option<WavWriter>,
+    /// At most [`MAX_STREAMS`], found by a linear scan (a call usually has 2-4).
     streams: Vec<Stream>,
-    index: ahash::HashMap<(SocketAddr, SocketAddr, u32), usize>,
     dtmf: Vec<Dtmf>,
     linktype_mismatch: u64,
     untracked_streams: u64,
@@ -158,7 +158,6 @@ impl CallRecording {
             pcap: Some(pcap),
             wav: None,
             streams: Vec::new(),
-            index: ahash::HashMap::default(),
             dtmf: Vec::new(),
             linktype_mismatch: 0,
             untracked_streams: 0,
@@ -236,9 +235,12 @@ impl CallRecording {
         pkt: &rtp::RtpPacket<'_>,
         arrival_ns: i64,
     ) -> io::Result<()> {
-        let key = (src, dst, pkt.ssrc);
-        let idx = match self.index.get(&key) {
-            Some(&i) => i,
+        let found = self
+            .streams
+            .iter()
+            .position(|s| s.ssrc == pkt.ssrc && s.src == src && s.dst == dst);
+        let idx = match found {
+            Some(i) => i,
             None => {
                 if self.streams.len() >= MAX_STREAMS {
                     self.untracked_streams += 1;
@@ -274,9 +276,7 @@ impl CallRecording {
                     video_probes: 0,
                     video_note: None,
                 });
-                let i = self.streams.len() - 1;
-                self.index.insert(key, i);
-                i
+                self.streams.len() - 1
             }
         };
         let Some(s) = self.streams.get_mut(idx) else {

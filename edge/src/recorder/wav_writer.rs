@@ -3,10 +3,12 @@
 //!
 //! Samples are placed by frame index (frames since the call's start) into a ring of interleaved
 //! little-endian frames — already the file's bytes — so that late packets within one second
-//! (the window: `rate` frames) of the newest frame still land in place. Frames older than that
-//! window are final: they are written straight from the ring to disk in pieces of at least half a
-//! second (no per-packet write, no copy through an extra buffer), which bounds memory per call
-//! (48 KiB at 8 kHz, 96 KiB at 16 kHz). Frames nobody wrote are silence. The RIFF sizes are
+//! (the window: `rate` frames) of the newest frame still land in place. One second matches the
+//! recorder's anchor tolerance (a stream whose timestamps stray more than 1 s from arrival is
+//! re-anchored), so the two channels may be that far apart. Frames older than the window are
+//! final: they are written straight from the ring to disk in pieces of at least a quarter second
+//! (8 KiB at 8 kHz; no per-packet write, no copy through an extra buffer), which bounds memory per
+//! call (40 KiB at 8 kHz, 80 KiB at 16 kHz). Frames nobody wrote are silence. The RIFF sizes are
 //! patched at [`WavWriter::finish`], which then hashes the file.
 
 use std::fs::File;
@@ -33,7 +35,7 @@ pub struct WavWriter {
     rate: u32,
     /// Frames a sample may arrive late and still be placed (1 s).
     window: u64,
-    /// Final frames are written to disk once this many have gathered (0.5 s).
+    /// Final frames are written to disk once this many have gathered (0.25 s).
     flush: u64,
     /// Ring size: the window plus the final frames not yet written.
     ring_frames: usize,
@@ -57,13 +59,13 @@ impl WavWriter {
         };
         let mut file = File::create(path)?;
         file.write_all(&header(0, rate))?;
-        let ring_frames = (rate + rate / 2) as usize;
+        let ring_frames = (rate + rate / 4) as usize;
         Ok(WavWriter {
             path: path.to_path_buf(),
             file,
             rate,
             window: u64::from(rate),
-            flush: u64::from(rate / 2),
+            flush: u64::from(rate / 4),
             ring_frames,
             ring: vec![0u8; ring_frames * FRAME_BYTES],
             base: 0,
@@ -274,7 +276,7 @@ mod tests {
                 WIDEBAND_RATE
             };
             let window = u64::from(rate);
-            let ring = window * 3 / 2;
+            let ring = window * 5 / 4;
             let p = dir.path().join(format!("{case}.wav"));
             let mut w = WavWriter::create(&p, rate).expect("create");
             assert_eq!(w.rate(), rate);

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tapfleet_schemas::CaptureConfig;
 use tokio::sync::mpsc::Sender;
 
-use crate::capture::{LiveOptions, LiveSource, Next, PacketSource, PcapReader};
+use crate::capture::{
+    DropWatch, InterfaceStats, LiveCapture, LiveOptions, Next, PacketSource, PcapReader,
+};
 use crate::recorder::{Recorder, RecorderEvent, RecorderOptions};
 
 /// Where packets come from.
@@ -45,6 +47,26 @@ pub struct CaptureCounters {
     pub kernel_drops: AtomicU64,
     pub interface_drops: AtomicU64,
     pub active_calls: AtomicU64,
+    /// The live capture's interfaces and their counters (empty for a replay).
+    pub interfaces: std::sync::Mutex<Vec<Arc<InterfaceStats>>>,
+}
+
+/// Each live interface's counters, for telemetry.
+pub fn interface_counters(c: &CaptureCounters) -> Vec<tapfleet_schemas::InterfaceCounters> {
+    let Ok(list) = c.interfaces.lock() else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|i| {
+            let s = i.snapshot();
+            tapfleet_schemas::InterfaceCounters {
+                interface: i.interface.clone(),
+                received: s.received.unwrap_or(0),
+                kernel_drops: s.kernel_dropped.unwrap_or(0),
+                interface_drops: s.if_dropped.unwrap_or(0),
+            }
+        })
+        .collect()
 }
 
 /// Starts the capture thread. Setting `stop` ends it (within about a second: checked at the
@@ -91,17 +113,22 @@ fn run(
                 file,
             ))?)
         }
-        Source::Live(ifaces) => {
-            let iface = ifaces.first().cloned().unwrap_or_else(|| "any".to_owned());
-            if ifaces.len() > 1 {
-                tracing::warn!(using = %iface, "several interfaces given: this version captures on the first only");
+        Source::Live(mut ifaces) => {
+            // Every interface, each on its own reader thread (capture::live).
+            if ifaces.is_empty() {
+                ifaces.push("any".to_owned());
             }
-            let mut o = LiveOptions::new(iface);
+            let mut o = LiveOptions::new("any");
             o.snaplen = i32::try_from(capture.snaplen).unwrap_or(65_535);
             o.buffer_size = i32::try_from(capture.buffer_bytes).unwrap_or(i32::MAX);
             o.promiscuous = capture.promiscuous;
             o.filter = capture.bpf_filter.clone();
-            Box::new(LiveSource::open(&o)?)
+            let live = LiveCapture::open(&ifaces, &o)?;
+            tracing::info!(interfaces = ?ifaces, buffer_bytes = o.buffer_size, "live capture started");
+            if let Ok(mut i) = counters.interfaces.lock() {
+                *i = live.interfaces().to_vec();
+            }
+            Box::new(live)
         }
     };
     let mut recorder = Recorder::new(out_dir, opts);
@@ -125,6 +152,7 @@ fn feed(
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let mut last_tick_ns = i64::MIN;
+    let mut drops = DropWatch::default();
     // Drops since the service started: a restarted capture's source counts from 0 again.
     let (kernel_base, if_base) = (
         counters.kernel_drops.load(Ordering::Relaxed),
@@ -154,6 +182,8 @@ fn feed(
             last_tick_ns = now;
             recorder.tick(now);
             let st = src.stats();
+            // Drops while calls are active make their recordings say so.
+            recorder.note_drops(now, drops.delta(st));
             if let Some(d) = st.kernel_dropped {
                 counters
                     .kernel_drops

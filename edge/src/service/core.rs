@@ -156,6 +156,7 @@ fn recorder_options(edge_id: &str, cfg: &CaptureConfig) -> RecorderOptions {
     RecorderOptions {
         edge_id: Some(edge_id.to_owned()),
         rtp_timeout_ns: i64::from(cfg.rtp_timeout_secs.max(1)) * 1_000_000_000,
+        max_call_ns: i64::from(cfg.max_call_secs) * 1_000_000_000,
         ..RecorderOptions::default()
     }
 }
@@ -568,6 +569,12 @@ impl Core {
                 {
                     self.current = None;
                     let _ = self.upload_tx.send(UploadCmd::Cancel);
+                    // The next file at once, not at the next tick (one file per tick would cap
+                    // delivery at two files a second).
+                    let windows = self.edge_config().cache.upload_windows;
+                    if self.connected && policy::upload_window_open(&windows, now_ms()) {
+                        self.offer_next().await?;
+                    }
                 }
                 if whole {
                     tracing::info!(recording = %recording_id, "recording stored");
@@ -813,6 +820,7 @@ impl Core {
         t.kernel_drops = c.kernel_drops.load(Ordering::Relaxed);
         t.interface_drops = c.interface_drops.load(Ordering::Relaxed);
         t.active_calls = c.active_calls.load(Ordering::Relaxed);
+        t.interfaces = capture_thread::interface_counters(c);
         t.recordings = s.counts;
         t.cache_used_bytes = s.used_bytes;
         t.cache_capacity_bytes = cfg.cache.capacity_bytes;

@@ -147,7 +147,48 @@ pub fn render(core: &CoreMetrics, capture: &CaptureCounters) -> String {
             v.load(Ordering::Relaxed)
         );
     }
+    render_interfaces(
+        &mut out,
+        &super::capture_thread::interface_counters(capture),
+    );
     out
+}
+
+/// libpcap's counters per live interface (since its capture started).
+fn render_interfaces(out: &mut String, list: &[tapfleet_schemas::InterfaceCounters]) {
+    if list.is_empty() {
+        return;
+    }
+    type Get = fn(&tapfleet_schemas::InterfaceCounters) -> u64;
+    let families: [(&str, &str, Get); 3] = [
+        (
+            "interface_received_total",
+            "Packets the kernel handed to the capture, per interface (ps_recv).",
+            |i| i.received,
+        ),
+        (
+            "interface_kernel_drops_total",
+            "Packets dropped for lack of room in the kernel buffer, per interface (ps_drop).",
+            |i| i.kernel_drops,
+        ),
+        (
+            "interface_if_drops_total",
+            "Packets the interface or driver dropped, per interface (ps_ifdrop).",
+            |i| i.interface_drops,
+        ),
+    ];
+    for (name, help, get) in families {
+        let _ = writeln!(out, "# HELP tapfleet_edge_{name} {help}");
+        let _ = writeln!(out, "# TYPE tapfleet_edge_{name} counter");
+        for i in list {
+            let label = i.interface.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(
+                out,
+                "tapfleet_edge_{name}{{interface=\"{label}\"}} {}",
+                get(i)
+            );
+        }
+    }
 }
 
 /// Serves `GET /metrics` on `addr` until the process ends.

@@ -155,7 +155,11 @@ pub fn connect(
     if let Some((topic, payload)) = will {
         opts.set_last_will(LastWill::new(topic, payload, QoS::AtLeastOnce, true));
     }
-    let (client, eventloop) = AsyncClient::new(opts, 256);
+    let (client, mut eventloop) = AsyncClient::new(opts, 256);
+    // Acks and chunks are small-then-large writes: Nagle + delayed ACKs would stall each ~40 ms.
+    let mut net = eventloop.network_options();
+    net.set_tcp_nodelay(true);
+    eventloop.set_network_options(net);
     tokio::spawn(poll(eventloop, conn, tx));
     client
 }

@@ -189,6 +189,12 @@ pub fn telemetries() -> Vec<Telemetry> {
         errors: 16,
         clock_offset_ms: Some(-17),
         transfer_failures: 18,
+        interfaces: vec![tapfleet_schemas::InterfaceCounters {
+            interface: "eth0".to_owned(),
+            received: 19,
+            kernel_drops: 20,
+            interface_drops: 21,
+        }],
         ..Telemetry::new(1_709_210_096_000)
     };
     vec![zero, full]
