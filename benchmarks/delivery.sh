@@ -59,7 +59,7 @@ run() { # broker kind: embedded | mosquitto
   http=$(free_port); mqtt=$(free_port)
   local args=(serve --data "$run/manager" --http "127.0.0.1:$http")
   if [ "$kind" = mosquitto ]; then
-    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 10000\n' "$mqtt" > "$run/mosquitto.conf"
+    printf 'listener %s 127.0.0.1\nset_tcp_nodelay true\nallow_anonymous true\npersistence false\nmax_queued_messages 10000\n' "$mqtt" > "$run/mosquitto.conf"
     mosquitto -c "$run/mosquitto.conf" > "$run/mosquitto.log" 2>&1 &
     broker_pid=$!; pids+=("$broker_pid")
     until (exec 3<>"/dev/tcp/127.0.0.1/$mqtt") 2>/dev/null; do sleep 0.1; done

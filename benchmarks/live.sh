@@ -22,7 +22,7 @@ cleanup() {
   [ -n "${edge:-}" ] && kill "$edge" 2>/dev/null || true
   ip netns del "$ns" 2>/dev/null || true
   ip link del "tfb$$" 2>/dev/null || true
-  rm -rf "$work/out"
+  [ -n "${KEEP:-}" ] || rm -rf "$work/out"
 }
 trap cleanup EXIT
 
@@ -57,7 +57,10 @@ echo "tcpreplay: $sent packets sent, $rate"
 echo "edge: $iface"
 echo "edge: $recorded (of $calls); CPU ${e_user}s user + ${e_sys}s sys in ${e_s}s; peak RSS $((e_rss / 1024)) MiB"
 read -r kd ifd <<<"${kdrops:-? ?}"
-if [ "$kd" = 0 ] && [ "$ifd" = 0 ]; then
+reached=$(python3 -c "import sys; print(int(float(sys.argv[1].split()[0]) >= 0.98 * $pps))" "$rate" 2>/dev/null || echo 0)
+if [ "$reached" != 1 ]; then
+  echo "goal (zero kernel drops at $pps pps): not tested: tcpreplay reached only $rate (busy machine?)"
+elif [ "$kd" = 0 ] && [ "$ifd" = 0 ]; then
   echo "goal (zero kernel drops at $pps pps): met"
 else
   echo "goal (zero kernel drops at $pps pps): NOT met ($kd kernel, $ifd interface drops)"

@@ -588,15 +588,21 @@ where
 }
 
 /// rumqttd -> client: passes packets through, merging refused filters into SUBACKs.
-async fn downstream<R, S>(mut reader: PacketReader<R>, cw: ClientWriter<S>, pending: Pending)
-where
-    R: AsyncRead + Unpin,
+async fn downstream<S>(
+    mut reader: PacketReader<tokio::net::tcp::OwnedReadHalf>,
+    cw: ClientWriter<S>,
+    pending: Pending,
+) where
     S: AsyncWrite,
 {
     loop {
         let Ok((h, pkt)) = reader.next().await else {
             return;
         };
+        // rumqttd does not set TCP_NODELAY on its sockets: ack at once what it sent, so that its
+        // next small packet (an ack, an offer's answer) is not held by Nagle for our delayed ACK
+        // (~40 ms each on loopback).
+        let _ = reader.rd.as_ref().set_quickack(true);
         let out = if h.packet_type() == mqtt::SUBACK {
             merge_suback(&pkt, &h, &pending).unwrap_or(pkt)
         } else {

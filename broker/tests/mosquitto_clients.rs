@@ -6,70 +6,19 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::matrix::{Attempt, Pki, Target, Tls, refusal_matrix};
+use common::matrix::{self, Attempt, Pki, Target, Tls, Via, mosq, refusal_matrix, text};
 use common::*;
 use tapfleet_schemas::{Channel, Topic};
 
-fn require(tool: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{tool} is required (apt-get install mosquitto-clients): this test does not skip"
-    );
-}
-
 fn run(tool: &str, port: u16, user: Option<(&str, &str)>, id: &str, args: &[&str]) -> Output {
-    require(tool);
-    let mut cmd = Command::new(tool);
-    cmd.args([
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-i",
-        id,
-        "-V",
-        "mqttv311",
-    ]);
-    if let Some((u, p)) = user {
-        cmd.args(["-u", u, "-P", p]);
-    }
-    cmd.args(args);
-    let out = cmd.output().unwrap_or_else(|e| panic!("{tool}: {e}"));
-    println!(
-        "{tool} {args:?} -> {:?}\n  stdout: {}\n  stderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).trim(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    out
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-    .to_lowercase()
+    matrix::run(mosq(tool, Via::Password(port, user), id, args)).0
 }
 
 /// `mosquitto_sub` for at most `secs`, stopping after one message: its output.
 fn sub(port: u16, user: Option<(&str, &str)>, id: &str, topic: &str, secs: u32) -> Output {
-    let w = secs.to_string();
-    run(
-        "mosquitto_sub",
-        port,
-        user,
-        id,
-        &["-t", topic, "-C", "1", "-W", &w, "-q", "1", "-v"],
-    )
+    matrix::run(matrix::sub(Via::Password(port, user), id, topic, secs)).0
 }
 
 /// The gate with a TLS listener, as a target of the shared refusal matrix.
@@ -84,27 +33,8 @@ impl Gate {
     fn start() -> Gate {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = Pki::new(dir.path());
-        let creds = tapfleet_broker::CredentialStore::new();
-        creds
-            .set_password(MANAGER.0, MANAGER.1, tapfleet_broker::Role::Manager)
-            .expect("random");
-        for (e, t) in [(EDGE_A, "acme"), (EDGE_B, "acme"), (EDGE_C, "other")] {
-            creds
-                .set_password(e.0, e.1, tapfleet_broker::Role::Edge { tenant: t.into() })
-                .expect("random");
-        }
-        creds.add_claim_token(CLAIM);
-        let cfg = tapfleet_broker::BrokerConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            tls: Some(tapfleet_broker::TlsListenConfig {
-                listen: "127.0.0.1:0".parse().expect("addr"),
-                cert: pki.server.0.clone(),
-                key: pki.server.1.clone(),
-                client_ca: pki.ca.clone(),
-            }),
-            ..tapfleet_broker::BrokerConfig::default()
-        };
-        let h = tapfleet_broker::start(cfg, creds.clone()).expect("broker starts");
+        let creds = test_creds();
+        let h = start_broker_with(&creds, Some(&pki));
         Gate {
             h,
             creds,

@@ -8,153 +8,47 @@
 mod common;
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::matrix::{self, Pair, Pki, Via, run};
 use common::*;
-use tapfleet_broker::{
-    BrokerConfig, BrokerHandle, CredentialStore, FleetCa, Role, TlsListenConfig,
-};
+use tapfleet_broker::{BrokerHandle, CredentialStore, Role};
 use tapfleet_schemas::{Channel, Topic};
-
-const DAY: i64 = 86_400;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-/// PEM files of one client: (cert, key).
-struct Pair(PathBuf, PathBuf);
-
-struct Pki {
-    _dir: tempfile::TempDir,
-    ca: PathBuf,
-    a: Pair,
-    r: Pair,
-    foreign: Pair,
-    expired: Pair,
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).expect("write pem");
-    p
-}
-
-fn pair(dir: &Path, name: &str, issued: tapfleet_broker::Issued) -> Pair {
-    Pair(
-        write(dir, &format!("{name}.crt"), &issued.cert_pem),
-        write(dir, &format!("{name}.key"), &issued.key_pem.0),
-    )
-}
-
-/// A fleet CA, the broker on plain + TLS listeners, and client certificates.
-fn start_tls_broker() -> (BrokerHandle, CredentialStore, Pki) {
+/// The broker on plain + TLS listeners with [`test_creds`] and edge-r (tenant acme), the PKI
+/// and the directory holding its files.
+fn start_tls_broker() -> (BrokerHandle, CredentialStore, Pki, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
-    let t = now();
-    let (ca, _) = FleetCa::generate("test fleet CA", t, 365 * DAY).expect("ca");
-    let server = ca
-        .issue_server(&["localhost".into(), "127.0.0.1".into()], t, DAY)
-        .expect("server cert");
-    let (other_ca, _) = FleetCa::generate("another CA", t, 365 * DAY).expect("other ca");
-    let server = pair(d, "server", server);
-    let pki = Pki {
-        ca: write(d, "ca.crt", ca.cert_pem()),
-        a: pair(d, "a", ca.issue_edge("acme", "edge-a", t, DAY).expect("a")),
-        r: pair(d, "r", ca.issue_edge("acme", "edge-r", t, DAY).expect("r")),
-        foreign: pair(
-            d,
-            "foreign",
-            other_ca
-                .issue_edge("acme", "edge-a", t, DAY)
-                .expect("foreign"),
-        ),
-        expired: pair(
-            d,
-            "expired",
-            ca.issue_edge("acme", "edge-a", t - 10 * DAY, DAY)
-                .expect("expired"),
-        ),
-        _dir: dir,
-    };
-    let creds = CredentialStore::new();
+    let pki = Pki::new(dir.path());
+    let creds = test_creds();
     creds
-        .set_password(MANAGER.0, MANAGER.1, Role::Manager)
+        .set_password(
+            "edge-r",
+            "pw-r",
+            Role::Edge {
+                tenant: "acme".into(),
+            },
+        )
         .expect("random");
-    for (e, t) in [
-        (EDGE_A, "acme"),
-        (EDGE_B, "acme"),
-        (("edge-r", "pw-r"), "acme"),
-    ] {
-        creds
-            .set_password(e.0, e.1, Role::Edge { tenant: t.into() })
-            .expect("random");
-    }
-    creds.add_claim_token(CLAIM);
-    let cfg = BrokerConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        tls: Some(TlsListenConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            cert: server.0,
-            key: server.1,
-            client_ca: pki.ca.clone(),
-        }),
-        ..BrokerConfig::default()
-    };
-    let h = tapfleet_broker::start(cfg, creds.clone()).expect("broker starts");
-    (h, creds, pki)
-}
-
-fn require(tool: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{tool} is required (apt-get install mosquitto-clients): this test does not skip"
-    );
+    let h = start_broker_with(&creds, Some(&pki));
+    (h, creds, pki, dir)
 }
 
 /// A mosquitto client over TLS to `localhost:port`, trusting `ca`, with an optional client
 /// certificate and user.
 fn mosq(tool: &str, port: u16, ca: &Path, cert: Option<&Pair>, id: &str, args: &[&str]) -> Command {
-    require(tool);
-    let mut cmd = Command::new(tool);
-    cmd.args(["-h", "localhost", "-p", &port.to_string(), "-i", id]);
-    cmd.args(["-V", "mqttv311", "--cafile"]).arg(ca);
-    if let Some(Pair(c, k)) = cert {
-        cmd.arg("--cert").arg(c).arg("--key").arg(k);
-    }
-    cmd.args(args);
-    cmd
-}
-
-fn run(mut cmd: Command) -> (Output, String) {
-    let out = cmd.output().expect("mosquitto client runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-    .to_lowercase();
-    println!("{cmd:?} -> {:?}: {}", out.status.code(), text.trim());
-    (out, text)
+    matrix::mosq(tool, Via::Tls(port, ca, cert), id, args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_certificates_are_identities_and_strangers_are_refused() {
-    let (h, _creds, pki) = start_tls_broker();
+    let (h, _creds, pki, _dir) = start_tls_broker();
     let port = h.tls_addr().expect("tls listener").port();
     let mut m = must_connect(&h, "tapfleet-manager", MANAGER).await;
     let a_config = edge_topic("acme", "edge-a", Channel::Config);
@@ -265,7 +159,7 @@ async fn tls_certificates_are_identities_and_strangers_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_edge_is_dropped_at_once_and_refused_after() {
-    let (h, creds, pki) = start_tls_broker();
+    let (h, creds, pki, _dir) = start_tls_broker();
     let port = h.tls_addr().expect("tls listener").port();
     let r_config = edge_topic("acme", "edge-r", Channel::Config);
     let mut child = mosq(
@@ -352,7 +246,7 @@ async fn a_revoked_edge_is_dropped_at_once_and_refused_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sockets_do_not_block_tls_clients() {
-    let (h, _creds, pki) = start_tls_broker();
+    let (h, _creds, pki, _dir) = start_tls_broker();
     let tls = h.tls_addr().expect("tls listener");
     let idle: Vec<TcpStream> = (0..100)
         .map(|_| TcpStream::connect(tls).expect("idle socket"))

@@ -68,6 +68,15 @@ fn wall_ns() -> i64 {
 
 /// Runs `record --interface`.
 pub fn main(args: &RecordArgs, opts: RecorderOptions) -> anyhow::Result<()> {
+    // Warnings (drops while calls are active, write failures) on stderr; RUST_LOG to see more.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
     let duration = args.duration.as_deref().map(parse_duration).transpose()?;
     let mut live = LiveOptions::new("any");
     live.filter = args.filter.clone();

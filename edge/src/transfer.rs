@@ -16,6 +16,11 @@ pub struct ChunkRange {
     pub len: u32,
 }
 
+/// The largest chunk the schema allows.
+pub const MAX_CHUNK_BYTES: u32 = tapfleet_schemas::MAX_CHUNK_DATA as u32;
+/// The chunk size under a bandwidth cap: small enough that the cap's burst stays short.
+pub const CAPPED_CHUNK_BYTES: u32 = 256 * 1024;
+
 /// Tuning of a transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SenderConfig {
@@ -28,7 +33,9 @@ pub struct SenderConfig {
 impl Default for SenderConfig {
     fn default() -> Self {
         SenderConfig {
-            chunk_bytes: 256 * 1024,
+            // The largest chunk the schema allows (with its envelope it stays well under both
+            // sides' 2 MiB MQTT packet limit): fewer messages, acks and reads per byte.
+            chunk_bytes: MAX_CHUNK_BYTES,
             window_bytes: 8 * 1024 * 1024,
             stall_timeout_ns: 10_000_000_000,
         }

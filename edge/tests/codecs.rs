@@ -5,7 +5,7 @@
 //! tshark extracts each RTP payload, ffmpeg's own decoders (not libopus, not bcg729) decode them.
 
 mod common;
-use common::{capture, tshark};
+use common::{capture, record_ok, tool, tshark};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -167,30 +167,9 @@ fn check(case: &Case) {
 
 /// Records a capture and returns the one recording's folder and manifest.
 fn record_one(file: &Path, out: &Path) -> (PathBuf, Manifest) {
-    let o = Command::new(env!("CARGO_BIN_EXE_tapfleet-edge"))
-        .arg("record")
-        .arg(file)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run tapfleet-edge: {e}"));
-    assert!(
-        o.status.success(),
-        "record failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let recs: Vec<PathBuf> = std::fs::read_dir(out)
-        .expect("out dir")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.join("manifest.json").is_file())
-        .collect();
+    let recs = record_ok(&[file], out);
     assert_eq!(recs.len(), 1, "{}: recordings {recs:?}", file.display());
-    let rec = recs.into_iter().next().expect("one recording");
-    let m: Manifest =
-        serde_json::from_slice(&std::fs::read(rec.join("manifest.json")).expect("manifest"))
-            .expect("manifest parses");
-    (rec, m)
+    recs.into_iter().next().expect("one recording")
 }
 
 /// (rate, left, right) of a 16-bit stereo PCM WAV with the 44-byte header the recorder writes.
@@ -239,11 +218,7 @@ fn rtp_payloads(file: &Path, opts: &[&str]) -> Vec<Vec<u8>> {
 
 /// Decodes the payloads with ffmpeg into mono samples at `rate`.
 fn ffmpeg_decode(case: &Case, payloads: &[Vec<u8>], rate: u32, dir: &Path) -> Vec<i16> {
-    let ffmpeg = Path::new("/usr/bin/ffmpeg");
-    assert!(
-        ffmpeg.exists(),
-        "ffmpeg is required for these tests: deploy/install-deps.sh test"
-    );
+    let ffmpeg = tool("ffmpeg");
     let (input, format): (PathBuf, Option<&str>) = match case.codec {
         "G722" => (raw(dir, "in.g722", payloads), Some("g722")),
         "G729" => (raw(dir, "in.g729", payloads), Some("g729")),

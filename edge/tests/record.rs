@@ -3,60 +3,15 @@
 //! errors (never panics) on missing, truncated or garbage input.
 
 mod common;
-use common::{capture, tshark};
+use common::{capture, manifests, record, record_ok, tshark};
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 use tapfleet_edge::capture::PcapReader;
 use tapfleet_edge::rtp::g711::Law;
-use tapfleet_schemas::{Manifest, RecordingKind, StreamDirection};
-
-fn record(files: &[&Path], out: &Path) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_tapfleet-edge"))
-        .arg("record")
-        .args(files)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run tapfleet-edge: {e}"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("panicked"),
-        "tapfleet-edge panicked: {stderr}"
-    );
-    out
-}
-
-fn record_ok(files: &[&Path], out: &Path) -> Vec<(PathBuf, Manifest)> {
-    let o = record(files, out);
-    assert!(
-        o.status.success(),
-        "record failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    manifests(out)
-}
-
-fn manifests(out: &Path) -> Vec<(PathBuf, Manifest)> {
-    let mut v: Vec<(PathBuf, Manifest)> = std::fs::read_dir(out)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.join("manifest.json").is_file())
-                .map(|p| {
-                    let bytes = std::fs::read(p.join("manifest.json")).expect("read manifest");
-                    let m: Manifest = serde_json::from_slice(&bytes).expect("manifest parses");
-                    (p, m)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort_by_key(|(_, m)| m.start_ns);
-    v
-}
+use tapfleet_schemas::{RecordingKind, StreamDirection};
 
 /// (frame number, captured length) of the frames matching a display filter.
 fn frames(file: &Path, filter: &str) -> Vec<(u64, u64)> {

@@ -4,7 +4,7 @@
 //! that the manifest lists with its size and SHA-256. Needs ffmpeg (deploy/install-deps.sh test).
 
 mod common;
-use common::{capture, tshark};
+use common::{capture, record_ok, tool, tshark};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -14,39 +14,7 @@ use sha2::{Digest, Sha256};
 use tapfleet_schemas::{Manifest, RecordingKind};
 
 fn record(input: &Path, out: &Path) -> Vec<(PathBuf, Manifest)> {
-    let o = Command::new(env!("CARGO_BIN_EXE_tapfleet-edge"))
-        .arg("record")
-        .arg(input)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run tapfleet-edge: {e}"));
-    assert!(
-        o.status.success(),
-        "record failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let mut v: Vec<(PathBuf, Manifest)> = std::fs::read_dir(out)
-        .expect("out dir")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.join("manifest.json").is_file())
-        .map(|p| {
-            let bytes = std::fs::read(p.join("manifest.json")).expect("read manifest");
-            (p, serde_json::from_slice(&bytes).expect("manifest parses"))
-        })
-        .collect();
-    v.sort_by_key(|(_, m)| m.start_ns);
-    v
-}
-
-fn tool(name: &str) -> PathBuf {
-    let p = Path::new("/usr/bin").join(name);
-    assert!(
-        p.exists(),
-        "{name} is required for these tests: deploy/install-deps.sh test (apt-get install ffmpeg)"
-    );
-    p
+    record_ok(&[input], out)
 }
 
 /// ffprobe's codec, width, height and decoded frame count of the file's video stream.

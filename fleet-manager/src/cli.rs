@@ -40,26 +40,9 @@ pub enum JobCmd {
         wait: Wait,
     },
     /// Copy a recording into another target (SHA-256 verified).
-    Copy {
-        recording_id: String,
-        /// Source target or `edge:<edge_id>` (default: a target holding a complete copy).
-        #[arg(long)]
-        from: Option<String>,
-        #[arg(long)]
-        to: String,
-        #[command(flatten)]
-        wait: Wait,
-    },
+    Copy(Transfer),
     /// Move a recording: copy, verify, then delete the source copy.
-    Move {
-        recording_id: String,
-        #[arg(long)]
-        from: Option<String>,
-        #[arg(long)]
-        to: String,
-        #[command(flatten)]
-        wait: Wait,
-    },
+    Move(Transfer),
     /// Delete a recording's copy in one target (--from), or every copy.
     Delete {
         recording_id: String,
@@ -100,6 +83,19 @@ pub enum JobCmd {
     Show { id: u64 },
 }
 
+/// The arguments of `job copy` and `job move`.
+#[derive(Args, Debug)]
+pub struct Transfer {
+    recording_id: String,
+    /// Source target or `edge:<edge_id>` (default: a target holding a complete copy).
+    #[arg(long)]
+    from: Option<String>,
+    #[arg(long)]
+    to: String,
+    #[command(flatten)]
+    wait: Wait,
+}
+
 /// `tapfleet-manager hold ...`
 #[derive(Subcommand, Debug)]
 pub enum HoldCmd {
@@ -116,14 +112,15 @@ pub struct Wait {
     pub no_wait: bool,
 }
 
-struct Client {
-    agent: ureq::Agent,
+/// A client of the manager's HTTP API (also used by `config ...`).
+pub(crate) struct Client {
+    pub(crate) agent: ureq::Agent,
     base: String,
     token: Option<String>,
 }
 
 impl Client {
-    fn new(r: &Remote) -> Client {
+    pub(crate) fn new(r: &Remote) -> Client {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
@@ -135,7 +132,7 @@ impl Client {
         }
     }
 
-    fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+    pub(crate) fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
         match &self.token {
             Some(t) => req.header("Authorization", &format!("Bearer {t}")),
             None => req,
@@ -160,12 +157,23 @@ impl Client {
         Ok(resp)
     }
 
-    fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let r = self
-            .auth(self.agent.get(format!("{}{path}", self.base)))
-            .call();
-        let mut r = self.check(&format!("GET {path}"), r)?;
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Checks the answer to `what` and decodes its JSON body.
+    fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<T> {
+        let mut r = self.check(what, resp)?;
         r.body_mut().read_json().context("decoding the answer")
+    }
+
+    fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let r = self.auth(self.agent.get(self.url(path))).call();
+        self.json(&format!("GET {path}"), r)
     }
 
     fn send_json<T: serde::de::DeserializeOwned>(
@@ -174,21 +182,16 @@ impl Client {
         path: &str,
         body: &impl serde::Serialize,
     ) -> anyhow::Result<T> {
-        let url = format!("{}{path}", self.base);
         let r = match method {
-            "POST" => self.auth(self.agent.post(url)).send_json(body),
-            _ => self.auth(self.agent.put(url)).send_json(body),
+            "POST" => self.auth(self.agent.post(self.url(path))).send_json(body),
+            _ => self.auth(self.agent.put(self.url(path))).send_json(body),
         };
-        let mut r = self.check(&format!("{method} {path}"), r)?;
-        r.body_mut().read_json().context("decoding the answer")
+        self.json(&format!("{method} {path}"), r)
     }
 
     fn delete<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let r = self
-            .auth(self.agent.delete(format!("{}{path}", self.base)))
-            .call();
-        let mut r = self.check(&format!("DELETE {path}"), r)?;
-        r.body_mut().read_json().context("decoding the answer")
+        let r = self.auth(self.agent.delete(self.url(path))).call();
+        self.json(&format!("DELETE {path}"), r)
     }
 }
 
@@ -260,7 +263,7 @@ fn download(c: &Client, id: &str, dir: &std::path::Path) -> anyhow::Result<()> {
             bail!("refusing to write the file name {name:?}");
         }
         let path = format!("/api/v1/recordings/{id}/files/{name}");
-        let r = c.auth(c.agent.get(format!("{}{path}", c.base))).call();
+        let r = c.auth(c.agent.get(c.url(&path))).call();
         let mut r = c.check(&format!("GET {path}"), r)?;
         let dest = out.join(&name);
         let tmp = out.join(format!(".{name}.part"));
@@ -271,6 +274,15 @@ fn download(c: &Client, id: &str, dir: &std::path::Path) -> anyhow::Result<()> {
         std::fs::rename(&tmp, &dest)?;
         eprintln!("{}", dest.display());
     }
+    Ok(())
+}
+
+/// Submits a copy or move job.
+fn transfer(c: &Client, kind: JobKind, t: Transfer) -> anyhow::Result<()> {
+    let mut r = JobRequest::new(kind, Some(t.recording_id));
+    r.from = t.from;
+    r.to = Some(t.to);
+    submit(c, r, t.wait)?;
     Ok(())
 }
 
@@ -288,28 +300,8 @@ pub fn job(remote: &Remote, cmd: JobCmd) -> anyhow::Result<()> {
             r.to = to;
             submit(&c, r, wait)?;
         }
-        JobCmd::Copy {
-            recording_id,
-            from,
-            to,
-            wait,
-        } => {
-            let mut r = req(JobKind::Copy, Some(recording_id));
-            r.from = from;
-            r.to = Some(to);
-            submit(&c, r, wait)?;
-        }
-        JobCmd::Move {
-            recording_id,
-            from,
-            to,
-            wait,
-        } => {
-            let mut r = req(JobKind::Move, Some(recording_id));
-            r.from = from;
-            r.to = Some(to);
-            submit(&c, r, wait)?;
-        }
+        JobCmd::Copy(t) => transfer(&c, JobKind::Copy, t)?,
+        JobCmd::Move(t) => transfer(&c, JobKind::Move, t)?,
         JobCmd::Delete {
             recording_id,
             from,
@@ -347,13 +339,9 @@ pub fn job(remote: &Remote, cmd: JobCmd) -> anyhow::Result<()> {
                 }
             }
         }
-        JobCmd::List => {
-            let v: serde_json::Value = c.get("/api/v1/jobs")?;
-            print_json(&v)?;
-        }
+        JobCmd::List => print_json(&c.get::<serde_json::Value>("/api/v1/jobs")?)?,
         JobCmd::Show { id } => {
-            let v: serde_json::Value = c.get(&format!("/api/v1/jobs/{id}"))?;
-            print_json(&v)?;
+            print_json(&c.get::<serde_json::Value>(&format!("/api/v1/jobs/{id}"))?)?
         }
     }
     Ok(())

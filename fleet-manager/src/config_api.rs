@@ -23,7 +23,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use axum::extract::{Path, Query, State};
@@ -559,11 +558,19 @@ async fn put_group(
     change_response(&s, LayerKey::Group(name), config, members, &actor)
 }
 
+/// The enrolled edge `id`, or the answer saying it is unknown.
+#[allow(clippy::result_large_err)] // the error is the answer
+fn known_edge(s: &ConfigService, id: &str) -> Result<crate::store::EdgeRecord, Response> {
+    match s.store.edge(id) {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Err(err(StatusCode::NOT_FOUND, format!("no edge {id:?}"))),
+        Err(e) => Err(api_error(e.into())),
+    }
+}
+
 async fn get_edge(State(s): State<ConfigService>, Path(id): Path<String>) -> Response {
-    match s.store.edge(&id) {
-        Ok(Some(_)) => {}
-        Ok(None) => return err(StatusCode::NOT_FOUND, format!("no edge {id:?}")),
-        Err(e) => return api_error(e.into()),
+    if let Err(r) = known_edge(&s, &id) {
+        return r;
     }
     match s.layer(&LayerKey::Edge(id)) {
         Ok(r) => layer_view(r),
@@ -630,10 +637,9 @@ async fn validate_h(
 }
 
 async fn effective_h(State(s): State<ConfigService>, Path(id): Path<String>) -> Response {
-    let rec = match s.store.edge(&id) {
-        Ok(Some(r)) => r,
-        Ok(None) => return err(StatusCode::NOT_FOUND, format!("no edge {id:?}")),
-        Err(e) => return api_error(e.into()),
+    let rec = match known_edge(&s, &id) {
+        Ok(r) => r,
+        Err(r) => return r,
     };
     let desired = match s.store.latest_config(&id) {
         Ok(d) => d,
@@ -745,32 +751,16 @@ fn call(
     path: &str,
     body: Option<&Value>,
 ) -> anyhow::Result<Value> {
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build(),
-    );
-    let url = format!("{}{path}", remote.manager.trim_end_matches('/'));
-    let auth = remote.api_token.as_ref().map(|t| format!("Bearer {t}"));
-    let resp = match (method, body) {
-        ("GET", _) => {
-            let mut r = agent.get(&url);
-            if let Some(a) = &auth {
-                r = r.header("Authorization", a);
-            }
-            r.call()
-        }
-        (m, b) => {
-            let mut r = if m == "POST" {
-                agent.post(&url)
+    let c = crate::cli::Client::new(remote);
+    let resp = match method {
+        "GET" => c.auth(c.agent.get(c.url(path))).call(),
+        m => {
+            let b = body.cloned().unwrap_or(Value::Null);
+            if m == "POST" {
+                c.auth(c.agent.post(c.url(path))).send_json(b)
             } else {
-                agent.put(&url)
-            };
-            if let Some(a) = &auth {
-                r = r.header("Authorization", a);
+                c.auth(c.agent.put(c.url(path))).send_json(b)
             }
-            r.send_json(b.cloned().unwrap_or(Value::Null))
         }
     };
     let mut resp =

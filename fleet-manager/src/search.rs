@@ -513,16 +513,21 @@ pub fn parse_time(s: &str) -> Option<i64> {
     for (i, b) in frac.bytes().enumerate() {
         ns_frac += i64::from(b - b'0') * 10i64.pow(8 - i as u32);
     }
-    // Howard Hinnant's days_from_civil.
+    let secs = civil_secs(y, mo, da) + h * 3600 + mi * 60 + se;
+    secs.checked_mul(1_000_000_000)?.checked_add(ns_frac)
+}
+
+/// Unix seconds at midnight (UTC) of a proleptic Gregorian date (Howard Hinnant's
+/// days_from_civil); `mo` in 1..=12.
+pub(crate) fn civil_secs(y: i64, mo: i64, d: i64) -> i64 {
     let yy = if mo <= 2 { y - 1 } else { y };
     let era = yy.div_euclid(400);
     let yoe = yy - era * 400;
     let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + da - 1;
+    let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + se;
-    secs.checked_mul(1_000_000_000)?.checked_add(ns_frac)
+    days * 86_400
 }
 
 #[cfg(test)]

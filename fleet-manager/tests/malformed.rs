@@ -16,14 +16,6 @@ use tapfleet_schemas::{
     Channel, EnrollRequest, EnrollResponse, EnrollResult, Manifest, RecordingKind, Telemetry, Topic,
 };
 
-fn metric(addr: SocketAddr, name: &str) -> u64 {
-    let (_, body) = http_get(addr, "/metrics").expect("metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("tapfleet_manager_{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name}"))
-}
-
 fn manifest(edge: &str, n: u8) -> Manifest {
     let start_ns = 1_709_210_096_000_000_000 + i64::from(n) * 1_000_000_000;
     let rid = tapfleet_schemas::recording_id(start_ns, [n; 8]);

@@ -19,14 +19,6 @@ use tapfleet_schemas::{
     JobAction, JobReply, Manifest, Party, RecordingKind, ReplyBody, Topic,
 };
 
-fn metric(addr: SocketAddr, name: &str) -> u64 {
-    let (_, body) = http_get(addr, "/metrics").expect("metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("tapfleet_manager_{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_enrolls_uploads_and_the_catalog_survives_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -64,12 +64,14 @@ pub trait Target {
 /// PEM files of one client: (cert, key).
 pub struct Pair(pub PathBuf, pub PathBuf);
 
-/// A fleet CA with a server certificate for localhost, and client certificates: edge A, one of
-/// another CA naming edge A, and an expired one of edge A.
+/// A fleet CA with a server certificate for localhost, and client certificates: edge A, edge-r
+/// (tenant acme, for a test that revokes it), one of another CA naming edge A, and an expired
+/// one of edge A.
 pub struct Pki {
     pub ca: PathBuf,
     pub server: Pair,
     pub a: Pair,
+    pub r: Pair,
     pub foreign: Pair,
     pub expired: Pair,
 }
@@ -107,6 +109,11 @@ impl Pki {
                 dir,
                 "a",
                 ca.issue_edge("acme", EDGE_A.0, t, DAY).expect("a"),
+            ),
+            r: pair(
+                dir,
+                "r",
+                ca.issue_edge("acme", "edge-r", t, DAY).expect("r"),
             ),
             foreign: pair(
                 dir,

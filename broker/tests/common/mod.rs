@@ -11,7 +11,7 @@ use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, LastWill, MqttOptions, Packet, Publish,
     QoS, SubscribeReasonCode,
 };
-use tapfleet_broker::{BrokerConfig, BrokerHandle, CredentialStore, Role};
+use tapfleet_broker::{BrokerConfig, BrokerHandle, CredentialStore, Role, TlsListenConfig};
 use tokio::sync::mpsc;
 
 pub const T: Duration = Duration::from_secs(5);
@@ -22,7 +22,9 @@ pub const EDGE_B: (&str, &str) = ("edge-b", "pw-b");
 pub const EDGE_C: (&str, &str) = ("edge-c", "pw-c");
 pub const CLAIM: &str = "claim-123";
 
-pub fn start_broker() -> (BrokerHandle, CredentialStore) {
+/// The test credentials: the manager, edges A and B (tenant acme), C (tenant other) and the
+/// claim token.
+pub fn test_creds() -> CredentialStore {
     let creds = CredentialStore::new();
     creds
         .set_password(MANAGER.0, MANAGER.1, Role::Manager)
@@ -33,12 +35,29 @@ pub fn start_broker() -> (BrokerHandle, CredentialStore) {
             .expect("random");
     }
     creds.add_claim_token(CLAIM);
+    creds
+}
+
+/// Starts the broker with `creds` on a plain listener and, given a PKI, a TLS one too (its
+/// server certificate, client certificates of its CA).
+pub fn start_broker_with(creds: &CredentialStore, pki: Option<&matrix::Pki>) -> BrokerHandle {
     let cfg = BrokerConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
+        tls: pki.map(|p| TlsListenConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            cert: p.server.0.clone(),
+            key: p.server.1.clone(),
+            client_ca: p.ca.clone(),
+        }),
         ..BrokerConfig::default()
     };
-    let h = tapfleet_broker::start(cfg, creds.clone()).expect("broker starts");
-    (h, creds)
+    tapfleet_broker::start(cfg, creds.clone()).expect("broker starts")
+}
+
+/// The broker with [`test_creds`] on a plain listener.
+pub fn start_broker() -> (BrokerHandle, CredentialStore) {
+    let creds = test_creds();
+    (start_broker_with(&creds, None), creds)
 }
 
 /// What a client saw.

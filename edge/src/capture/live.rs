@@ -33,9 +33,10 @@ pub const LINKTYPE_LINUX_SLL2: i32 = 276;
 pub const BATCH_PACKETS: usize = 1024;
 /// Bytes of packet data in one batch (a bigger packet travels alone).
 pub const BATCH_BYTES: usize = 512 * 1024;
-/// Batches per interface: in the channel, being filled or being read (bounds the memory:
-/// 16 x 512 KiB per interface).
-pub const BATCHES_PER_INTERFACE: usize = 16;
+/// Batches per interface: in the channel, being filled or being read. They are a second buffer
+/// after the kernel's, for when the recorder is held up (a burst of call starts on a slow disk):
+/// up to 64 x 512 KiB per interface, grown only as traffic fills them and then reused.
+pub const BATCHES_PER_INTERFACE: usize = 64;
 /// Default kernel buffer: 64 MiB, far above libpcap's 2 MiB (about 0.3 s of 200,000 packets/s of
 /// 1,000-byte frames before the kernel must drop).
 pub const DEFAULT_BUFFER_BYTES: i32 = 64 * 1024 * 1024;
@@ -225,8 +226,8 @@ impl Batch {
     fn new(iface: usize) -> Self {
         Batch {
             iface,
-            data: Vec::with_capacity(BATCH_BYTES),
-            packets: Vec::with_capacity(BATCH_PACKETS),
+            data: Vec::new(),
+            packets: Vec::new(),
         }
     }
 

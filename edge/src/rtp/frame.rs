@@ -108,6 +108,22 @@ impl SeqTracker {
             SeqStep::Gap
         }
     }
+
+    /// [`step`](Self::step) with late packets and gaps counted in `stats`: `None` for a late
+    /// packet (to be ignored), else whether packets are missing before this one.
+    pub(crate) fn accept(&mut self, seq: u16, stats: &mut FrameStats) -> Option<bool> {
+        match self.step(seq) {
+            SeqStep::Late => {
+                stats.late_packets += 1;
+                None
+            }
+            SeqStep::Gap => {
+                stats.gaps += 1;
+                Some(true)
+            }
+            SeqStep::InOrder => Some(false),
+        }
+    }
 }
 
 /// Appends `parts` to `buf` unless that makes it exceed `max`; returns false (and frees `buf`)

@@ -13,9 +13,7 @@
 //! reordering) are ignored. Parameter sets from SDP (`sprop-parameter-sets`) are inserted before
 //! the first IDR when the stream did not send its SPS and PPS in band before it.
 
-use super::frame::{
-    Damage, Frame, FrameStats, MAX_FRAME_BYTES, SeqStep, SeqTracker, append_bounded,
-};
+use super::frame::{Damage, Frame, FrameStats, MAX_FRAME_BYTES, SeqTracker, append_bounded};
 
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
 const STAP_A: u8 = 24;
@@ -97,16 +95,8 @@ impl H264Depacketizer {
         payload: &[u8],
         out: &mut Vec<Frame>,
     ) {
-        let gap = match self.seq.step(seq) {
-            SeqStep::Late => {
-                self.stats.late_packets += 1;
-                return;
-            }
-            SeqStep::Gap => {
-                self.stats.gaps += 1;
-                true
-            }
-            SeqStep::InOrder => false,
+        let Some(gap) = self.seq.accept(seq, &mut self.stats) else {
+            return;
         };
         if let Some(cur) = self.cur.as_mut() {
             if gap {

@@ -10,9 +10,7 @@
 //! skipped until the next key frame; frames before the first key frame are skipped too. All
 //! counted. Late packets (duplicates, reordering) are ignored.
 
-use super::frame::{
-    Damage, Frame, FrameStats, MAX_FRAME_BYTES, SeqStep, SeqTracker, append_bounded,
-};
+use super::frame::{Damage, Frame, FrameStats, MAX_FRAME_BYTES, SeqTracker, append_bounded};
 
 /// The key frame start code after the 3-byte frame tag.
 const START_CODE: [u8; 3] = [0x9d, 0x01, 0x2a];
@@ -135,20 +133,15 @@ impl Vp8Depacketizer {
         payload: &[u8],
         out: &mut Vec<Frame>,
     ) {
-        match self.seq.step(seq) {
-            SeqStep::Late => {
-                self.stats.late_packets += 1;
-                return;
+        let Some(gap) = self.seq.accept(seq, &mut self.stats) else {
+            return;
+        };
+        if gap {
+            // Whole frames may be gone: a reference is missing until the next key frame.
+            self.need_key = true;
+            if let Some(cur) = self.cur.as_mut() {
+                cur.damage.get_or_insert(Damage::Loss);
             }
-            SeqStep::Gap => {
-                self.stats.gaps += 1;
-                // Whole frames may be gone: a reference is missing until the next key frame.
-                self.need_key = true;
-                if let Some(cur) = self.cur.as_mut() {
-                    cur.damage.get_or_insert(Damage::Loss);
-                }
-            }
-            SeqStep::InOrder => {}
         }
         let desc = parse_descriptor(payload);
         let start = desc.is_some_and(|d| d.frame_start);

@@ -9,7 +9,7 @@ use tapfleet_schemas::{TransferChunk, encode};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use crate::transfer::{RateLimiter, Sender, SenderConfig};
+use crate::transfer::{CAPPED_CHUNK_BYTES, RateLimiter, Sender, SenderConfig};
 
 /// Commands from the core.
 #[derive(Debug)]
@@ -99,6 +99,7 @@ pub async fn run(
                 offset,
             } => match tokio::fs::File::open(&path).await {
                 Ok(file) => {
+                    let cfg = sender_config(cfg, limiter.is_some());
                     active = Some(Active {
                         transfer_id,
                         file,
@@ -122,9 +123,22 @@ pub async fn run(
             }
             UploadCmd::Cancel => active = None,
             UploadCmd::SetRate(rate) => {
-                limiter = rate.map(|bps| RateLimiter::new(bps, cfg.chunk_bytes, super::now_ns()));
+                let chunk = sender_config(cfg, true).chunk_bytes;
+                limiter = rate.map(|bps| RateLimiter::new(bps, chunk, super::now_ns()));
             }
         }
+    }
+}
+
+/// The sender's tuning: under a bandwidth cap, chunks of at most [`CAPPED_CHUNK_BYTES`].
+fn sender_config(cfg: SenderConfig, capped: bool) -> SenderConfig {
+    if capped {
+        SenderConfig {
+            chunk_bytes: cfg.chunk_bytes.min(CAPPED_CHUNK_BYTES),
+            ..cfg
+        }
+    } else {
+        cfg
     }
 }
 

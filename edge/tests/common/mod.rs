@@ -1,10 +1,13 @@
-//! Shared by the edge's integration tests: where the shared captures are, and running tshark
-//! (required: a test that needs it fails loudly when it is missing).
+//! Shared by the edge's integration tests: where the shared captures are, running
+//! `tapfleet-edge record` and reading its manifests, and running tshark / ffmpeg (required: a
+//! test that needs one fails loudly when it is missing).
 
 #![allow(dead_code)] // each test file is its own crate and uses a part of this
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+
+use tapfleet_schemas::Manifest;
 
 /// `../shared/captures` beside the repository.
 pub const CAPTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/captures");
@@ -13,6 +16,65 @@ pub const CAPTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/ca
 pub fn capture(rel: &str) -> PathBuf {
     let p = Path::new(CAPTURES).join(rel);
     assert!(p.is_file(), "test capture {} is missing", p.display());
+    p
+}
+
+/// Runs `tapfleet-edge record FILES --out OUT`; panics if it cannot run or panicked.
+pub fn record(files: &[&Path], out: &Path) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_tapfleet-edge"))
+        .arg("record")
+        .args(files)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run tapfleet-edge: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked"),
+        "tapfleet-edge panicked: {stderr}"
+    );
+    out
+}
+
+/// [`record`], which must succeed; returns the recordings written, by start time.
+pub fn record_ok(files: &[&Path], out: &Path) -> Vec<(PathBuf, Manifest)> {
+    let o = record(files, out);
+    assert!(
+        o.status.success(),
+        "record failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    manifests(out)
+}
+
+/// The recording folders under `out` (those holding a `manifest.json`) and their manifests,
+/// by start time.
+pub fn manifests(out: &Path) -> Vec<(PathBuf, Manifest)> {
+    let mut v: Vec<(PathBuf, Manifest)> = std::fs::read_dir(out)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.join("manifest.json").is_file())
+                .map(|p| {
+                    let bytes = std::fs::read(p.join("manifest.json")).expect("read manifest");
+                    let m: Manifest = serde_json::from_slice(&bytes).expect("manifest parses");
+                    (p, m)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_by_key(|(_, m)| m.start_ns);
+    v
+}
+
+/// Path of a tool in /usr/bin (ffmpeg, ffprobe, ...); panics if it is missing.
+pub fn tool(name: &str) -> PathBuf {
+    let p = Path::new("/usr/bin").join(name);
+    assert!(
+        p.exists(),
+        "{name} is required for these tests: deploy/install-deps.sh test (apt-get install ffmpeg)"
+    );
     p
 }
 

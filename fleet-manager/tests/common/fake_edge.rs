@@ -131,6 +131,15 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// The value of the manager's `/metrics` counter `tapfleet_manager_<name>`; panics if absent.
+pub fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let (_, body) = http_get(addr, "/metrics").expect("metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("tapfleet_manager_{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name}"))
+}
+
 /// The JSON body of a GET that must answer 200.
 pub fn http_json(addr: SocketAddr, path: &str) -> serde_json::Value {
     let (status, body) = http_get(addr, path).expect("http answers");
