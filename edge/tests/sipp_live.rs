@@ -30,144 +30,15 @@ fn need(tool: &str) -> PathBuf {
     panic!("{tool} is required for this test: deploy/install-deps.sh test");
 }
 
-/// The UAC scenario of captures/sipp/make_sipp_calls.sh, with 2.5 s of audio instead of 8.
+/// The UAC scenario of captures/sipp/make_sipp_calls.sh, with 2.5 s of audio instead of 8
+/// (tests/data/sipp_uac_pcma.xml, also used by tests/tests/live_service.rs).
 fn uac_xml(media: &str) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="UAC PCMA with pcap play">
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
-      To: [service] <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[local_ip_type] [local_ip]
-      t=0 0
-      m=audio [auto_media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-      a=sendrecv
-
-    ]]>
-  </send>
-  <recv response="100" optional="true"></recv>
-  <recv response="180" optional="true"></recv>
-  <recv response="200" rtd="true" crlf="true"></recv>
-  <send>
-    <![CDATA[
-      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
-      To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <nop><action><exec play_pcap_audio="{media}/uac_pcma_debian_sip-tester.pcap"/></action></nop>
-  <pause milliseconds="2500"/>
-  <nop><action><exec play_pcap_audio="{media}/dtmf_2833_1_debian_sip-tester.pcap"/></action></nop>
-  <pause milliseconds="500"/>
-  <send retrans="500">
-    <![CDATA[
-      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
-      To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" crlf="true"></recv>
-</scenario>
-"#
-    )
+    include_str!("data/sipp_uac_pcma.xml").replace("MEDIA_DIR", media)
 }
 
 /// The UAS scenario of captures/sipp/make_sipp_calls.sh.
 fn uas_xml(media: &str) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="UAS PCMA with pcap play">
-  <recv request="INVITE" crlf="true"></recv>
-  <send>
-    <![CDATA[
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <send retrans="500">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user2 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [auto_media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-      a=sendrecv
-
-    ]]>
-  </send>
-  <recv request="ACK" rtd="true" crlf="true"></recv>
-  <nop><action><exec play_pcap_audio="{media}/uas_pcma_8s.pcap"/></action></nop>
-  <recv request="BYE"></recv>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <timewait milliseconds="1000"/>
-</scenario>
-"#
-    )
+    include_str!("data/sipp_uas_pcma.xml").replace("MEDIA_DIR", media)
 }
 
 /// A background process whose stderr lines arrive on a channel.

@@ -177,3 +177,25 @@ async fn pump(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transfer::MAX_CHUNK_BYTES;
+
+    #[test]
+    fn chunks_are_large_unless_a_bandwidth_cap_is_set() {
+        let cfg = SenderConfig::default();
+        assert_eq!(sender_config(cfg, false).chunk_bytes, MAX_CHUNK_BYTES);
+        assert_eq!(sender_config(cfg, true).chunk_bytes, CAPPED_CHUNK_BYTES);
+        assert_eq!(sender_config(cfg, true).window_bytes, cfg.window_bytes);
+        // The largest chunk with its envelope fits the MQTT packet limit of both sides.
+        let chunk = TransferChunk::new(u64::MAX, u64::MAX, vec![0xa5; MAX_CHUNK_BYTES as usize]);
+        let bytes = encode(&chunk).expect("encode");
+        assert!(
+            bytes.len() + 1024 < super::super::net::MAX_PACKET,
+            "{}",
+            bytes.len()
+        );
+    }
+}

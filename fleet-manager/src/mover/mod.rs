@@ -725,3 +725,17 @@ impl Worker {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_edge_always_lands_on_the_same_worker_of_a_target() {
+        let shards: std::collections::BTreeSet<usize> =
+            (0..64).map(|i| shard(&format!("edge-{i}"))).collect();
+        assert!(shards.iter().all(|s| *s < WORKERS_PER_TARGET));
+        assert!(shards.len() > 1, "edges spread over the workers");
+        assert_eq!(shard("edge-7"), shard("edge-7"));
+    }
+}

@@ -1,0 +1,200 @@
+//! End to end, real processes on loopback: the edge service (`tapfleet-edge run --interface lo`)
+//! captures live with the capture settings the manager sends (interfaces, BPF filter), while SIPp
+//! places calls with two-way RTP; every call reaches the manager's catalog, complete, and the
+//! edge reports no drops in its telemetry and the interface's kernel counters in `/metrics`.
+//! Needs root (live capture, SIPp pcap play) and sipp (deploy/install-deps.sh test).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tapfleet_tests::{
+    API_TOKEN, Proc, bearer, bin, captures, free_port, get_json, require_tool, wait_for,
+};
+
+const CALLS: usize = 3;
+
+/// The SIPp scenarios the edge crate's live test uses, with the shared media folder filled in.
+fn scenario(name: &str) -> String {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../edge/tests/data")
+        .join(name);
+    let media = captures().join("sipp/media");
+    std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        .replace("MEDIA_DIR", &media.to_string_lossy())
+}
+
+fn put(url: &str, body: &str) -> (u16, Value) {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let mut resp = agent
+        .put(url)
+        .header("Authorization", bearer())
+        .send(body)
+        .unwrap_or_else(|e| panic!("PUT {url}: {e}"));
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn metrics(url: &str) -> String {
+    ureq::get(url)
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_service_records_sipp_calls_live_with_the_managers_capture_settings() {
+    require_tool("sipp");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let (http_port, mqtt_port) = (free_port(), free_port());
+    let data = root.join("manager");
+    let mut cmd = Command::new(bin("tapfleet-manager"));
+    cmd.args(["serve", "--data"])
+        .arg(&data)
+        .args(["--http", &format!("127.0.0.1:{http_port}")])
+        .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt_port}")])
+        .env("TAPFLEET_API_TOKEN", API_TOKEN);
+    let _manager = Proc::start("manager", cmd, root);
+    let http = format!("http://127.0.0.1:{http_port}");
+    wait_for("manager /healthz", Duration::from_secs(30), || {
+        ureq::get(&format!("{http}/healthz")).call().ok()
+    });
+
+    // Ports of our own; the manager's capture settings keep everything else out.
+    let base = 40_000 + (std::process::id() % 200) as u16 * 100;
+    let (uas_port, uac_port, uas_media, uac_media) = (base, base + 1, base + 10, base + 50);
+    let filter = format!(
+        "udp and (port {uas_port} or port {uac_port} or portrange {uas_media}-{} or portrange {uac_media}-{})",
+        uas_media + 39,
+        uac_media + 39
+    );
+    let defaults = serde_json::json!({
+        "capture": {"interfaces": ["lo"], "bpf_filter": filter, "buffer_bytes": 32 << 20},
+        "telemetry_interval_secs": 2,
+    });
+    let (status, v) = put(
+        &format!("{http}/api/v1/config/defaults"),
+        &defaults.to_string(),
+    );
+    assert_eq!(status, 200, "{v}");
+
+    let metrics_url = format!("http://127.0.0.1:{}/metrics", free_port());
+    let mut cmd = Command::new(bin("tapfleet-edge"));
+    cmd.args(["run", "--data"])
+        .arg(root.join("edge"))
+        .args(["--broker", &format!("mqtt://127.0.0.1:{mqtt_port}")])
+        .arg("--token-file")
+        .arg(data.join("enroll.token"))
+        .args(["--interface", "lo"])
+        .args([
+            "--metrics-listen",
+            metrics_url
+                .trim_start_matches("http://")
+                .trim_end_matches("/metrics"),
+        ]);
+    let edge = Proc::start("edge", cmd, root);
+    let edge_id = wait_for("an enrolled edge", Duration::from_secs(30), || {
+        let v = get_json(&format!("{http}/api/v1/edges"))?;
+        Some(
+            v["edges"].as_array()?.first()?["edge_id"]
+                .as_str()?
+                .to_owned(),
+        )
+    });
+    // The config with the filter applied (the capture restarted with it).
+    wait_for("the edge on config v1", Duration::from_secs(20), || {
+        let e = get_json(&format!("{http}/api/v1/edges/{edge_id}/config/effective"))?;
+        (e["reported_version"].as_u64() == Some(1) && e["in_sync"] == true).then_some(())
+    });
+    wait_for(
+        "per-interface metrics for lo",
+        Duration::from_secs(10),
+        || {
+            metrics(&metrics_url)
+                .contains("tapfleet_edge_interface_kernel_drops_total{interface=\"lo\"}")
+                .then_some(())
+        },
+    );
+
+    let work = root.join("sipp");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    std::fs::write(work.join("uac.xml"), scenario("sipp_uac_pcma.xml")).expect("uac.xml");
+    std::fs::write(work.join("uas.xml"), scenario("sipp_uas_pcma.xml")).expect("uas.xml");
+    let mut uas = Command::new("sipp")
+        .current_dir(&work)
+        .args(["-sf", "uas.xml", "-t", "u1", "-i", "127.0.0.1", "-nostdin"])
+        .args(["-p", &uas_port.to_string(), "-mi", "127.0.0.1"])
+        .args(["-mp", &uas_media.to_string(), "-m", &CALLS.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the SIPp UAS");
+    std::thread::sleep(Duration::from_millis(500));
+    let n = CALLS.to_string();
+    let uac = Command::new("sipp")
+        .current_dir(&work)
+        .arg(format!("127.0.0.1:{uas_port}"))
+        .args(["-sf", "uac.xml", "-t", "u1", "-i", "127.0.0.1", "-nostdin"])
+        .args(["-p", &uac_port.to_string(), "-mi", "127.0.0.1"])
+        .args(["-mp", &uac_media.to_string(), "-s", "1000"])
+        .args(["-m", &n, "-l", &n, "-r", &n, "-timeout", "20s"])
+        .output()
+        .expect("run the SIPp UAC");
+    let uas_status = uas.wait().expect("UAS ends");
+    assert!(
+        uac.status.success() && uas_status.success(),
+        "SIPp: every call must succeed (UAC {}, UAS {uas_status})",
+        uac.status
+    );
+
+    // Every call in the catalog, stored, its manifest complete, ended by BYE.
+    let list = wait_for("every call stored", Duration::from_secs(30), || {
+        let v = get_json(&format!("{http}/api/v1/recordings?edge={edge_id}"))?;
+        let recs = v["recordings"].as_array()?.clone();
+        (recs.len() == CALLS && recs.iter().all(|r| r["state"] == "stored")).then_some(recs)
+    });
+    for r in &list {
+        let id = r["recording_id"].as_str().expect("id");
+        let m = get_json(&format!("{http}/api/v1/recordings/{id}")).expect("recording");
+        assert_eq!(m["complete"], true, "{m}");
+        // The manifest the edge wrote, as stored in the cloud target.
+        let at = m["manifest_locations"][0]["path"]
+            .as_str()
+            .expect("stored manifest");
+        let bytes = std::fs::read(data.join("targets/cloud").join(at)).expect("manifest.json");
+        let manifest: Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(manifest["end_reason"], "bye", "{m}");
+        assert_eq!(manifest["complete"], true, "{m}");
+        assert_eq!(manifest["caller"]["number"], "sipp");
+        assert_eq!(manifest["callee"]["number"], "1000");
+        assert_eq!(manifest["streams"].as_array().map(Vec::len), Some(3), "{m}");
+    }
+
+    // Nothing dropped: the edge's telemetry (as the manager keeps it) and its per-interface
+    // counters in /metrics.
+    let sample = wait_for("telemetry with packets", Duration::from_secs(10), || {
+        let v = get_json(&format!("{http}/api/v1/edges/{edge_id}/telemetry?since=0"))?;
+        let last = v["samples"].as_array()?.last()?.clone();
+        (last["packets"].as_u64()? > 0).then_some(last)
+    });
+    assert_eq!(sample["kernel_drops"], 0, "{sample}");
+    assert_eq!(sample["interface_drops"], 0, "{sample}");
+    let text = metrics(&metrics_url);
+    assert!(
+        text.contains("tapfleet_edge_interface_kernel_drops_total{interface=\"lo\"} 0"),
+        "{text}"
+    );
+    drop(edge);
+}
