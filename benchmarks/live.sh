@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Live capture benchmark: tcpreplay plays a generated capture of CALLS concurrent G.711 calls at PPS
-# packets/s into one end of a veth pair; `tapfleet-edge record --interface` captures the other end,
+# Live capture benchmark: tcpreplay plays a generated capture of CALLS G.711 calls, CONCURRENCY at
+# once, at PPS packets/s into one end of a veth pair; `tapfleet-edge record --interface` captures the other end,
 # inside its own network namespace (no other traffic), and records every call. Prints what tcpreplay
 # sent and its real rate, what the kernel handed to the capture, what it dropped (ps_drop, ps_ifdrop:
 # the goal is none at 200,000 packets/s), the calls recorded and the edge's CPU time.
 #
-#   benchmarks/live.sh [PPS=200000] [CALLS=1000] [SECONDS_PER_CALL=10] [WORKDIR=/tmp/tapfleet-live-bench]
+#   benchmarks/live.sh [PPS=200000] [CALLS=1100] [CONCURRENCY=1000] [SECONDS_PER_CALL=40] [WORKDIR=...]
 #
+# The default capture is 1,000 concurrent calls of 40 s (100,000 packets/s of RTP) played twice as
+# fast: 4.4 M packets, about 50 calls ending per second. Each ending call costs the recorder's
+# finisher four fsyncs; where an fsync takes 4 ms (this VM's disk) one finisher completes about 60
+# calls/s, and beyond that (e.g. SECONDS_PER_CALL=10: 200 ends/s) its queue fills, the packet
+# thread waits and the kernel drops: that measures the finisher, not the capture.
 # Needs root (network namespace, veth, live capture) and tcpreplay (deploy/install-deps.sh test).
 # tcpreplay paces by busy-waiting on one core: on a 2-core machine the edge has the other one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pps=${1:-200000}; calls=${2:-1000}; secs=${3:-10}; work=${4:-/tmp/tapfleet-live-bench}
+pps=${1:-200000}; calls=${2:-1100}; conc=${3:-1000}; secs=${4:-40}; work=${5:-/tmp/tapfleet-live-bench}
 ./deploy/install-deps.sh test
 command -v /usr/bin/time >/dev/null || { apt-get install -y -qq time >/dev/null; }
 cargo build --release --locked --bins -q -p tapfleet-edge -p tapfleet-callgen
@@ -26,7 +31,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin/tapfleet-callgen" --out "$work/bench.pcap" --calls "$calls" --concurrency "$calls" --duration "$secs" --seed 1 >/dev/null
+"$bin/tapfleet-callgen" --out "$work/bench.pcap" --calls "$calls" --concurrency "$conc" --duration "$secs" --seed 1 >/dev/null
 packets=$(python3 -c "import json;print(json.load(open('$work/bench.truth.json'))['totals']['packets'])")
 
 ip netns add "$ns"
@@ -52,7 +57,7 @@ iface=$(grep "^tfc$$: " "$work/edge.err" | sed "s/^tfc$$: //")
 recorded=$(grep -o '^[0-9]* calls recorded' "$work/edge.out" || echo "? calls recorded")
 read -r e_s e_user e_sys e_rss < "$work/edge.time"
 kdrops=$(sed -n 's/.* delivered, \([0-9]*\) dropped by the kernel, \([0-9]*\) by the interface/\1 \2/p' <<<"$iface")
-echo "capture: $packets packets in $calls calls of ${secs}s, replayed at $pps pps requested"
+echo "capture: $packets packets in $calls calls of ${secs}s ($conc at once), replayed at $pps pps requested"
 echo "tcpreplay: $sent packets sent, $rate"
 echo "edge: $iface"
 echo "edge: $recorded (of $calls); CPU ${e_user}s user + ${e_sys}s sys in ${e_s}s; peak RSS $((e_rss / 1024)) MiB"

@@ -4,6 +4,14 @@
 #
 #   curl -fsS http://MANAGER:8080/install.sh | sudo sh -s -- --token TOKEN
 #   curl -fsS http://MANAGER:8080/install.sh | sudo sh -s -- --token-file /root/enroll.token
+#   curl -fsS --cacert ca.pem https://MANAGER:8443/install.sh | sudo sh -s -- --token TOKEN
+#
+# Over HTTPS (--https-listen), the manager's certificate comes from the fleet CA, so the first
+# fetch needs the CA: copy DATA/ca/ca.crt from the manager, or trust on first use:
+#   curl -fsSk https://MANAGER:8443/ca.pem -o ca.pem
+#   openssl x509 -noout -fingerprint -sha256 -in ca.pem
+# and compare with the "fleet CA fingerprint" the manager logs at every start. The script carries
+# the CA it was served with and checks every later download (and the broker) against it.
 #
 # It creates the system user `tapfleet`, downloads the edge binary (SHA-256 checked), the fleet
 # CA and the systemd unit from the manager, writes /etc/tapfleet/edge.env (0600, owner tapfleet)
@@ -14,7 +22,7 @@
 #   --token T          claim token (written to /etc/tapfleet/enroll.token, 0600)
 #   --token-file F     read the claim token from F instead
 #   --broker URL       the broker edges connect to (default: what the manager said, below)
-#   --ca FILE          the fleet CA (PEM) to trust; default: fetched from MANAGER/ca.pem
+#   --ca FILE          the fleet CA (PEM) to trust; default: the one in this script
 #   --interface IF     capture interfaces, comma-separated (default: any)
 #   --metrics ADDR     the edge's Prometheus listener (default: 127.0.0.1:9464; `off`)
 #   --prefix DIR       install under DIR (DIR/usr/local/bin, DIR/etc, DIR/var/lib); the unit's
@@ -25,6 +33,7 @@ set -eu
 
 MANAGER_URL='@MANAGER_URL@'
 BROKER_URL='@BROKER_URL@'
+FLEET_CA_PEM='@CA_PEM@'
 
 token=''
 token_file=''
@@ -93,11 +102,17 @@ etc_dir=$prefix/etc/tapfleet
 unit_dir=$prefix/etc/systemd/system
 data_dir=$prefix/var/lib/tapfleet-edge
 
-fetch() { # URL FILE
+fetch() { # URL FILE; https: only the fleet CA is trusted
   if command -v curl >/dev/null 2>&1; then
-    curl -fsS --retry 3 -o "$2" "$1" || die "downloading $1 failed"
+    case "$1" in
+      https://*) curl -fsS --retry 3 --cacert "$tmp/ca.pem" -o "$2" "$1" ;;
+      *) curl -fsS --retry 3 -o "$2" "$1" ;;
+    esac || die "downloading $1 failed"
   elif command -v wget >/dev/null 2>&1; then
-    wget -q -O "$2" "$1" || die "downloading $1 failed"
+    case "$1" in
+      https://*) wget -q --ca-certificate="$tmp/ca.pem" -O "$2" "$1" ;;
+      *) wget -q -O "$2" "$1" ;;
+    esac || die "downloading $1 failed"
   else
     die "needs curl or wget"
   fi
@@ -113,6 +128,16 @@ sha256_of() {
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
+
+# The fleet CA (not a secret): --ca FILE, else the one this script was served with.
+if [ -n "$ca_file" ]; then
+  cp "$ca_file" "$tmp/ca.pem" || die "cannot read the CA file $ca_file"
+elif [ "${FLEET_CA_PEM#-----BEGIN CERTIFICATE-----}" != "$FLEET_CA_PEM" ]; then
+  printf '%s\n' "$FLEET_CA_PEM" >"$tmp/ca.pem"
+else # this file as in the source tree, not served by a manager
+  fetch "$MANAGER_URL/ca.pem" "$tmp/ca.pem"
+fi
+grep -q 'BEGIN CERTIFICATE' "$tmp/ca.pem" || die "the fleet CA is not a PEM certificate"
 
 # The service's user: a system account without login or home.
 if ! id tapfleet >/dev/null 2>&1; then
@@ -135,13 +160,7 @@ mkdir -p "$bin_dir" "$etc_dir" "$unit_dir" "$data_dir"
 install -m 0755 "$tmp/tapfleet-edge" "$bin_dir/tapfleet-edge.new"
 mv -f "$bin_dir/tapfleet-edge.new" "$bin_dir/tapfleet-edge"
 
-# The fleet CA (not a secret) and the claim token (a secret).
-if [ -n "$ca_file" ]; then
-  cp "$ca_file" "$tmp/ca.pem"
-else
-  fetch "$MANAGER_URL/ca.pem" "$tmp/ca.pem"
-fi
-grep -q 'BEGIN CERTIFICATE' "$tmp/ca.pem" || die "the fleet CA is not a PEM certificate"
+# The fleet CA and the claim token (a secret).
 install -m 0644 "$tmp/ca.pem" "$etc_dir/fleet-ca.crt"
 umask 077
 printf '%s\n' "$token" >"$etc_dir/enroll.token"

@@ -1,6 +1,7 @@
 //! Who may use the HTTP API and the dashboard, and what they changed: user accounts (argon2
-//! password hashes), browser sessions (HttpOnly, SameSite=Strict cookie + a CSRF token that every
-//! state-changing request repeats in the `X-CSRF-Token` header), API tokens for scripts
+//! password hashes), browser sessions (HttpOnly, SameSite=Strict cookie, `Secure` over HTTPS;
+//! and a CSRF token that every state-changing request repeats in the `X-CSRF-Token` header), API
+//! tokens for scripts
 //! (`Authorization: Bearer`), the roles `admin` (everything) and `viewer` (GET only), and the audit
 //! log (every state-changing request, every login).
 //!
@@ -641,6 +642,7 @@ pub fn router(auth: Arc<Auth>) -> Router {
 
 async fn login(
     State(auth): State<Arc<Auth>>,
+    tls: Option<Extension<crate::https::OverTls>>,
     body: Result<Json<LoginBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Ok(Json(b)) = body else {
@@ -656,8 +658,10 @@ async fn login(
     match r {
         Ok(Ok(Some((id, s)))) => {
             let _ = auth.audit(&s.username, "login", 200, None, now);
+            // `Secure` over HTTPS: the browser then never sends the cookie over plain HTTP.
+            let secure = if tls.is_some() { "; Secure" } else { "" };
             let cookie = format!(
-                "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+                "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
                 SESSION_TTL_MS / 1000
             );
             let mut resp = Json(Me {

@@ -2,7 +2,7 @@
 //! at first start (ECDSA P-256, 20 years), and the broker's TLS server certificate `server.crt` +
 //! `server.key` (0600), issued again at every start for the configured host names (plus
 //! `localhost`, `127.0.0.1` and the listen IP), so a host name added to the config needs no
-//! other step. The certificate work itself is [`tapfleet_broker::FleetCa`].
+//! other step; likewise `http.crt` + `http.key` for the HTTPS listener (`--https-listen`). The certificate work itself is [`tapfleet_broker::FleetCa`].
 
 use std::path::{Path, PathBuf};
 
@@ -84,6 +84,27 @@ pub fn write_server_cert(
     ca: &FleetCa,
     hosts: &[String],
 ) -> anyhow::Result<(PathBuf, PathBuf)> {
+    write_cert(data, ca, hosts, "server", "broker")
+}
+
+/// Issues the HTTPS listener's certificate for `hosts` into `DATA/ca/http.{crt,key}`; returns
+/// their paths.
+pub fn write_http_cert(
+    data: &Path,
+    ca: &FleetCa,
+    hosts: &[String],
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    write_cert(data, ca, hosts, "http", "HTTPS")
+}
+
+/// A server certificate for `hosts` + `localhost` + `127.0.0.1` into `DATA/ca/STEM.{crt,key}`.
+fn write_cert(
+    data: &Path,
+    ca: &FleetCa,
+    hosts: &[String],
+    stem: &str,
+    what: &str,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
     let mut all: Vec<String> = Vec::new();
     for h in hosts
         .iter()
@@ -96,10 +117,10 @@ pub fn write_server_cert(
     }
     let issued = ca.issue_server(&all, now_s(), SERVER_CERT_LIFETIME_S)?;
     let d = dir(data);
-    let (cert, key) = (d.join("server.crt"), d.join("server.key"));
+    let (cert, key) = (d.join(format!("{stem}.crt")), d.join(format!("{stem}.key")));
     write_file(&key, issued.key_pem.0.as_bytes(), 0o600)?;
     write_file(&cert, issued.cert_pem.as_bytes(), 0o644)?;
-    tracing::info!(hosts = ?all, "broker TLS certificate issued");
+    tracing::info!(hosts = ?all, what, "TLS server certificate issued");
     Ok((cert, key))
 }
 

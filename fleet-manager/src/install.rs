@@ -1,5 +1,6 @@
 //! Edge installation from the manager: the routes a site's server needs to install an edge
-//! with one command (`curl -fsS http://MANAGER/install.sh | sudo sh -s -- --token T`). All are
+//! with one command (`curl -fsS http://MANAGER/install.sh | sudo sh -s -- --token T`; over HTTPS
+//! `curl -fsS --cacert ca.pem https://...`, the script then carries the fleet CA). All are
 //! public (outside `/api/`, so the auth guard lets them through) and hold no secret:
 //!
 //! - `GET /install.sh`: `deploy/install-edge.sh` with this manager's URL and broker address
@@ -24,7 +25,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-/// The installer script template (`@MANAGER_URL@`, `@BROKER_URL@`).
+/// The installer script template (`@MANAGER_URL@`, `@BROKER_URL@`, `@CA_PEM@`).
 pub const SCRIPT: &str = include_str!("../../deploy/install-edge.sh");
 /// The edge's systemd unit.
 pub const EDGE_UNIT: &str = include_str!("../../deploy/systemd/tapfleet-edge.service");
@@ -111,17 +112,28 @@ fn url_host(url: &str) -> &str {
     }
 }
 
-/// The installer for a manager at `manager_url` whose broker is `broker_url`, or why not.
-pub fn render_script(manager_url: &str, broker_url: &str) -> Result<String, String> {
+/// The installer for a manager at `manager_url` whose broker is `broker_url` and whose fleet CA
+/// is `ca_pem` (the script trusts it for https downloads), or why not.
+pub fn render_script(manager_url: &str, broker_url: &str, ca_pem: &str) -> Result<String, String> {
     let broker = broker_url.replace("{host}", url_host(manager_url));
     if !plain(manager_url) || !plain(&broker) {
         return Err(format!(
             "manager URL {manager_url:?} or broker URL {broker:?} has characters a script cannot carry"
         ));
     }
+    // PEM is base64 between dashed lines; anything else could end the shell's quoted string.
+    let ca = ca_pem.trim();
+    if !ca.starts_with("-----BEGIN CERTIFICATE-----")
+        || !ca
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || " +/=-\n".contains(c))
+    {
+        return Err("the fleet CA is not a plain PEM certificate".into());
+    }
     Ok(SCRIPT
         .replace("@MANAGER_URL@", manager_url)
-        .replace("@BROKER_URL@", &broker))
+        .replace("@BROKER_URL@", &broker)
+        .replace("@CA_PEM@", ca))
 }
 
 /// The routes (public: nothing here needs or reveals a secret).
@@ -144,11 +156,16 @@ fn text(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-async fn script(State(s): State<Install>, headers: HeaderMap) -> Response {
+async fn script(
+    State(s): State<Install>,
+    tls: Option<axum::Extension<crate::https::OverTls>>,
+    headers: HeaderMap,
+) -> Response {
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let url = match &s.public_url {
         Some(u) => u.clone(),
         None => match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
-            Some(host) => format!("http://{host}"),
+            Some(host) => format!("{scheme}://{host}"),
             None => {
                 return text(
                     StatusCode::BAD_REQUEST,
@@ -157,7 +174,7 @@ async fn script(State(s): State<Install>, headers: HeaderMap) -> Response {
             }
         },
     };
-    match render_script(&url, &s.broker_url) {
+    match render_script(&url, &s.broker_url, &s.ca_pem) {
         Ok(body) => (
             [(header::CONTENT_TYPE, "text/x-shellscript; charset=utf-8")],
             body,
@@ -307,17 +324,34 @@ mod tests {
 
     #[test]
     fn script_is_rendered_with_the_urls() {
-        let s = render_script("http://10.0.0.5:8080", "mqtts://{host}:8883").expect("renders");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = crate::ca::load_or_create(dir.path()).expect("CA");
+        let pem = ca.cert_pem();
+        let s = render_script("http://10.0.0.5:8080", "mqtts://{host}:8883", pem).expect("renders");
         assert!(s.starts_with("#!/bin/sh\n"));
         assert!(s.contains("MANAGER_URL='http://10.0.0.5:8080'"));
         assert!(s.contains("BROKER_URL='mqtts://10.0.0.5:8883'"));
-        assert!(!s.contains("@MANAGER_URL@") && !s.contains("@BROKER_URL@"));
-        let v6 = render_script("http://[::1]:8080", "mqtt://{host}:1883").expect("renders");
+        assert!(s.contains(&format!("FLEET_CA_PEM='{}'", pem.trim())));
+        assert!(
+            !s.contains("@MANAGER_URL@") && !s.contains("@BROKER_URL@") && !s.contains("@CA_PEM@")
+        );
+        let v6 = render_script("http://[::1]:8080", "mqtt://{host}:1883", pem).expect("renders");
         assert!(v6.contains("BROKER_URL='mqtt://[::1]:1883'"));
         // A Host header cannot inject shell.
         for bad in ["http://x';rm -rf /;'", "http://a b", "http://$(id)", ""] {
-            assert!(render_script(bad, "mqtt://{host}:1883").is_err(), "{bad}");
+            assert!(
+                render_script(bad, "mqtt://{host}:1883", pem).is_err(),
+                "{bad}"
+            );
         }
+        assert!(
+            render_script(
+                "http://h",
+                "mqtt://{host}:1883",
+                "-----BEGIN CERTIFICATE-----'$(id)'"
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -13,8 +13,9 @@
 //! Configs: [`config_layers`] (pure merge + validation of defaults, groups, edge overrides) and
 //! [`config_api`] (versions, history, routes, CLI). Monitoring: [`alerts`] (pure rules) and
 //! [`alerting`] (persistence, events topic, webhook, routes).
-//! Security: [`ca`] (the fleet CA on disk), [`tokens`] (claim tokens: expiry, uses,
-//! revocation), [`revoke`] (edge revocation); [`install`] serves `/install.sh` and the edge binary.
+//! Security: [`ca`] (the fleet CA on disk), [`https`] (the HTTPS listener, plain-listener
+//! policy), [`tokens`] (claim tokens: expiry, uses, revocation), [`revoke`] (edge revocation);
+//! [`install`] serves `/install.sh` and the edge binary.
 
 pub mod alerting;
 pub mod alerts;
@@ -28,6 +29,7 @@ pub mod config_layers;
 pub mod enroll;
 pub mod fleet;
 pub mod http;
+pub mod https;
 pub mod inbound;
 pub mod install;
 pub mod jobs;

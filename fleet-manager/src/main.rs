@@ -6,6 +6,7 @@
 //!                  [--config FILE] [--admin-password P] [--api-token T]
 //!                  [--mqtt-tls-listen ADDR [--tls-host NAME]...]
 //!                  [--edge-binary PATH] [--public-url URL] [--public-broker URL]
+//!                  [--https-listen ADDR] [--allow-plain-non-loopback]
 //! tapfleet-manager token show --data DIR
 //! tapfleet-manager token {create --tenant T [--expires 24h] [--uses N] | list | revoke ID} [--manager URL]
 //! tapfleet-manager edge revoke ID [--manager URL]
@@ -91,6 +92,14 @@ enum Cmd {
         /// mqtts://{host}:TLS-PORT with --mqtt-tls-listen, else the broker the manager uses).
         #[arg(long, env = "TAPFLEET_PUBLIC_BROKER")]
         public_broker: Option<String>,
+        /// HTTPS listener for the API and dashboard (e.g. 0.0.0.0:8443): server certificate
+        /// from the fleet CA in DATA/ca for the --tls-host names, localhost and 127.0.0.1.
+        #[arg(long, env = "TAPFLEET_HTTPS_LISTEN")]
+        https_listen: Option<SocketAddr>,
+        /// Allow --http and --mqtt-listen on a non-loopback address (plain text: passwords and
+        /// session cookies in clear); refused without this flag.
+        #[arg(long)]
+        allow_plain_non_loopback: bool,
     },
     /// Claim token commands (`show` reads DATA; the others go through the HTTP API).
     Token {
@@ -191,8 +200,12 @@ async fn main() -> anyhow::Result<()> {
             edge_binary,
             public_url,
             public_broker,
+            https_listen,
+            allow_plain_non_loopback,
         } => {
             let opts = ServeOptions {
+                https_listen,
+                allow_plain_non_loopback,
                 edge_binary,
                 public_url,
                 public_broker,

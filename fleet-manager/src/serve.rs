@@ -49,6 +49,11 @@ pub struct ServeOptions {
     /// The broker URL `/install.sh` writes into edges' config (`{host}`: the manager URL's
     /// host); none: the TLS listener, else the broker the manager uses.
     pub public_broker: Option<String>,
+    /// HTTPS listener for the API and dashboard (server certificate from the fleet CA, for
+    /// `tls_hosts` + `localhost` + `127.0.0.1`).
+    pub https_listen: Option<SocketAddr>,
+    /// Allow the plain HTTP and MQTT listeners beyond loopback (refused otherwise).
+    pub allow_plain_non_loopback: bool,
 }
 
 /// Parses `mqtt://host[:port]` (port 1883 by default).
@@ -89,6 +94,15 @@ pub async fn run(
     opts: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Plain listeners carry passwords and session cookies in clear: loopback only, unless asked.
+    crate::https::check_plain_listener("HTTP", opts.http, opts.allow_plain_non_loopback)?;
+    if opts.broker.is_none() {
+        crate::https::check_plain_listener(
+            "MQTT",
+            opts.mqtt_listen,
+            opts.allow_plain_non_loopback,
+        )?;
+    }
     std::fs::create_dir_all(&opts.data)
         .with_context(|| format!("creating data dir {}", opts.data.display()))?;
     let cfg: ManagerConfig = match &opts.config {
@@ -123,6 +137,13 @@ pub async fn run(
 
     // The fleet CA: signs edges' certificates and the broker's TLS certificate.
     let ca = Arc::new(crate::ca::load_or_create(&opts.data).context("fleet CA")?);
+    // Operators compare this with `openssl x509 -noout -fingerprint -sha256 -in ca.pem` before
+    // trusting a ca.pem fetched over the network (trust on first use).
+    tracing::info!(
+        sha256 = %crate::https::fingerprint_sha256(ca.cert_pem())?,
+        cert = %crate::ca::ca_cert_path(&opts.data).display(),
+        "fleet CA fingerprint"
+    );
 
     // The broker and the manager's own MQTT identity.
     let creds_file = opts.data.join("broker-credentials.toml");
@@ -333,11 +354,54 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(opts.http)
         .await
         .with_context(|| format!("binding HTTP on {}", opts.http))?;
-    tracing::info!(http = %listener.local_addr()?, mqtt = %format!("{}:{}", settings.host, settings.port), data = %opts.data.display(), "fleet manager running");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server")?;
+    let https = match opts.https_listen {
+        None => None,
+        Some(listen) => {
+            let mut hosts = opts.tls_hosts.clone();
+            if !listen.ip().is_unspecified() {
+                hosts.push(listen.ip().to_string());
+            }
+            let (cert, key) = crate::ca::write_http_cert(&opts.data, &ca, &hosts)?;
+            let cfg = crate::https::server_config(&std::fs::read(cert)?, &std::fs::read(key)?)?;
+            let tcp = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding HTTPS on {listen}"))?;
+            Some(crate::https::TlsListener::new(
+                tcp,
+                cfg,
+                crate::https::HANDSHAKE_TIMEOUT,
+            )?)
+        }
+    };
+    {
+        use axum::serve::Listener as _;
+        let https_addr = https.as_ref().and_then(|l| l.local_addr().ok());
+        tracing::info!(http = %listener.local_addr()?, https = ?https_addr, mqtt = %format!("{}:{}", settings.host, settings.port), data = %opts.data.display(), "fleet manager running");
+    }
+    // One shutdown signal for both servers.
+    let (down_tx, down_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = down_tx.send(true);
+    });
+    let down = move || {
+        let mut rx = down_rx.clone();
+        async move {
+            let _ = rx.wait_for(|d| *d).await;
+        }
+    };
+    let app_tls = app.clone().layer(axum::Extension(crate::https::OverTls));
+    let plain = axum::serve(listener, app).with_graceful_shutdown(down());
+    let tls = async {
+        match https {
+            Some(l) => axum::serve(l, app_tls)
+                .with_graceful_shutdown(down())
+                .await
+                .context("HTTPS server"),
+            None => Ok(()),
+        }
+    };
+    tokio::try_join!(async { plain.await.context("HTTP server") }, tls)?;
 
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
