@@ -427,7 +427,8 @@ impl CallRecording {
         Ok(())
     }
 
-    /// Closes the files (synced), writes `manifest.json` last, and returns the manifest.
+    /// Closes the files and writes the manifest to its temporary name (nothing synced), returning
+    /// the manifest. The finisher makes a batch durable, then [`publish_manifest`] puts it in place.
     pub fn finish(
         mut self,
         dialog: &Dialog,
@@ -552,7 +553,7 @@ impl CallRecording {
             })
             .collect();
         m.complete = m.incomplete.is_empty();
-        write_manifest(&self.dir, &m)?;
+        write_manifest_tmp(&self.dir, &m)?;
         Ok(m)
     }
 }
@@ -774,14 +775,18 @@ pub fn emodel_mos(loss_pct: f64, jitter_ms: f64) -> f64 {
     (mos.clamp(1.0, 4.5) * 100.0).round() / 100.0
 }
 
-/// Writes `manifest.json` atomically (temporary file, fsync, rename, fsync of the folder).
-fn write_manifest(dir: &Path, m: &schemas::Manifest) -> io::Result<()> {
-    let tmp = dir.join(".manifest.json.tmp");
-    let mut f = File::create(&tmp)?;
+/// The manifest's temporary name in a recording's folder, until [`publish_manifest`].
+const MANIFEST_TMP: &str = ".manifest.json.tmp";
+
+/// Writes the manifest to its temporary name (not synced: see [`publish_manifest`]).
+fn write_manifest_tmp(dir: &Path, m: &schemas::Manifest) -> io::Result<()> {
+    let mut f = File::create(dir.join(MANIFEST_TMP))?;
     f.write_all(&schemas::manifest_json(m))?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, dir.join(MANIFEST_NAME))?;
-    File::open(dir)?.sync_all()?;
     Ok(())
+}
+
+/// Renames the temporary manifest to `manifest.json`. Atomic, and safe only once the files and
+/// the temporary manifest are synced; the rename itself is durable once the folder is synced.
+pub fn publish_manifest(dir: &Path) -> io::Result<()> {
+    std::fs::rename(dir.join(MANIFEST_TMP), dir.join(MANIFEST_NAME))
 }

@@ -213,7 +213,8 @@ impl VideoTrack {
         Ok(())
     }
 
-    /// Ends the stream (an unfinished frame is dropped), syncs the file and returns its entry.
+    /// Ends the stream (an unfinished frame is dropped), writes the file out and returns its
+    /// entry. Not synced: the finisher makes a whole batch of recordings durable at once.
     pub fn finish(mut self) -> io::Result<VideoOutcome> {
         let stats = match &mut self.depack {
             Depacketizer::H264(d) => {
@@ -230,8 +231,7 @@ impl VideoTrack {
             Some(Output::AnnexB(w)) => {
                 let size = w.written();
                 let (buf, sha) = w.finish();
-                let file = buf.into_inner().map_err(|e| e.into_error())?;
-                file.sync_all()?;
+                drop(buf.into_inner().map_err(|e| e.into_error())?);
                 (size, sha)
             }
             Some(Output::Ivf(w)) => {
@@ -242,7 +242,7 @@ impl VideoTrack {
                         .unwrap_or(u32::MAX)
                         .to_le_bytes(),
                 )?;
-                file.sync_all()?;
+                file.flush()?;
                 drop(file);
                 hash_file(&self.path)?
             }
