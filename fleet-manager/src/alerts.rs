@@ -5,8 +5,9 @@
 //! Rules (thresholds in the manager config's `[alerts]`, defaults in [`AlertConfig`]), each at most
 //! once active per edge, cleared with hysteresis so a value hovering at a threshold does not flap:
 //! - `offline`: the edge's state says offline (its MQTT Will); cleared when it is online again;
-//! - `no_traffic`: an edge that had traffic saw no new packet for `no_traffic_secs`; cleared
-//!   by the next packet (per edge: telemetry counts packets of all its interfaces together);
+//! - `no_traffic`: an interface that had traffic saw no new packet for `no_traffic_secs` (per
+//!   interface when the telemetry lists interfaces, else the edge's total); one alert per edge
+//!   naming the quiet interfaces, cleared when every interface that had traffic has it again;
 //! - `drops`: the kernel or interface dropped packets since the previous sample; cleared after
 //!   `drops_clear_secs` without a new drop;
 //! - `cache_full`: the cache is at or above `cache_percent`; cleared 5 points below;
@@ -176,6 +177,8 @@ struct Watch {
     packets: u64,
     /// When packets last grew; none: no traffic seen yet.
     last_traffic_ms: Option<i64>,
+    /// Per captured interface: (packets received, when they last grew; none: no traffic yet).
+    interfaces: BTreeMap<String, (u64, Option<i64>)>,
     drops: u64,
     last_drop_ms: Option<i64>,
     failures: u64,
@@ -193,6 +196,24 @@ pub struct Engine {
 
 fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The capture sources that had traffic and have been quiet for at least `secs`, with how long:
+/// each listed interface, or the edge as a whole (`all interfaces`) when none is listed.
+fn quiet(w: &Watch, secs: u64, now_ms: i64) -> Vec<(String, i64)> {
+    let quiet_for = |last: Option<i64>| {
+        last.map(|l| now_ms.saturating_sub(l) / 1000)
+            .filter(|s| *s >= i(secs))
+    };
+    if w.interfaces.is_empty() {
+        return quiet_for(w.last_traffic_ms)
+            .map(|s| vec![("all interfaces".to_owned(), s)])
+            .unwrap_or_default();
+    }
+    w.interfaces
+        .iter()
+        .filter_map(|(name, (_, last))| quiet_for(*last).map(|s| (name.clone(), s)))
+        .collect()
 }
 
 /// Growth of a counter since `prev` (a counter that went down restarted from 0).
@@ -238,6 +259,11 @@ impl Engine {
             if w.last_traffic_ms.is_some() {
                 w.last_traffic_ms = Some(now_ms);
             }
+            for (_, last) in w.interfaces.values_mut() {
+                if last.is_some() {
+                    *last = Some(now_ms);
+                }
+            }
             clear(
                 w,
                 Rule::Offline,
@@ -270,6 +296,18 @@ impl Engine {
 
         if growth(w.packets, t.packets) > 0 {
             w.last_traffic_ms = Some(now_ms);
+        }
+        w.packets = t.packets;
+        for c in &t.interfaces {
+            let e = w.interfaces.entry(c.interface.clone()).or_insert((0, None));
+            if growth(e.0, c.received) > 0 {
+                e.1 = Some(now_ms);
+            }
+            e.0 = c.received;
+        }
+        if w.active.contains_key(&Rule::NoTraffic)
+            && quiet(w, cfg.no_traffic_secs, now_ms).is_empty()
+        {
             clear(
                 w,
                 Rule::NoTraffic,
@@ -279,7 +317,6 @@ impl Engine {
                 &mut out,
             );
         }
-        w.packets = t.packets;
 
         let drops = t.kernel_drops.saturating_add(t.interface_drops);
         let new_drops = growth(w.drops, drops);
@@ -406,20 +443,24 @@ impl Engine {
             return Vec::new();
         };
         let mut out = Vec::new();
-        if let Some(last) = w.last_traffic_ms {
-            let quiet_s = now_ms.saturating_sub(last) / 1000;
-            if w.online && quiet_s >= i(cfg.no_traffic_secs) {
-                raise(
-                    w,
-                    edge,
-                    Rule::NoTraffic,
-                    now_ms,
-                    format!("no packet captured for {quiet_s} s"),
-                    quiet_s,
-                    i(cfg.no_traffic_secs),
-                    &mut out,
-                );
-            }
+        let silent = quiet(w, cfg.no_traffic_secs, now_ms);
+        if w.online && !silent.is_empty() {
+            let quiet_s = silent.iter().map(|(_, s)| *s).min().unwrap_or(0);
+            let what = silent
+                .iter()
+                .map(|(name, s)| format!("{name} for {s} s"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            raise(
+                w,
+                edge,
+                Rule::NoTraffic,
+                now_ms,
+                format!("no packet captured: {what}"),
+                quiet_s,
+                i(cfg.no_traffic_secs),
+                &mut out,
+            );
         }
         if w.last_drop_ms.is_some_and(|l| {
             now_ms.saturating_sub(l) >= i(cfg.drops_clear_secs).saturating_mul(1000)
@@ -552,6 +593,49 @@ mod tests {
             vec![(false, Rule::Offline)]
         );
         assert!(e.active().is_empty());
+    }
+
+    #[test]
+    fn no_traffic_names_the_quiet_interface_while_another_is_busy() {
+        let mut e = Engine::new(AlertConfig {
+            no_traffic_secs: 60,
+            ..AlertConfig::default()
+        });
+        let with = |at: i64, eth0: u64, eth1: u64| {
+            let mut t = sample(at, eth0 + eth1);
+            t.interfaces = vec![
+                tapfleet_schemas::InterfaceCounters {
+                    interface: "eth0".into(),
+                    received: eth0,
+                    ..Default::default()
+                },
+                tapfleet_schemas::InterfaceCounters {
+                    interface: "eth1".into(),
+                    received: eth1,
+                    ..Default::default()
+                },
+            ];
+            t
+        };
+        // eth1 never had traffic: it is never reported quiet.
+        assert!(e.telemetry("e1", &with(0, 10, 0), 0).is_empty());
+        assert!(e.telemetry("e1", &with(30_000, 20, 0), 30_000).is_empty());
+        // eth0 goes quiet while the edge's total would still grow with eth1's traffic.
+        assert!(e.telemetry("e1", &with(40_000, 20, 5), 40_000).is_empty());
+        let raised = e.telemetry("e1", &with(100_000, 20, 50), 100_000);
+        assert_eq!(rules(&raised), vec![(true, Rule::NoTraffic)]);
+        match &raised[0] {
+            Change::Raised(a) => {
+                assert!(a.message.contains("eth0"), "{}", a.message);
+                assert!(!a.message.contains("eth1"), "{}", a.message);
+            }
+            Change::Cleared(_) => unreachable!(),
+        }
+        // eth0 has traffic again: cleared.
+        assert_eq!(
+            rules(&e.telemetry("e1", &with(110_000, 21, 60), 110_000)),
+            vec![(false, Rule::NoTraffic)]
+        );
     }
 
     #[test]
