@@ -29,7 +29,19 @@ trap cleanup EXIT INT TERM
 echo "generating $calls calls into $home/demo.pcap..." >&2
 "$bin/tapfleet-callgen" --out "$home/demo.pcap" --calls "$calls" --concurrency 4 --duration 6 --codec mixed --seed 7 >&2
 
-"$bin/tapfleet-manager" serve --data "$home/manager" >"$home/manager.log" 2>&1 &
+# The dashboard's admin password and an API token for this script, made once and kept (0600).
+creds="$home/credentials"
+if [ ! -f "$creds" ]; then
+  umask 077
+  printf 'admin_password=%s\napi_token=%s\n' "$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" \
+    "$(head -c 24 /dev/urandom | base64 | tr -d '/+=')" >"$creds"
+  umask 022
+fi
+admin_password=$(sed -n 's/^admin_password=//p' "$creds")
+api_token=$(sed -n 's/^api_token=//p' "$creds")
+
+TAPFLEET_API_TOKEN="$api_token" "$bin/tapfleet-manager" serve --data "$home/manager" \
+  --admin-password "$admin_password" >"$home/manager.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
   curl -fsS "http://$http/healthz" >/dev/null 2>&1 && break
@@ -44,7 +56,7 @@ pids+=($!)
 echo "waiting for the recordings to reach the cloud target..." >&2
 stored=0
 for _ in $(seq 600); do
-  stored=$(curl -fsS "http://$http/api/v1/recordings" 2>/dev/null | grep -o '"state":"stored"' | wc -l || true)
+  stored=$(curl -fsS -H "Authorization: Bearer $api_token" "http://$http/api/v1/recordings" 2>/dev/null | grep -o '"state":"stored"' | wc -l || true)
   [ "$stored" -ge "$calls" ] && break
   sleep 0.2
 done
@@ -53,7 +65,9 @@ cat <<MSG
 
 tapfleet is running (embedded default).
   recordings stored:   $stored of $calls calls
-  fleet manager API:   http://$http/api/v1/recordings   (edges: /api/v1/edges, metrics: /metrics)
+  dashboard:           http://$http/   (user admin, password in $creds)
+  fleet manager API:   http://$http/api/v1/recordings   (Authorization: Bearer <api_token from $creds>;
+                       OpenAPI: /api/v1/openapi.json, metrics: /metrics)
   MQTT broker:         mqtt://$mqtt (embedded rumqttd)
   cloud target:        $home/manager/targets/cloud/
   edge cache:          $home/edge/cache/recordings/
