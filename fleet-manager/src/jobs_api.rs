@@ -9,6 +9,10 @@
 //! - `GET /api/v1/recordings/{id}/files/{name}[?target=T]` -> the file's bytes streamed from a
 //!   manager target holding it (`name` may be `manifest.json`); `409` when only an edge has it
 //!
+//! - `GET /api/v1/targets` -> `{"targets": [{name, scheme, root}], "policies": [{edge_id, target,
+//!   keep_local_copy, config_version}]}`: the named storage targets (no secrets) and each edge's
+//!   storage policy from its newest desired config
+//!
 //! (Edge configs, `PUT /api/v1/edges/{id}/config`, are layered: see [`crate::config_api`].)
 
 use axum::extract::{Path, Query, State};
@@ -31,6 +35,7 @@ pub fn router(jobs: Jobs) -> Router {
             put(hold_set).delete(hold_clear),
         )
         .route("/api/v1/recordings/{id}/files/{name}", get(file))
+        .route("/api/v1/targets", get(targets))
         .with_state(jobs)
 }
 
@@ -52,6 +57,66 @@ fn job_error(e: JobError) -> Response {
             error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }
     }
+}
+
+#[derive(Serialize)]
+struct TargetView {
+    name: String,
+    /// OpenDAL service, e.g. `fs`, `s3`, `sftp`.
+    scheme: &'static str,
+    root: String,
+}
+
+#[derive(Serialize)]
+struct PolicyView {
+    edge_id: String,
+    /// A target name, or `edge-local`.
+    target: String,
+    keep_local_copy: bool,
+    config_version: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct TargetList {
+    targets: Vec<TargetView>,
+    policies: Vec<PolicyView>,
+}
+
+async fn targets(State(j): State<Jobs>) -> Response {
+    let targets = j
+        .targets
+        .names()
+        .filter_map(|name| {
+            let info = j.targets.get(name)?.info();
+            Some(TargetView {
+                name: name.to_owned(),
+                scheme: info.scheme(),
+                root: info.root(),
+            })
+        })
+        .collect();
+    let edges = match j.store.edges() {
+        Ok(e) => e,
+        Err(e) => return job_error(JobError::Store(e)),
+    };
+    let mut policies = Vec::with_capacity(edges.len());
+    for e in edges {
+        let cfg = match j.store.latest_config(&e.edge_id) {
+            Ok(c) => c,
+            Err(e) => return job_error(JobError::Store(e)),
+        };
+        let storage = cfg
+            .as_ref()
+            .map(|c| c.edge.storage.clone())
+            .unwrap_or_default();
+        policies.push(PolicyView {
+            edge_id: e.edge_id,
+            target: storage.target,
+            keep_local_copy: storage.keep_local_copy,
+            config_version: cfg.map(|c| c.version),
+        });
+    }
+    Json(TargetList { targets, policies }).into_response()
 }
 
 #[derive(Serialize)]

@@ -37,6 +37,27 @@ fn copy_move_delete_hold_and_fetch_between_targets() {
     let ids: Vec<String> = recs.keys().cloned().collect();
     let (a, b, c) = (&ids[0], &ids[1], &ids[2]);
 
+    // The targets and the edge's storage policy, as the API shows them (no secrets).
+    let t = api_get(&m, "/api/v1/targets").expect("GET /api/v1/targets");
+    let names: Vec<&str> = t["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["cloud", "private"], "{t}");
+    assert!(
+        t["targets"]
+            .as_array()
+            .expect("targets")
+            .iter()
+            .all(|t| t["scheme"] == "fs"),
+        "{t}"
+    );
+    let policies = t["policies"].as_array().expect("policies");
+    assert_eq!(policies.len(), 1, "{t}");
+    assert_eq!(policies[0]["target"], "cloud", "{t}");
+
     // copy a: cloud -> private, through the CLI (waits for the job).
     let out = cli_ok(&m, &["job", "copy", a, "--to", "private"]);
     let job: serde_json::Value = serde_json::from_str(&out).expect("job JSON");
