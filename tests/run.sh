@@ -38,6 +38,6 @@ step "tests"
 cargo test --workspace --locked -- --test-threads 2
 
 step "fuzz (short runs)"
-./fuzz/run.sh "${FUZZ_SECONDS:-6}"
+./fuzz/run.sh "${FUZZ_SECONDS:-5}"
 
 step "all passed"

@@ -59,6 +59,10 @@ impl Manager {
             None => {
                 let p = free_port();
                 args.extend(["--mqtt-listen".to_owned(), format!("{mqtt_host}:{p}")]);
+                if mqtt_host != "127.0.0.1" {
+                    // The WAN test's veth link is private to the test; plain MQTT keeps it simple.
+                    args.push("--allow-plain-non-loopback".to_owned());
+                }
                 p
             }
         };
