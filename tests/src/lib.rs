@@ -215,3 +215,43 @@ pub fn require_tool(tool: &str) {
         "{tool} is required by this test: install it (tests/run.sh does)"
     );
 }
+
+/// A pcap file (`dir/empty.pcap`) with a header and no packet: an edge that records nothing.
+pub fn empty_pcap(dir: &Path) -> PathBuf {
+    let empty = dir.join("empty.pcap");
+    let mut header = Vec::new();
+    for word in [
+        0xa1b2_c3d4u32.to_le_bytes(),
+        [2, 0, 4, 0],
+        [0; 4],
+        [0; 4],
+        65535u32.to_le_bytes(),
+        1u32.to_le_bytes(),
+    ] {
+        header.extend_from_slice(&word);
+    }
+    std::fs::write(&empty, header).expect("write empty.pcap");
+    empty
+}
+
+/// Debian's mosquitto on `127.0.0.1:port`, anonymous (the tests that use it check delivery or
+/// message handling through another broker, not its auth), started as process `name` with its
+/// config and log in `dir`; returns once it accepts TCP.
+pub fn mosquitto(dir: &Path, port: u16, name: &str) -> Proc {
+    require_tool("mosquitto");
+    let conf = dir.join(format!("{name}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 10000\n"
+        ),
+    )
+    .expect("mosquitto.conf");
+    let mut cmd = Command::new("mosquitto");
+    cmd.arg("-c").arg(&conf);
+    let p = Proc::start(name, cmd, dir);
+    wait_for("mosquitto listening", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    p
+}

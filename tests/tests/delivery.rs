@@ -9,7 +9,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use tapfleet_callgen::{CodecChoice, GenOptions, generate_to_file};
-use tapfleet_tests::{Proc, bin, free_port, get_json, require_tool, run_ok, sha256_file, wait_for};
+use tapfleet_tests::{
+    Proc, bin, empty_pcap, free_port, get_json, mosquitto, require_tool, run_ok, sha256_file,
+    wait_for,
+};
 
 struct Fleet {
     dir: tempfile::TempDir,
@@ -128,24 +131,6 @@ fn assert_stored_as_on_edge(fleet: &Fleet, stored: &BTreeMap<String, serde_json:
             }
         }
     }
-}
-
-/// A pcap file with a header and no packet.
-fn empty_pcap(dir: &Path) -> std::path::PathBuf {
-    let empty = dir.join("empty.pcap");
-    let mut header = Vec::new();
-    for word in [
-        0xa1b2_c3d4u32.to_le_bytes(),
-        [2, 0, 4, 0],
-        [0; 4],
-        [0; 4],
-        65535u32.to_le_bytes(),
-        1u32.to_le_bytes(),
-    ] {
-        header.extend_from_slice(&word);
-    }
-    std::fs::write(&empty, header).expect("write empty.pcap");
-    empty
 }
 
 /// The catalog's recordings, by id, once `n` of them are stored.
@@ -289,19 +274,7 @@ fn delivery_works_through_an_external_mosquitto() {
     require_tool("mosquitto");
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let conf = dir.path().join("mosquitto.conf");
-    // Loopback only; this test checks the protocol through another broker, not its auth.
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 10000\n"),
-    )
-    .expect("mosquitto.conf");
-    let mut cmd = Command::new("mosquitto");
-    cmd.arg("-c").arg(&conf);
-    let _mosquitto = Proc::start("mosquitto", cmd, dir.path());
-    wait_for("mosquitto listening", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
+    let _mosquitto = mosquitto(dir.path(), port, "mosquitto");
     let fleet = start_manager_in(
         dir,
         port,

@@ -47,24 +47,9 @@ fn slow_config() -> serde_json::Value {
     })
 }
 
-/// mosquitto on loopback (anonymous: these tests check delivery, not the broker's auth).
+/// mosquitto on loopback, the `n`th start of it in this test.
 fn mosquitto(dir: &Path, port: u16, n: u32) -> Proc {
-    require_tool("mosquitto");
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 10000\n"
-        ),
-    )
-    .expect("mosquitto.conf");
-    let mut cmd = Command::new("mosquitto");
-    cmd.arg("-c").arg(&conf);
-    let p = Proc::start(&format!("mosquitto-{n}"), cmd, dir);
-    wait_for("mosquitto listening", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
-    p
+    tapfleet_tests::mosquitto(dir, port, &format!("mosquitto-{n}"))
 }
 
 /// Events published on the broker so far, from a `mosquitto_sub -F %x` log.

@@ -32,19 +32,7 @@ fn malformed_messages_to_an_edge_are_counted_and_recording_goes_on() {
     require_tool("mosquitto_pub");
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let conf = dir.path().join("mosquitto.conf");
-    // Loopback, anonymous: this test plays a broken manager, not an intruder.
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-    )
-    .expect("mosquitto.conf");
-    let mut cmd = Command::new("mosquitto");
-    cmd.arg("-c").arg(&conf);
-    let _mosquitto = Proc::start("mosquitto", cmd, dir.path());
-    wait_for("mosquitto listening", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
+    let _mosquitto = tapfleet_tests::mosquitto(dir.path(), port, "mosquitto");
     let url = format!("mqtt://127.0.0.1:{port}");
     let m = Manager::start(dir.path(), None, Some((&url, port)));
 

@@ -54,21 +54,7 @@ fn start_manager(root: &Path, config: &str) -> Manager {
 /// An edge replaying an empty capture (so nothing but config and presence happens), its
 /// metrics on a known port.
 fn start_edge(root: &Path, m: &Manager, broker_port: u16, name: &str) -> (Proc, String) {
-    let empty = root.join("empty.pcap");
-    if !empty.exists() {
-        let mut header = Vec::new();
-        for word in [
-            0xa1b2_c3d4u32.to_le_bytes(),
-            [2, 0, 4, 0],
-            [0; 4],
-            [0; 4],
-            65535u32.to_le_bytes(),
-            1u32.to_le_bytes(),
-        ] {
-            header.extend_from_slice(&word);
-        }
-        std::fs::write(&empty, header).expect("empty.pcap");
-    }
+    let empty = tapfleet_tests::empty_pcap(root);
     let metrics = format!("127.0.0.1:{}", free_port());
     let mut cmd = Command::new(bin("tapfleet-edge"));
     cmd.args(["run", "--data"])

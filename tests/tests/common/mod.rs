@@ -170,23 +170,7 @@ pub fn edge_args(
     a
 }
 
-/// A pcap file with a header and no packet.
-pub fn empty_pcap(dir: &Path) -> PathBuf {
-    let empty = dir.join("empty.pcap");
-    let mut header = Vec::new();
-    for word in [
-        0xa1b2_c3d4u32.to_le_bytes(),
-        [2, 0, 4, 0],
-        [0; 4],
-        [0; 4],
-        65535u32.to_le_bytes(),
-        1u32.to_le_bytes(),
-    ] {
-        header.extend_from_slice(&word);
-    }
-    std::fs::write(&empty, header).expect("write empty.pcap");
-    empty
-}
+pub use tapfleet_tests::empty_pcap;
 
 fn agent() -> ureq::Agent {
     let config = ureq::Agent::config_builder()
