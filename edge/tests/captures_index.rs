@@ -92,43 +92,7 @@ fn decode_as(notes: &str) -> Vec<String> {
 
 /// (src, dst, ssrc) -> (packets, lost) from `tshark -z rtp,streams`.
 fn rtp_streams(file: &str, heuristic: bool) -> BTreeMap<(String, String, u32), (u64, i64)> {
-    let mut args = vec!["-r", file, "-q", "-z", "rtp,streams"];
-    if heuristic {
-        args.extend(["-o", "rtp.heuristic_rtp:TRUE"]);
-    }
-    let out = tshark(&args);
-    let mut m = BTreeMap::new();
-    for line in out.lines() {
-        let t: Vec<&str> = line.split_whitespace().collect();
-        let Some(ssrc) = t
-            .get(6)
-            .and_then(|s| s.strip_prefix("0x"))
-            .and_then(|s| u32::from_str_radix(s, 16).ok())
-        else {
-            continue;
-        };
-        let Some(pct) = t
-            .iter()
-            .position(|x| x.starts_with('(') && x.ends_with("%)"))
-        else {
-            continue;
-        };
-        let addr = |ip: &str, port: &str| {
-            if ip.contains(':') {
-                format!("[{ip}]:{port}")
-            } else {
-                format!("{ip}:{port}")
-            }
-        };
-        let (Some(packets), Some(lost)) = (
-            t.get(pct - 2).and_then(|x| x.parse().ok()),
-            t.get(pct - 1).and_then(|x| x.parse().ok()),
-        ) else {
-            continue;
-        };
-        m.insert((addr(t[2], t[3]), addr(t[4], t[5]), ssrc), (packets, lost));
-    }
-    m
+    common::tshark_rtp_streams(Path::new(file), heuristic)
 }
 
 /// Frames tshark decodes as T.38 from `src` to `dst` (`addr:port` or `[addr]:port`).

@@ -186,40 +186,13 @@ fn sha256_hex(b: &[u8]) -> String {
 
 /// (src, dst, ssrc) -> (packets, lost) from `tshark -q -z rtp,streams`.
 fn tshark_rtp_streams(file: &Path) -> HashMap<(String, String, u32), (u64, i64)> {
-    let f = file.to_string_lossy();
-    let out = tshark(&["-r", &f, "-q", "-z", "rtp,streams"]);
-    let mut m = HashMap::new();
-    for line in out.lines() {
-        let t: Vec<&str> = line.split_whitespace().collect();
-        let Some(ssrc) = t.get(6).and_then(|s| s.strip_prefix("0x")) else {
-            continue;
-        };
-        let Ok(ssrc) = u32::from_str_radix(ssrc, 16) else {
-            continue;
-        };
-        let Some(pct) = t
-            .iter()
-            .position(|x| x.starts_with('(') && x.ends_with("%)"))
-        else {
-            continue;
-        };
-        let addr = |ip: &str, port: &str| {
-            if ip.contains(':') {
-                format!("[{ip}]:{port}")
-            } else {
-                format!("{ip}:{port}")
-            }
-        };
-        m.insert(
-            (addr(t[2], t[3]), addr(t[4], t[5]), ssrc),
-            (
-                t[pct - 2].parse().expect("packets"),
-                t[pct - 1].parse().expect("lost"),
-            ),
-        );
-    }
-    assert!(!m.is_empty(), "tshark found no RTP streams in {f}");
-    m
+    let m = common::tshark_rtp_streams(file, false);
+    assert!(
+        !m.is_empty(),
+        "tshark found no RTP streams in {}",
+        file.display()
+    );
+    m.into_iter().collect()
 }
 
 fn assert_rtp_stats_match(rel: &str) {
@@ -457,39 +430,9 @@ fn rtp_without_sip_is_recorded_as_orphan_streams() {
             .all(|(_, m)| m.kind == RecordingKind::OrphanStream)
     );
     assert_eq!(recs.len(), 3, "3 address pairs carry RTP");
-    let out = tshark(&[
-        "-r",
-        &f,
-        "-o",
-        "rtp.heuristic_rtp:TRUE",
-        "-q",
-        "-z",
-        "rtp,streams",
-    ]);
-    let mut want = HashMap::new();
-    for line in out.lines() {
-        let t: Vec<&str> = line.split_whitespace().collect();
-        let Some(ssrc) = t.get(6).and_then(|s| s.strip_prefix("0x")) else {
-            continue;
-        };
-        let Some(pct) = t
-            .iter()
-            .position(|x| x.starts_with('(') && x.ends_with("%)"))
-        else {
-            continue;
-        };
-        want.insert(
-            (
-                format!("{}:{}", t[2], t[3]),
-                format!("{}:{}", t[4], t[5]),
-                u32::from_str_radix(ssrc, 16).expect("ssrc"),
-            ),
-            (
-                t[pct - 2].parse::<u64>().expect("packets"),
-                t[pct - 1].parse::<i64>().expect("lost"),
-            ),
-        );
-    }
+    let want: HashMap<_, _> = common::tshark_rtp_streams(Path::new(&f), true)
+        .into_iter()
+        .collect();
     assert_eq!(want.len(), 5, "INDEX.tsv: 5 heuristic RTP streams");
     let mut got = HashMap::new();
     for (path, m) in &recs {

@@ -103,33 +103,10 @@ impl Proc {
 
 /// (src, dst, ssrc) -> packets, from `tshark -q -z rtp,streams`.
 fn tshark_rtp_streams(file: &Path) -> HashMap<(String, String, u32), u64> {
-    let out = tshark(&["-r", &file.to_string_lossy(), "-q", "-z", "rtp,streams"]);
-    let mut m = HashMap::new();
-    for line in out.lines() {
-        let t: Vec<&str> = line.split_whitespace().collect();
-        let Some(ssrc) = t
-            .get(6)
-            .and_then(|s| s.strip_prefix("0x"))
-            .and_then(|s| u32::from_str_radix(s, 16).ok())
-        else {
-            continue;
-        };
-        let Some(pct) = t
-            .iter()
-            .position(|x| x.starts_with('(') && x.ends_with("%)"))
-        else {
-            continue;
-        };
-        m.insert(
-            (
-                format!("{}:{}", t[2], t[3]),
-                format!("{}:{}", t[4], t[5]),
-                ssrc,
-            ),
-            t[pct - 2].parse().expect("packets"),
-        );
-    }
-    m
+    common::tshark_rtp_streams(file, false)
+        .into_iter()
+        .map(|(k, (packets, _))| (k, packets))
+        .collect()
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test file is its own crate and uses a part of this
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -94,4 +95,54 @@ pub fn tshark(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One RTP stream as `tshark -q -z rtp,streams` lists it: (src, dst, ssrc) -> (packets, lost).
+/// Addresses are `ip:port`, IPv6 in brackets, as in our manifests.
+pub type TsharkStreams = BTreeMap<(String, String, u32), (u64, i64)>;
+
+/// The RTP streams tshark finds in `file` (`heuristic`: also RTP no SDP announced).
+pub fn tshark_rtp_streams(file: &Path, heuristic: bool) -> TsharkStreams {
+    let f = file.to_string_lossy();
+    let mut args = vec!["-r", &f, "-q", "-z", "rtp,streams"];
+    if heuristic {
+        args.extend(["-o", "rtp.heuristic_rtp:TRUE"]);
+    }
+    let out = tshark(&args);
+    let addr = |ip: &str, port: &str| {
+        if ip.contains(':') {
+            format!("[{ip}]:{port}")
+        } else {
+            format!("{ip}:{port}")
+        }
+    };
+    let mut m = BTreeMap::new();
+    for line in out.lines() {
+        let t: Vec<&str> = line.split_whitespace().collect();
+        let Some(ssrc) = t
+            .get(6)
+            .and_then(|s| s.strip_prefix("0x"))
+            .and_then(|s| u32::from_str_radix(s, 16).ok())
+        else {
+            continue;
+        };
+        let Some(pct) = t
+            .iter()
+            .position(|x| x.starts_with('(') && x.ends_with("%)"))
+        else {
+            continue;
+        };
+        let (Some(packets), Some(lost)) = (
+            pct.checked_sub(2)
+                .and_then(|i| t.get(i))
+                .and_then(|x| x.parse().ok()),
+            pct.checked_sub(1)
+                .and_then(|i| t.get(i))
+                .and_then(|x| x.parse().ok()),
+        ) else {
+            continue;
+        };
+        m.insert((addr(t[2], t[3]), addr(t[4], t[5]), ssrc), (packets, lost));
+    }
+    m
 }
