@@ -274,7 +274,9 @@ fn ivf_header((w, h): (u16, u16), frames: u32) -> [u8; IVF_HEADER_LEN] {
     b
 }
 
-fn hash_file(path: &Path) -> io::Result<(u64, [u8; 32])> {
+/// Size and SHA-256 of a finished file, read back (for files patched after their data was
+/// written: `audio.wav`'s header, an IVF's frame count).
+pub(crate) fn hash_file(path: &Path) -> io::Result<(u64, [u8; 32])> {
     let mut f = File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];

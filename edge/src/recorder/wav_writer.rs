@@ -12,10 +12,8 @@
 //! patched at [`WavWriter::finish`], which then hashes the file.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-
-use sha2::{Digest, Sha256};
 
 use crate::rtp::g711::Law;
 
@@ -187,20 +185,9 @@ impl WavWriter {
         file.write_all(&header(data_len, self.rate))?;
         file.flush()?;
         // The header changed after the data was written: hash the finished file.
-        let mut f = File::open(&self.path)?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut size = 0u64;
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(buf.get(..n).unwrap_or(&[]));
-            size += n as u64;
-        }
+        let (size, sha) = super::video::hash_file(&self.path)?;
         debug_assert_eq!(size, HEADER_LEN + data_len);
-        Ok((size, h.finalize().into()))
+        Ok((size, sha))
     }
 }
 
@@ -229,6 +216,7 @@ fn header(data_len: u64, rate: u32) -> [u8; 44] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     #[test]
     fn places_samples_by_frame_and_pads_to_length() {
