@@ -501,7 +501,8 @@ fn dashboard_and_api_against_a_running_fleet() {
     let saved = b.wait_js(
         "group saved",
         T,
-        "const m=document.getElementById('grpmsg').textContent; return m && !m.startsWith('Validating') ? [m, document.querySelector('#groups tr[data-group=\"site-a\"]')?.textContent || ''] : null",
+        // The message comes first and the groups table is redrawn after it: wait for both.
+        "const m=document.getElementById('grpmsg').textContent; const r=document.querySelector('#groups tr[data-group=\"site-a\"]')?.textContent || ''; return m && !m.startsWith('Validating') && (r || !m.startsWith('Saved')) ? [m, r] : null",
     );
     assert_eq!(saved[0], "Saved: no edge's config changed.", "{saved}");
     assert!(
