@@ -599,15 +599,7 @@ fn fragmented_invites_are_reassembled_and_their_fragments_recorded() {
         let dir = tempfile::tempdir().expect("tempdir");
         // ipv6frag.pcap has no RTP and its BYE comes 160 s after the ACK: a longer RTP timeout
         // keeps the BYE in the call, as tshark counts it.
-        let o = Command::new(env!("CARGO_BIN_EXE_tapfleet-edge"))
-            .arg("record")
-            .arg(&input)
-            .args(["--rtp-timeout", "300", "--out"])
-            .arg(dir.path())
-            .output()
-            .expect("run tapfleet-edge");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let recs = manifests(dir.path());
+        let recs = record_long_rtp_timeout(&input, dir.path());
         assert_eq!(recs.len(), calls, "{rel}");
         let ids: BTreeSet<String> = recs.iter().map(|(_, m)| m.call_id.clone()).collect();
         assert_eq!(ids, call_ids(&input), "{rel}");
@@ -643,15 +635,7 @@ fn sip_over_tcp_split_across_segments_yields_every_call() {
     let input = capture("heplify/example/pcap/sip_ipv4_tcp_fragmented.pcap");
     let f = input.to_string_lossy().into_owned();
     let dir = tempfile::tempdir().expect("tempdir");
-    let o = Command::new(env!("CARGO_BIN_EXE_tapfleet-edge"))
-        .arg("record")
-        .arg(&input)
-        .args(["--rtp-timeout", "300", "--out"])
-        .arg(dir.path())
-        .output()
-        .expect("run tapfleet-edge");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let recs = manifests(dir.path());
+    let recs = record_long_rtp_timeout(&input, dir.path());
     // frame -> (Call-IDs, frames it is reassembled into), in two passes.
     let mut call_frames: HashMap<String, BTreeSet<u64>> = HashMap::new();
     let mut into: Vec<(u64, Vec<u64>)> = Vec::new();
@@ -724,4 +708,21 @@ fn sip_over_tcp_split_across_segments_yields_every_call() {
             m.call_id
         );
     }
+}
+
+/// `record --rtp-timeout 300`: SIP-only captures whose BYE comes long after the last packet keep
+/// it in the call, as tshark counts it.
+fn record_long_rtp_timeout(
+    input: &Path,
+    out: &Path,
+) -> Vec<(std::path::PathBuf, tapfleet_schemas::Manifest)> {
+    let o = Command::new(env!("CARGO_BIN_EXE_tapfleet-edge"))
+        .arg("record")
+        .arg(input)
+        .args(["--rtp-timeout", "300", "--out"])
+        .arg(out)
+        .output()
+        .expect("run tapfleet-edge");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    manifests(out)
 }
