@@ -1,10 +1,13 @@
 //! What the edge takes from MQTT, decoded and checked without IO: on its config channel a
 //! [`DesiredConfig`] that passes [`validate_config`] (an empty payload is a cleared retained
-//! config), on its acks an [`Ack`], on its jobs a [`Job`], each bounded by the schemas crate.
+//! config), on its acks an [`Ack`], on its jobs a [`Job`], on its download channel a
+//! [`TransferChunk`] (a download into its local storage), each bounded by the schemas crate.
 //! The service's core task calls [`decode`] for every message on its own topics; the fuzz target
 //! `edge_inbound` feeds it arbitrary bytes. Pure: no feature gate, no IO.
 
-use tapfleet_schemas::{Ack, Channel, DecodeError, DesiredConfig, EdgeConfig, Job, decode as cbor};
+use tapfleet_schemas::{
+    Ack, Channel, DecodeError, DesiredConfig, EdgeConfig, Job, TransferChunk, decode as cbor,
+};
 
 /// One decoded inbound message.
 #[derive(Debug)]
@@ -14,6 +17,8 @@ pub enum Inbound {
     ConfigCleared,
     Ack(Ack),
     Job(Job),
+    /// A chunk of a download (manager -> edge).
+    Chunk(TransferChunk),
 }
 
 /// Why an inbound message is not used.
@@ -41,6 +46,7 @@ pub fn decode(channel: Channel, payload: &[u8]) -> Result<Inbound, InboundError>
         }
         Channel::Acks => Ok(Inbound::Ack(cbor::<Ack>(payload)?)),
         Channel::Jobs => Ok(Inbound::Job(cbor::<Job>(payload)?)),
+        Channel::Download => Ok(Inbound::Chunk(cbor::<TransferChunk>(payload)?)),
         other => Err(InboundError::NotInbound(other.as_str())),
     }
 }
@@ -106,6 +112,15 @@ mod tests {
                 "{ch:?}"
             );
         }
+        let chunk = TransferChunk::new(3, 0, vec![1, 2, 3]);
+        assert!(matches!(
+            decode(Channel::Download, &encode(&chunk).expect("cbor")),
+            Ok(Inbound::Chunk(c)) if c == chunk
+        ));
+        assert!(matches!(
+            decode(Channel::Download, &encode(&ack).expect("cbor")),
+            Err(InboundError::Decode(_))
+        ));
         assert!(matches!(
             decode(Channel::Manifests, b""),
             Err(InboundError::NotInbound("manifests"))

@@ -11,7 +11,9 @@
 //! - [`offline`]: the `tapfleet-edge record` command; [`live_record`]: its live mode
 //!   (`record --interface`).
 //! - [`service`], [`cache`]: the site service and its local cache; [`inbound`]: the pure decode
-//!   and check of what the service receives over MQTT (fuzzed).
+//!   and check of what the service receives over MQTT (fuzzed); [`transfer`] / [`receive`]: the
+//!   pure sending (upload) and receiving (download into the edge's local storage) sides of a
+//!   file transfer.
 
 #[cfg(feature = "app")]
 pub mod admin;
@@ -25,6 +27,7 @@ pub mod live_record;
 #[cfg(feature = "app")]
 pub mod offline;
 pub mod packet;
+pub mod receive;
 pub mod recorder;
 pub mod rtp;
 #[cfg(feature = "app")]

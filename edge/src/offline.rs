@@ -170,7 +170,8 @@ pub(crate) fn print_summary(
     writeln!(
         out,
         "{} calls recorded, {} packets ({} bytes) in {:.2}s: {} SIP messages, {} RTP, {} RTCP, \
-         {} orphan RTP, {} other, {} undecodable, {} IP fragments, {} SIP parse errors",
+         {} orphan RTP, {} SIP over TLS (encrypted, not recorded), {} other, {} undecodable, \
+         {} IP fragments, {} SIP parse errors",
         finished.len(),
         s.packets,
         s.bytes,
@@ -179,6 +180,7 @@ pub(crate) fn print_summary(
         s.rtp_packets,
         s.rtcp_packets,
         s.orphan_rtp_packets,
+        s.sip_tls_packets,
         s.other_packets,
         s.undecoded,
         s.ip_fragments,

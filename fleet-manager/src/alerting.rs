@@ -3,9 +3,10 @@
 //! - the store (`alerts` table: sequence number -> [`StoredAlert`] JSON; the newest
 //!   [`MAX_KEPT`] are kept; active ones are restored into the rules at start),
 //! - the tenant's events topic (`Event` `alert_raised` / `alert_cleared`),
-//! - the webhook, if configured (POST JSON [`WebhookBody`], per attempt timeout, retries with
-//!   backoff, on its own thread so a slow receiver delays nothing else; a full queue drops and
-//!   counts),
+//! - the webhook, if configured (POST JSON [`WebhookBody`] to an `http://` or `https://` URL
+//!   (verified against the system's roots plus the optional `ca_file`), per attempt timeout,
+//!   retries with backoff, on its own thread so a slow receiver delays nothing else; a full queue
+//!   drops and counts),
 //! - the API (`GET /api/v1/alerts[?active=true][&edge=ID]`) and `/metrics`
 //!   (`tapfleet_manager_alerts_active{rule=...}`).
 
@@ -104,11 +105,14 @@ pub struct Alerter {
 
 impl Alerter {
     /// Opens the alerts table, restores the active alerts, starts the webhook thread.
+    /// `webhook_roots`: the certificates an `https://` webhook is verified against
+    /// ([`crate::http_client::roots_for`]).
     pub fn start(
         cfg: AlertConfig,
         store: Arc<Store>,
         outbox: Outbox,
         metrics: Arc<Metrics>,
+        webhook_roots: Vec<ureq::tls::Certificate<'static>>,
     ) -> Result<Arc<Self>, StoreError> {
         {
             let tx = dbr(store.db().begin_write())?;
@@ -118,7 +122,7 @@ impl Alerter {
         let webhook = cfg
             .webhook
             .clone()
-            .map(|w| spawn_webhook(w, metrics.clone()));
+            .map(|w| spawn_webhook(w, webhook_roots, metrics.clone()));
         let mut engine = Engine::new(cfg);
         let stored = all(&store)?;
         let mut tenants = HashMap::new();
@@ -318,18 +322,15 @@ pub fn all(store: &Store) -> Result<Vec<StoredAlert>, StoreError> {
 
 fn spawn_webhook(
     cfg: WebhookConfig,
+    roots: Vec<ureq::tls::Certificate<'static>>,
     metrics: Arc<Metrics>,
 ) -> std::sync::mpsc::SyncSender<WebhookBody> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<WebhookBody>(WEBHOOK_QUEUE);
     let spawned = std::thread::Builder::new()
         .name("alert-webhook".to_owned())
         .spawn(move || {
-            let agent = ureq::Agent::new_with_config(
-                ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(Duration::from_secs(cfg.timeout_secs.max(1))))
-                    .build(),
-            );
+            let agent =
+                crate::http_client::agent(Duration::from_secs(cfg.timeout_secs.max(1)), roots);
             for msg in rx {
                 let mut backoff = Duration::from_millis(500);
                 let mut ok = false;

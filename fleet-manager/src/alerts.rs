@@ -67,24 +67,23 @@ pub struct WebhookConfig {
     /// Attempts after the first (backoff 0.5 s doubling).
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// An `https://` URL is verified against the system's roots and, if set, the certificates
+    /// of this PEM file (a private CA).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl AlertConfig {
     /// Checks what serde cannot: the webhook URL's scheme.
     pub fn check(&self) -> Result<(), String> {
-        if let Some(w) = &self.webhook {
-            if w.url.starts_with("https://") {
-                return Err(format!(
-                    "alerts.webhook.url: {:?}: https is not built into the manager yet; use an http:// URL (e.g. a local relay)",
-                    w.url
-                ));
-            }
-            if !w.url.starts_with("http://") {
-                return Err(format!(
-                    "alerts.webhook.url: {:?} is not an http:// URL",
-                    w.url
-                ));
-            }
+        if let Some(w) = &self.webhook
+            && !w.url.starts_with("http://")
+            && !w.url.starts_with("https://")
+        {
+            return Err(format!(
+                "alerts.webhook.url: {:?} is not an http:// or https:// URL",
+                w.url
+            ));
         }
         if self.cache_percent == 0 || self.cache_percent > 100 {
             return Err(format!(
@@ -761,6 +760,7 @@ mod tests {
                 url: "ftp://x".into(),
                 timeout_secs: 1,
                 retries: 0,
+                ca_file: None,
             }),
             ..AlertConfig::default()
         };

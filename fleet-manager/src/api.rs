@@ -9,7 +9,7 @@
 //! - `GET /api/v1/recordings/{id}/manifest` -> the manifest as received (streams, DTMF, ...)
 //! - `GET /api/v1/edges/{id}` -> `EdgeView` + `desired_config`
 //! - `GET /api/v1/edges/{id}/telemetry[?since=T]` -> `{"samples": [Sample...]}` (last 24 h, one a
-//!   minute; `since`: RFC 3339 or Unix ms)
+//!   minute, kept across restarts ([`crate::telemetry`]); `since`: RFC 3339 or Unix ms)
 //! - `GET /api/v1/events/stream` -> server-sent events: `edges` (the edge list) every 2 s, and
 //!   `alerts` (`{"at_ms", "alerts": [Alert...]}`, the active alerts) at the start and whenever
 //!   they change (checked every 2 s)

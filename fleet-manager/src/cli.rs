@@ -1,5 +1,6 @@
 //! The `tapfleet-manager job ...` and `hold ...` commands: a thin client of the manager's HTTP
-//! API (`--manager URL`, `Authorization: Bearer` from `--api-token` / `TAPFLEET_API_TOKEN`). A job
+//! API (`--manager URL`, http or https (`--ca-file`, see [`crate::http_client`]),
+//! `Authorization: Bearer` from `--api-token` / `TAPFLEET_API_TOKEN`). A job
 //! is submitted with `POST /api/v1/jobs`; unless `--no-wait`, its progress is polled and shown
 //! with a progress bar until it is done (exit 0) or failed (error with the job's reason).
 
@@ -26,6 +27,21 @@ pub struct Remote {
         hide_env_values = true
     )]
     pub api_token: Option<String>,
+    /// PEM CA file trusted for an https:// manager, besides the system's roots (default: the
+    /// packaged manager's own CA, /var/lib/tapfleet-manager/ca/ca.crt, when readable; the
+    /// manager serves it at /ca.pem).
+    #[arg(long, global = true, env = "TAPFLEET_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Remote {
+    /// An agent for the manager's API (`timeout` per call): rustls trusting the system's roots
+    /// and the CA file when the manager URL is https.
+    pub(crate) fn agent(&self, timeout: Duration) -> anyhow::Result<ureq::Agent> {
+        let ca = crate::http_client::cli_ca_file(self.ca_file.as_deref());
+        let roots = crate::http_client::roots_for(&self.manager, ca.as_deref())?;
+        Ok(crate::http_client::agent(timeout, roots))
+    }
 }
 
 /// `tapfleet-manager job ...`
@@ -39,7 +55,8 @@ pub enum JobCmd {
         #[command(flatten)]
         wait: Wait,
     },
-    /// Copy a recording into another target (SHA-256 verified).
+    /// Copy a recording into another target, or into an edge's local storage with
+    /// `--to edge:<edge_id>` (SHA-256 verified).
     Copy(Transfer),
     /// Move a recording: copy, verify, then delete the source copy.
     Move(Transfer),
@@ -90,6 +107,8 @@ pub struct Transfer {
     /// Source target or `edge:<edge_id>` (default: a target holding a complete copy).
     #[arg(long)]
     from: Option<String>,
+    /// Destination target, or `edge:<edge_id>`: the edge's local storage (the manager relays
+    /// the files; the job waits while that edge is offline).
     #[arg(long)]
     to: String,
     #[command(flatten)]
@@ -120,16 +139,12 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub(crate) fn new(r: &Remote) -> Client {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build();
-        Client {
-            agent: ureq::Agent::new_with_config(config),
+    pub(crate) fn new(r: &Remote) -> anyhow::Result<Client> {
+        Ok(Client {
+            agent: r.agent(Duration::from_secs(60))?,
             base: r.manager.trim_end_matches('/').to_owned(),
             token: r.api_token.clone(),
-        }
+        })
     }
 
     pub(crate) fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
@@ -217,6 +232,9 @@ fn wait_job(c: &Client, mut job: JobRecord) -> anyhow::Result<JobRecord> {
         job = c.get(&format!("/api/v1/jobs/{}", job.id))?;
         bar.set_length(job.total_bytes.max(1));
         bar.set_position(job.progress_bytes);
+        if let Some(s) = &job.status {
+            bar.set_message(format!("{} {:?}: {s}", job.id, job.request.kind));
+        }
     }
     bar.finish_and_clear();
     Ok(job)
@@ -288,7 +306,7 @@ fn transfer(c: &Client, kind: JobKind, t: Transfer) -> anyhow::Result<()> {
 
 /// Runs `tapfleet-manager job ...`.
 pub fn job(remote: &Remote, cmd: JobCmd) -> anyhow::Result<()> {
-    let c = Client::new(remote);
+    let c = Client::new(remote)?;
     let req = |kind, id: Option<String>| JobRequest::new(kind, id);
     match cmd {
         JobCmd::Upload {
@@ -349,7 +367,7 @@ pub fn job(remote: &Remote, cmd: JobCmd) -> anyhow::Result<()> {
 
 /// Runs `tapfleet-manager hold ...`.
 pub fn hold(remote: &Remote, cmd: HoldCmd) -> anyhow::Result<()> {
-    let c = Client::new(remote);
+    let c = Client::new(remote)?;
     let v: serde_json::Value = match cmd {
         HoldCmd::Set { recording_id } => c.send_json(
             "PUT",

@@ -751,7 +751,7 @@ fn call(
     path: &str,
     body: Option<&Value>,
 ) -> anyhow::Result<Value> {
-    let c = crate::cli::Client::new(remote);
+    let c = crate::cli::Client::new(remote)?;
     let resp = match method {
         "GET" => c.auth(c.agent.get(c.url(path))).call(),
         m => {

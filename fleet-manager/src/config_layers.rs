@@ -275,10 +275,14 @@ pub fn validate(cfg: &EdgeConfig, ctx: Context<'_>) -> Vec<FieldError> {
     }
     let t = &cfg.storage.target;
     check(
-        t == EDGE_LOCAL || ctx.targets.is_empty() || ctx.targets.contains(t),
+        t == EDGE_LOCAL
+            || ctx.targets.is_empty()
+            || ctx.targets.contains(t)
+            || t.strip_prefix("edge:")
+                .is_some_and(|e| tapfleet_schemas::topic::validate_id(e).is_ok()),
         "storage.target",
         format!(
-            "{t:?} is not a configured target (targets: {}, {EDGE_LOCAL})",
+            "{t:?} is not a configured target (targets: {}, {EDGE_LOCAL}, edge:<edge id>)",
             ctx.targets.join(", ")
         ),
     );

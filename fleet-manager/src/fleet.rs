@@ -244,6 +244,14 @@ impl Fleet {
                         };
                         self.mover.send(cmd).await?;
                     }
+                    body @ (ReplyBody::DownloadAccept { .. }
+                    | ReplyBody::DownloadChunk { .. }
+                    | ReplyBody::DownloadStored { .. }
+                    | ReplyBody::DownloadFailed { .. }) => {
+                        if let Some(jobs) = &self.jobs {
+                            jobs.relay.deliver(edge, body);
+                        }
+                    }
                     other => {
                         tracing::info!(%edge, job_id = ?r.job_id, reply = ?other, "job reply");
                         if let (Some(jobs), Some(id)) = (&self.jobs, &r.job_id) {
@@ -329,7 +337,8 @@ impl Fleet {
             .latest_config(edge)?
             .map(|c| c.edge.storage)
             .unwrap_or_default();
-        let target = policy.target;
+        // `edge:<id>`: uploaded into the relay's staging, then relayed (crate::relay).
+        let target = crate::relay::upload_target(&policy.target);
         if target == crate::jobs::EDGE_LOCAL || policy.keep_local_copy {
             // The edge keeps the files: the catalog records that copy (`edge:<id>`).
             let here = crate::catalog::edge_target(edge);

@@ -13,6 +13,10 @@
 //!   recording's `upload_target` is set to the destination and `JobAction::Upload` is sent to
 //!   the edge; the mover stores the files there (same transfer path as any upload); the job
 //!   watches the catalog until every file and `manifest.json` are in the destination.
+//! - copy into an edge's local storage (`to = "edge:<edge_id>"`): the relay
+//!   ([`crate::relay`]) sends the files from a manager target, or, when only an edge has the
+//!   recording, from the relay's staging target after an upload from that edge; the job waits
+//!   for the relay and shows its status (e.g. waiting for the edge to come back online).
 //! - move = copy, then delete the source copy (after the copy is verified and cataloged).
 //! - delete: objects removed from a manager target, or `JobAction::Delete` sent to the edge and
 //!   its reply awaited; the catalog forgets each deleted location. Refused while the recording is
@@ -141,6 +145,9 @@ pub struct JobRecord {
     pub progress_bytes: u64,
     pub total_bytes: u64,
     pub error: Option<String>,
+    /// What a running job is doing or waiting for (e.g. "waiting: edge b is offline").
+    #[serde(default)]
+    pub status: Option<String>,
     pub created_ms: i64,
     pub updated_ms: i64,
 }
@@ -262,13 +269,23 @@ impl Query {
     }
 }
 
-/// The source a copy reads from: `preferred` if given, else the first manager target holding a
-/// complete copy (other than `to`), else the recording's edge.
+/// The source a copy reads from: the first manager target holding a complete copy (other than
+/// `to`), else an edge holding a complete copy (the recording's own first), else the
+/// recording's edge.
 pub fn pick_source(e: &RecordingEntry, targets: &Targets, to: Option<&str>) -> String {
-    e.complete_copies()
-        .into_iter()
+    let copies = e.complete_copies();
+    let own = edge_target(&e.edge_id);
+    copies
+        .iter()
         .find(|t| Some(t.as_str()) != to && targets.get(t).is_some())
-        .unwrap_or_else(|| edge_target(&e.edge_id))
+        .or_else(|| copies.iter().find(|t| **t == own && Some(t.as_str()) != to))
+        .or_else(|| {
+            copies
+                .iter()
+                .find(|t| edge_of_target(t).is_some() && Some(t.as_str()) != to)
+        })
+        .cloned()
+        .unwrap_or(own)
 }
 
 fn hold_refusal(id: &str) -> JobError {
@@ -292,6 +309,8 @@ pub struct Jobs {
     pub targets: Targets,
     outbox: Outbox,
     replies: Replies,
+    /// Edge replies to relay downloads, for the relay task ([`crate::relay::spawn`]).
+    pub relay: crate::relay::RelayInbox,
 }
 
 impl Jobs {
@@ -301,6 +320,7 @@ impl Jobs {
             targets,
             outbox,
             replies: Arc::default(),
+            relay: crate::relay::RelayInbox::default(),
         }
     }
 
@@ -347,7 +367,8 @@ impl Jobs {
                 let e = single(&req)?;
                 let to = match req.to.clone() {
                     Some(t) => t,
-                    None => self.policy_target(&e.edge_id)?,
+                    // A policy `edge:<id>` is uploaded into the relay's staging, then relayed.
+                    None => crate::relay::upload_target(&self.policy_target(&e.edge_id)?),
                 };
                 if to == EDGE_LOCAL {
                     return Err(JobError::BadRequest(format!(
@@ -365,7 +386,19 @@ impl Jobs {
                 let to = req.to.clone().ok_or_else(|| {
                     JobError::BadRequest("\"to\" names the destination target".into())
                 })?;
-                self.require_target("to", &to)?;
+                match edge_of_target(&to) {
+                    // Into an edge's local storage: an enrolled edge of the recording's tenant.
+                    Some(dest) => match self.store.edge(dest)? {
+                        Some(d) if d.tenant == e.tenant => {}
+                        _ => {
+                            return Err(JobError::BadRequest(format!(
+                                "to: {dest:?} is not an enrolled edge of tenant {}",
+                                e.tenant
+                            )));
+                        }
+                    },
+                    None => self.require_target("to", &to)?,
+                }
                 let from = match req.from.clone() {
                     Some(f) => f,
                     None => pick_source(&e, &self.targets, Some(&to)),
@@ -374,9 +407,9 @@ impl Jobs {
                     return Err(JobError::BadRequest(format!("from and to are both {to:?}")));
                 }
                 match edge_of_target(&from) {
-                    Some(edge) if edge != e.edge_id => {
+                    Some(edge) if edge != e.edge_id && !e.targets().contains(&from) => {
                         return Err(JobError::BadRequest(format!(
-                            "from: {from:?} is not the edge that recorded {}",
+                            "from: {from:?} is neither the edge that recorded {} nor one holding a copy",
                             e.recording_id
                         )));
                     }
@@ -449,6 +482,7 @@ impl Jobs {
             progress_bytes: 0,
             total_bytes: entries.iter().map(recording_bytes).sum(),
             error: None,
+            status: None,
             created_ms: now,
             updated_ms: now,
         };
@@ -522,6 +556,7 @@ impl Jobs {
         match result {
             Ok(()) => {
                 rec.state = JobState::Done;
+                rec.status = None;
                 rec.progress_bytes = rec.progress_bytes.max(rec.total_bytes);
                 tracing::info!(job = id, kind = ?rec.request.kind, "job done");
             }
@@ -550,7 +585,7 @@ impl Jobs {
             match req.kind {
                 JobKind::Upload => {
                     let to = req.to.as_deref().unwrap_or(DEFAULT_TARGET);
-                    self.upload_from_edge(p, &tag, &e, to).await?;
+                    self.upload_from_edge(p, &tag, &e, &e.edge_id, to).await?;
                 }
                 JobKind::Copy | JobKind::Move => {
                     let to = req.to.as_deref().ok_or("no destination")?;
@@ -615,8 +650,11 @@ impl Jobs {
         from: &str,
         to: &str,
     ) -> Result<(), String> {
-        if edge_of_target(from).is_some() {
-            return self.upload_from_edge(p, tag, e, to).await;
+        if let Some(dest) = edge_of_target(to) {
+            return self.store_into_edge(p, tag, e, from, dest).await;
+        }
+        if let Some(edge) = edge_of_target(from) {
+            return self.upload_from_edge(p, tag, e, edge, to).await;
         }
         let src = self
             .targets
@@ -682,12 +720,74 @@ impl Jobs {
         Ok(())
     }
 
-    /// Asks the recording's edge to upload it into `to` and waits until the catalog has it there.
+    /// Stores a recording into edge `dest`'s local storage through the relay, from `from` (a
+    /// manager target, or an edge: then uploaded into the relay's staging first), and waits
+    /// for it; the job's status says what the relay waits for.
+    async fn store_into_edge(
+        &self,
+        p: &mut Progress,
+        tag: &str,
+        e: &RecordingEntry,
+        from: &str,
+        dest: &str,
+    ) -> Result<(), String> {
+        use crate::relay::{self, RelayState, STAGING};
+        let here = edge_target(dest);
+        if e.all_stored_in(&here) && has_manifest(e, &here) {
+            p.add(recording_bytes(e));
+            return Ok(());
+        }
+        let rid = e.recording_id.clone();
+        let base = p.rec.progress_bytes;
+        let source = match edge_of_target(from) {
+            Some(src_edge) => {
+                if !(e.all_stored_in(STAGING) && has_manifest(e, STAGING)) {
+                    p.rec.status = Some(format!("uploading from edge {src_edge} to the manager"));
+                    p.flush();
+                    self.upload_from_edge(p, &format!("{tag}-up"), e, src_edge, STAGING)
+                        .await?;
+                    p.set(base);
+                }
+                STAGING.to_owned()
+            }
+            None => from.to_owned(),
+        };
+        let staged = source == STAGING;
+        relay::request(&self.store, &rid, dest, Some(source), staged, true)
+            .map_err(|e| e.to_string())?;
+        let total = recording_bytes(e);
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let Some(r) = relay::get(&self.store, &rid, dest).map_err(|e| e.to_string())? else {
+                return Err("the relay record vanished".into());
+            };
+            p.set(base + r.done_bytes.min(total));
+            if p.rec.status.as_deref() != Some(r.status.as_str()) {
+                p.rec.status = Some(r.status.clone());
+                p.flush();
+            }
+            match r.state {
+                RelayState::Pending => {}
+                RelayState::Done => {
+                    let _ = relay::remove(&self.store, &rid, dest);
+                    return Ok(());
+                }
+                RelayState::Failed => {
+                    let _ = relay::remove(&self.store, &rid, dest);
+                    return Err(format!("relay into edge {dest}: {}", r.status));
+                }
+            }
+        }
+    }
+
+    /// Asks `edge` (the recording's edge, or one holding a copy) to upload the recording into
+    /// `to` and waits until the catalog has it there.
     async fn upload_from_edge(
         &self,
         p: &mut Progress,
         tag: &str,
         e: &RecordingEntry,
+        edge: &str,
         to: &str,
     ) -> Result<(), String> {
         let rid = e.recording_id.clone();
@@ -699,7 +799,7 @@ impl Jobs {
         self.store
             .update_recording(&rid, |r| r.upload_target = Some(to.to_owned()))
             .map_err(|e| e.to_string())?;
-        let topic = Topic::edge(&e.tenant, &e.edge_id, Channel::Jobs).map_err(|e| e.to_string())?;
+        let topic = Topic::edge(&e.tenant, edge, Channel::Jobs).map_err(|e| e.to_string())?;
         let job = Job::new(
             tag.to_owned(),
             JobAction::Upload {
@@ -715,7 +815,7 @@ impl Jobs {
         let result = loop {
             if sent.is_none_or(|s| s.elapsed() >= EDGE_RESEND) {
                 self.outbox.send(&topic, &job);
-                tracing::info!(edge = %e.edge_id, recording_id = %rid, %to, job = tag, "upload requested from the edge");
+                tracing::info!(edge = %edge, recording_id = %rid, %to, job = tag, "upload requested from the edge");
                 sent = Some(tokio::time::Instant::now());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -732,7 +832,7 @@ impl Jobs {
             }
             match self.take_reply(tag) {
                 Some(ReplyBody::Failed { reason }) => {
-                    break Err(format!("edge {}: {reason}", e.edge_id));
+                    break Err(format!("edge {}: {reason}", edge));
                 }
                 Some(ReplyBody::Done) => answered = true,
                 _ => {}
@@ -745,13 +845,13 @@ impl Jobs {
                 break Err(format!(
                     "edge {} accepted the upload but stored nothing in {to} for {EDGE_STALL:?} \
                      (its copy may already be uploaded elsewhere or evicted)",
-                    e.edge_id
+                    edge
                 ));
             }
             if start.elapsed() >= EDGE_UPLOAD_TIMEOUT {
                 break Err(format!(
                     "edge {} did not upload within {EDGE_UPLOAD_TIMEOUT:?}",
-                    e.edge_id
+                    edge
                 ));
             }
         };
@@ -844,6 +944,9 @@ pub fn announce_stored(
     recording_id: &str,
     target: &str,
 ) {
+    if target == crate::relay::STAGING {
+        return; // a transient copy, not announced
+    }
     if let Ok(topic) = Topic::events(tenant) {
         let body = EventBody::RecordingStored {
             recording_id: recording_id.to_owned(),

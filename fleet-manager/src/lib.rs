@@ -14,8 +14,9 @@
 //! [`config_api`] (versions, history, routes, CLI). Monitoring: [`alerts`] (pure rules) and
 //! [`alerting`] (persistence, events topic, webhook, routes).
 //! Security: [`ca`] (the fleet CA on disk), [`https`] (the HTTPS listener, plain-listener
-//! policy), [`tokens`] (claim tokens: expiry, uses, revocation), [`revoke`] (edge revocation);
-//! [`install`] serves `/install.sh` and the edge binary.
+//! policy), [`http_client`] (outgoing HTTPS of the CLI and the webhook: rustls, trusted roots), [`tokens`] (claim tokens: expiry, uses, revocation), [`revoke`] (edge revocation);
+//! [`install`] serves `/install.sh` and the edge binary. [`relay`] stores recordings into an
+//! edge's local storage (downloads manager -> edge).
 
 pub mod alerting;
 pub mod alerts;
@@ -29,6 +30,7 @@ pub mod config_layers;
 pub mod enroll;
 pub mod fleet;
 pub mod http;
+pub mod http_client;
 pub mod https;
 pub mod inbound;
 pub mod install;
@@ -37,6 +39,7 @@ pub mod jobs_api;
 pub mod metrics;
 pub mod mover;
 pub mod mqtt;
+pub mod relay;
 pub mod revoke;
 pub mod search;
 pub mod serve;

@@ -13,6 +13,7 @@
 //! tapfleet-manager job {upload|copy|move|delete|fetch|list|show} ... [--manager URL] [--no-wait]
 //! tapfleet-manager hold {set|clear} RECORDING_ID [--manager URL]
 //! tapfleet-manager config {get|set|validate} ... [--manager URL]
+//! (every API command: [--manager http(s)://HOST:PORT] [--ca-file PEM] [--api-token T])
 //! ```
 
 use std::net::SocketAddr;

@@ -82,7 +82,7 @@ pub enum EdgeCmd {
 
 /// Runs an edge command through the API.
 pub fn run(remote: &crate::cli::Remote, cmd: EdgeCmd) -> anyhow::Result<()> {
-    let api = crate::tokens::cli::Api::new(remote);
+    let api = crate::tokens::cli::Api::new(remote)?;
     match cmd {
         EdgeCmd::Revoke { id } => {
             let r: Revoked = api.call("POST", &format!("/api/v1/edges/{id}/revoke"), None)?;

@@ -264,6 +264,7 @@ pub async fn run(
     let (outbox, outgoing) = Outbox::new();
     let (inbound_tx, inbound_rx) = mpsc::channel(256);
     let (mover_tx, mover_rx) = mpsc::channel(64);
+    let telemetry_task = crate::telemetry::spawn_persist(store.clone(), stop_rx.clone());
     let (_client, mqtt_tasks) = crate::mqtt::spawn(&settings, inbound_tx, outgoing, stop_rx);
     let mover = Mover::new(
         store.clone(),
@@ -273,6 +274,7 @@ pub async fn run(
     );
     let mover_task = tokio::spawn(mover.run(mover_rx));
     let jobs = crate::jobs::Jobs::new(store.clone(), targets.clone(), outbox.clone());
+    crate::relay::spawn(store.clone(), targets.clone(), outbox.clone(), &jobs.relay);
     let sipflow = crate::sipflow::router(store.clone(), targets.clone());
     let configs = crate::config_api::ConfigService::new(
         store.clone(),
@@ -298,11 +300,17 @@ pub async fn run(
         .check()
         .map_err(anyhow::Error::msg)
         .context("the manager config")?;
+    let webhook_roots = match &cfg.alerts.webhook {
+        Some(w) => crate::http_client::roots_for(&w.url, w.ca_file.as_deref())
+            .context("alerts.webhook.ca_file")?,
+        None => Vec::new(),
+    };
     let alerter = crate::alerting::Alerter::start(
         cfg.alerts.clone(),
         store.clone(),
         fleet.outbox.clone(),
         metrics.clone(),
+        webhook_roots,
     )?;
     fleet.alerts = Some(alerter.clone());
     let _alert_clock = crate::alerting::spawn_clock(alerter.clone());
@@ -411,6 +419,11 @@ pub async fn run(
     // The poller is gone: the dispatcher's inbound channel closes, then the mover's.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), fleet_task).await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), mover_task).await;
+    // The last minutes of telemetry history, after the dispatcher stopped recording.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), telemetry_task).await;
+    if let Err(e) = crate::telemetry::persist(&store, crate::fleet::now_ms()) {
+        tracing::warn!(error = %e, "telemetry history not persisted at shutdown");
+    }
     Ok(())
 }
 

@@ -9,9 +9,12 @@
 //!
 //! Bounds: at most [`MAX_PCAP_BYTES`] are read, at most [`MAX_MESSAGES`] messages returned
 //! (`truncated` then says so); only SIP is parsed (every other payload is skipped by a cheap
-//! start-line check); SIP over TCP is read segment by segment (messages split across segments
-//! are counted in `skipped`, not reassembled).
+//! start-line check). SIP over TCP goes through the edge's stream reassembler
+//! (`sip::stream::SipStreams`: per-direction byte streams in sequence order, retransmissions
+//! dropped, messages cut by Content-Length), so a message split across segments is listed once,
+//! at the time of the segment that completed it, and several messages in one segment each.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -22,7 +25,8 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tapfleet_edge::capture::{CaptureError, PcapReader};
 use tapfleet_edge::packet::reassembly::{Reassembler, ReassemblyLimits};
-use tapfleet_edge::packet::{self, Datagram, Decoded, Transport};
+use tapfleet_edge::packet::{self, Datagram, Decoded, TcpMeta, Transport};
+use tapfleet_edge::sip::stream::{Pushed, SipStreams, StreamLimits};
 use tapfleet_edge::sip::{self, SipMessage, StartLine};
 
 use crate::auth::error;
@@ -89,7 +93,15 @@ fn clip(s: &str) -> String {
     format!("{}…", s.get(..end).unwrap_or_default())
 }
 
-fn message(at_ns: i64, d: &Datagram<'_>, m: &SipMessage<'_>) -> FlowMessage {
+/// Where a message went: source, destination, transport.
+#[derive(Debug, Clone, Copy)]
+struct Hop {
+    src: SocketAddr,
+    dst: SocketAddr,
+    transport: Transport,
+}
+
+fn message(at_ns: i64, p: Hop, m: &SipMessage<'_>) -> FlowMessage {
     let sdp = m.has_sdp();
     let (method, status, label, mut summary) = match m.start {
         StartLine::Request { method, .. } => {
@@ -114,9 +126,9 @@ fn message(at_ns: i64, d: &Datagram<'_>, m: &SipMessage<'_>) -> FlowMessage {
     FlowMessage {
         at_ns,
         time: tapfleet_schemas::UtcDateTime::from_unix_ns(at_ns).rfc3339(),
-        src: d.src.to_string(),
-        dst: d.dst.to_string(),
-        transport: match d.transport {
+        src: p.src.to_string(),
+        dst: p.dst.to_string(),
+        transport: match p.transport {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
         },
@@ -131,35 +143,83 @@ fn message(at_ns: i64, d: &Datagram<'_>, m: &SipMessage<'_>) -> FlowMessage {
 }
 
 impl SipFlow {
-    /// Adds the SIP messages of one UDP datagram or TCP segment; false once full.
-    fn add(&mut self, at_ns: i64, d: &Datagram<'_>, max: usize) -> bool {
-        let mut rest = d.payload;
-        // A TCP segment may carry several messages back to back; a datagram one.
-        while sip::looks_like_sip(rest) {
-            let Ok(m) = sip::parse(rest) else {
+    /// Adds one parsed message; false once full.
+    fn push(&mut self, at_ns: i64, p: Hop, m: &SipMessage<'_>, max: usize) -> bool {
+        if self.messages.len() >= max {
+            self.truncated = true;
+            return false;
+        }
+        let fm = message(at_ns, p, m);
+        for e in [&fm.src, &fm.dst] {
+            if !self.endpoints.contains(e) {
+                self.endpoints.push(e.clone());
+            }
+        }
+        self.messages.push(fm);
+        true
+    }
+
+    /// Adds the SIP message of one UDP datagram; false once full.
+    fn add_datagram(&mut self, at_ns: i64, d: &Datagram<'_>, max: usize) -> bool {
+        if !sip::looks_like_sip(d.payload) {
+            return true;
+        }
+        let p = Hop {
+            src: d.src,
+            dst: d.dst,
+            transport: d.transport,
+        };
+        match sip::parse(d.payload) {
+            Ok(m) => self.push(at_ns, p, &m, max),
+            Err(_) => {
                 self.skipped += 1;
-                break;
-            };
-            if self.messages.len() >= max {
-                self.truncated = true;
-                return false;
+                true
             }
-            let fm = message(at_ns, d, &m);
-            for e in [&fm.src, &fm.dst] {
-                if !self.endpoints.contains(e) {
-                    self.endpoints.push(e.clone());
+        }
+    }
+
+    /// Adds the messages a TCP segment completed; false once full.
+    fn add_segment(
+        &mut self,
+        streams: &mut SipStreams<()>,
+        at_ns: i64,
+        d: &Datagram<'_>,
+        tcp: TcpMeta,
+        max: usize,
+    ) -> bool {
+        let Pushed::Sip(done) = streams.push(at_ns, d.src, d.dst, tcp, d.payload, ()) else {
+            return true;
+        };
+        let p = Hop {
+            src: d.src,
+            dst: d.dst,
+            transport: Transport::Tcp,
+        };
+        for m in done {
+            match sip::parse(&m.bytes) {
+                Ok(parsed) => {
+                    if !self.push(at_ns, p, &parsed, max) {
+                        return false;
+                    }
                 }
-            }
-            self.messages.push(fm);
-            if d.transport == Transport::Udp || m.len == 0 {
-                break;
-            }
-            rest = rest.get(m.len..).unwrap_or_default();
-            while let [b'\r' | b'\n', tail @ ..] = rest {
-                rest = tail;
+                Err(_) => self.skipped += 1,
             }
         }
         true
+    }
+
+    fn add(
+        &mut self,
+        streams: &mut SipStreams<()>,
+        at_ns: i64,
+        d: &Datagram<'_>,
+        tcp: Option<TcpMeta>,
+        max: usize,
+    ) -> bool {
+        match (d.transport, tcp) {
+            (Transport::Tcp, Some(tcp)) => self.add_segment(streams, at_ns, d, tcp, max),
+            _ => self.add_datagram(at_ns, d, max),
+        }
     }
 }
 
@@ -173,6 +233,11 @@ pub fn parse_flow(capture: &[u8], max_messages: usize) -> Result<SipFlow, Captur
         max_datagrams: 64,
         timeout_ns: 30_000_000_000,
     });
+    // One call's capture: a few flows; the byte bound is the edge's.
+    let mut streams: SipStreams<()> = SipStreams::new(StreamLimits {
+        max_flows: 256,
+        ..StreamLimits::default()
+    });
     loop {
         let p = match reader.next_raw() {
             Ok(Some(p)) => p,
@@ -184,10 +249,10 @@ pub fn parse_flow(capture: &[u8], max_messages: usize) -> Result<SipFlow, Captur
         };
         flow.packets += 1;
         let more = match packet::decode_any(p.linktype, p.data) {
-            Ok(Decoded::Datagram(d, _)) => flow.add(p.ts_ns, &d, max_messages),
+            Ok(Decoded::Datagram(d, tcp)) => flow.add(&mut streams, p.ts_ns, &d, tcp, max_messages),
             Ok(Decoded::Fragment(f)) => match frags.push(p.ts_ns, &f, (), 0) {
                 Some(r) => match packet::decode_transport(r.src, r.dst, r.protocol, &r.payload) {
-                    Ok((d, _)) => flow.add(p.ts_ns, &d, max_messages),
+                    Ok((d, tcp)) => flow.add(&mut streams, p.ts_ns, &d, tcp, max_messages),
                     Err(_) => true,
                 },
                 None => true,
@@ -331,6 +396,71 @@ mod tests {
         assert_eq!(f.messages[0].label, "INVITE");
         assert_eq!(f.messages[3].label, "BYE");
         assert!(f.messages.iter().all(|m| m.transport == "tcp"));
+    }
+
+    /// What tshark lists as SIP in a capture (port 6060 decoded as SIP too): the method of each
+    /// request, the status code of each response, in frame order (several per frame in order).
+    fn tshark_sip(name: &str) -> Vec<String> {
+        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/captures/");
+        let out = std::process::Command::new("tshark")
+            .args(["-n", "-d", "tcp.port==6060,sip", "-r"])
+            .arg(format!("{p}{name}"))
+            .args(["-Y", "sip", "-T", "fields", "-e", "_ws.col.Info"])
+            .output()
+            .expect("tshark runs (deploy/install-deps.sh installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .flat_map(|l| l.split(" | "))
+            .filter_map(|part| {
+                let part = part.trim();
+                let word = |s: &str| s.split_whitespace().next().map(str::to_owned);
+                part.strip_prefix("Request: ")
+                    .and_then(word)
+                    .or_else(|| part.strip_prefix("Status: ").and_then(word))
+            })
+            .collect()
+    }
+
+    fn methods_and_statuses(f: &SipFlow) -> Vec<String> {
+        f.messages
+            .iter()
+            .map(|m| match (&m.method, m.status) {
+                (Some(method), _) => method.clone(),
+                (None, Some(s)) => s.to_string(),
+                (None, None) => "?".to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sip_over_tcp_is_reassembled_as_tshark_does() {
+        // 406 messages over TCP, 234 of them split across segments.
+        let name = "heplify/example/pcap/sip_ipv4_tcp_fragmented.pcap";
+        let f = parse_flow(&capture(name), MAX_MESSAGES).expect("pcap");
+        let want = tshark_sip(name);
+        assert_eq!(want.len(), 406);
+        assert_eq!(methods_and_statuses(&f), want);
+        assert_eq!(f.skipped, 0);
+        assert!(f.messages.iter().all(|m| m.transport == "tcp"));
+        assert!(f.messages.windows(2).all(|w| w[0].at_ns <= w[1].at_ns));
+        // Every message's Call-ID and CSeq came through whole.
+        assert!(f.messages.iter().all(|m| !m.call_id.is_empty()));
+        // Other captures with SIP over TCP (and UDP, tunnels, IPv6): the same lists as tshark.
+        for name in [
+            "heplify/example/pcap/sip_ipv4_tcp.pcap",
+            "sip-capture/extract/testdata/sip-tcp.pcap",
+            "sipp/sipp_calls_tcp.pcap",
+            "arkime/tests/pcap/gtp-iphone.pcap",
+            "sngrep/tests/ipip.pcap",
+        ] {
+            let f = parse_flow(&capture(name), MAX_MESSAGES).expect("pcap");
+            assert_eq!(methods_and_statuses(&f), tshark_sip(name), "{name}");
+        }
     }
 
     #[test]

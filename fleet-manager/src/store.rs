@@ -16,6 +16,8 @@
 //!   ([`crate::config_api`]); `alerts`: raised and cleared alerts ([`crate::alerting`])
 //! - `rec_idx_*`: the search indexes of the recordings ([`crate::search`]), written in the same
 //!   transaction as the entry; `users`, `sessions`, `api_tokens`, `audit`: [`crate::auth`]
+//! - `telemetry`: (edge id, minute) -> the edge's telemetry sample of that minute, the last 24 h
+//!   ([`crate::telemetry`]; written once a minute, not per sample)
 //!
 //! Every call is one transaction. redb commits are durable (fsync) before a call returns, so an
 //! ack is only published after what it acknowledges is on disk.
@@ -137,7 +139,8 @@ pub enum Upsert {
 /// The manager's database.
 pub struct Store {
     db: Database,
-    /// The edges' recent telemetry (in memory only; see [`crate::telemetry`]).
+    /// The edges' recent telemetry, loaded from the `telemetry` table at open (see
+    /// [`crate::telemetry`]).
     pub telemetry: crate::telemetry::TelemetryLog,
 }
 
@@ -164,6 +167,10 @@ impl Store {
             db: database,
             telemetry: Default::default(),
         };
+        let samples = crate::telemetry::load(&store, crate::fleet::now_ms())?;
+        if samples > 0 {
+            tracing::info!(samples, "telemetry history loaded");
+        }
         if index_empty && !store.all_str(RECORDINGS)?.is_empty() {
             let n = store.rebuild_search_index()?;
             tracing::info!(recordings = n, "search index rebuilt");

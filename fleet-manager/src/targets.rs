@@ -542,6 +542,12 @@ impl Targets {
             tracing::info!(target_name = %name, kind = op.info().scheme(), root = %op.info().root(), "storage target");
             ops.insert(name.clone(), op);
         }
+        // The relay's internal staging (`_relay`: no configured name can start with '_').
+        let staging = TargetConfig::Fs {
+            root: data_dir.join("relay"),
+        };
+        let op = build_operator(crate::relay::STAGING, &staging, &cfg.storage)?;
+        ops.insert(crate::relay::STAGING.to_owned(), op);
         Ok(Targets { ops })
     }
 
@@ -550,8 +556,12 @@ impl Targets {
         self.ops.get(name)
     }
 
+    /// The configured targets' names (not the relay's internal staging).
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.ops.keys().map(String::as_str)
+        self.ops
+            .keys()
+            .map(String::as_str)
+            .filter(|n| *n != crate::relay::STAGING)
     }
 }
 

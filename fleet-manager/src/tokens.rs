@@ -278,16 +278,12 @@ pub mod cli {
     }
 
     impl Api {
-        pub(crate) fn new(r: &Remote) -> Api {
-            let config = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(std::time::Duration::from_secs(30)))
-                .build();
-            Api {
-                agent: ureq::Agent::new_with_config(config),
+        pub(crate) fn new(r: &Remote) -> anyhow::Result<Api> {
+            Ok(Api {
+                agent: r.agent(std::time::Duration::from_secs(30))?,
                 base: r.manager.trim_end_matches('/').to_owned(),
                 token: r.api_token.clone(),
-            }
+            })
         }
 
         pub(crate) fn call<T: serde::de::DeserializeOwned>(
@@ -352,7 +348,7 @@ pub mod cli {
 
     /// Runs a token command.
     pub fn run(remote: &Remote, cmd: TokenApiCmd) -> anyhow::Result<()> {
-        let api = Api::new(remote);
+        let api = Api::new(remote)?;
         match cmd {
             TokenApiCmd::Create {
                 tenant,

@@ -1,5 +1,5 @@
 //! Fuzz target: the edge service's inbound step (`tapfleet_edge::inbound::decode`): the first
-//! byte picks the channel (config, acks, jobs, or one the edge does not take), the rest is the
+//! byte picks the channel (config, acks, jobs, download, or one the edge does not take), the rest is the
 //! payload. It must never panic or allocate without bound; a config that decodes must also have
 //! passed validation, and an error must name its cause.
 #![no_main]
@@ -21,6 +21,10 @@ fuzz_target!(|data: &[u8]| {
         Ok(Inbound::ConfigCleared) => assert!(channel == Channel::Config && payload.is_empty()),
         Ok(Inbound::Ack(_)) => assert_eq!(channel, Channel::Acks),
         Ok(Inbound::Job(_)) => assert_eq!(channel, Channel::Jobs),
+        Ok(Inbound::Chunk(c)) => {
+            assert_eq!(channel, Channel::Download);
+            assert!(c.data.len() <= tapfleet_schemas::MAX_CHUNK_DATA + 1024);
+        }
         Err(e) => assert!(!e.to_string().is_empty()),
     }
 });

@@ -1,5 +1,6 @@
 //! Fuzz target: arbitrary bytes as an RTP packet (header, CSRCs, extension, padding), an RTCP
-//! check, a telephone-event payload and G.711 audio; then the bytes read as a series of
+//! check and a compound RTCP packet (SR/RR/XR walked into a summary), a telephone-event payload
+//! and G.711 audio; then the bytes read as a series of
 //! (sequence, timestamp, arrival, size) updates to RFC 3550 stream statistics, whose results
 //! must stay finite and consistent.
 #![no_main]
@@ -18,6 +19,14 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = rtp::is_rtcp(data);
+    let mut summary = rtp::rtcp::RtcpSummary::default();
+    if let Some(n) = rtp::rtcp::walk(data, |item| summary.apply(0x2222_2222, &item)) {
+        assert!(
+            n * 4 <= data.len(),
+            "{n} RTCP packets in {} bytes",
+            data.len()
+        );
+    }
 
     let Some((&rate, rest)) = data.split_first() else {
         return;

@@ -36,6 +36,17 @@ pub enum JobAction {
     },
     /// Delete a recording from the edge's cache (only honoured once it is stored elsewhere).
     Delete { recording_id: String },
+    /// "I want to send you this file" (manager -> edge, into the edge's local storage for
+    /// recordings it holds for others): the mirror of an edge's [`ReplyBody::Offer`]. The edge
+    /// answers [`ReplyBody::DownloadAccept`]; the chunks of `transfer_id` then come on the
+    /// edge's `download` topic. Addition within v1 (an older edge refuses the job as malformed).
+    Download {
+        transfer_id: u64,
+        recording_id: String,
+        file: String,
+        size: u64,
+        sha256: Sha256,
+    },
 }
 
 /// edge -> manager on the `replies` topic.
@@ -71,6 +82,26 @@ pub enum ReplyBody {
     },
     /// "I want to send you this file": answered by an accept ack.
     Offer(TransferOffer),
+    /// Download (manager -> edge): send chunks of `transfer_id` from `offset` (the bytes the
+    /// edge already holds of an interrupted download of the same file).
+    DownloadAccept { transfer_id: u64, offset: u64 },
+    /// Download: every byte before `next_offset` was received.
+    DownloadChunk { transfer_id: u64, next_offset: u64 },
+    /// Download: the file is in the edge's local storage (synced, renamed into place, in its
+    /// index) and its SHA-256 matched.
+    DownloadStored {
+        transfer_id: u64,
+        recording_id: String,
+        file: String,
+        sha256: Sha256,
+    },
+    /// Download: refused or failed (the manager offers the file again later).
+    DownloadFailed {
+        transfer_id: u64,
+        recording_id: String,
+        file: String,
+        reason: String,
+    },
 }
 
 /// A file the edge offers to upload.

@@ -163,6 +163,41 @@ pub struct StreamInfo {
     /// other media.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_decoded: Option<String>,
+    /// The stream is SRTP (its SDP said `RTP/SAVP(F)`, or its payload sizes carry an
+    /// authentication tag): kept in `call.pcap`, its media not decodable. Added within v1
+    /// (absent: false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub srtp: bool,
+    /// What RTCP said about the stream. Added within v1 (absent: no RTCP about it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtcp: Option<RtcpInfo>,
+}
+
+/// RTCP about one stream: sender reports (RFC 3550 SR) its sender sent, report blocks (SR/RR)
+/// its receiver sent about it, and the receiver's RFC 3611 XR VoIP metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct RtcpInfo {
+    /// Sender reports from the stream's SSRC.
+    pub sender_reports: u32,
+    /// Packet and octet counts of the last sender report.
+    pub sender_packets: u32,
+    pub sender_octets: u32,
+    /// Report blocks about the stream.
+    pub receiver_reports: u32,
+    /// The last report block's fraction lost (0..1), cumulative loss and jitter (ms).
+    pub fraction_lost: f64,
+    pub cumulative_lost: i64,
+    pub jitter_ms: f64,
+    /// Largest jitter any report block gave (ms).
+    pub max_jitter_ms: f64,
+    /// XR VoIP metrics (last block): R factor and MOS-LQ/CQ, when the reporter gave them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xr_r_factor: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xr_mos_lq: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xr_mos_cq: Option<f64>,
 }
 
 /// An RFC 4733 telephone event.

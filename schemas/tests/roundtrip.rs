@@ -212,6 +212,8 @@ fn stream() -> impl Strategy<Value = StreamInfo> {
                 last_ns,
                 decoded,
                 not_decoded,
+                srtp: false,
+                rtcp: None,
             },
         )
 }

@@ -20,10 +20,15 @@ struct Manager {
     http: String,
     mqtt_port: u16,
     data: PathBuf,
-    _proc: Proc,
+    proc: Proc,
 }
 
 fn start_manager(root: &Path, config: &str) -> Manager {
+    start_manager_named(root, config, "manager")
+}
+
+/// Starts a manager on `root/manager` (a second start reuses its data), logging to `name`.log.
+fn start_manager_named(root: &Path, config: &str, name: &str) -> Manager {
     let http_port = free_port();
     let mqtt_port = free_port();
     let cfg = root.join("manager.toml");
@@ -38,7 +43,7 @@ fn start_manager(root: &Path, config: &str) -> Manager {
         .arg(&cfg)
         .env("TAPFLEET_API_TOKEN", API_TOKEN)
         .env("RUST_LOG", "info");
-    let proc = Proc::start("manager", cmd, root);
+    let proc = Proc::start(name, cmd, root);
     let http = format!("http://127.0.0.1:{http_port}");
     wait_for("manager /healthz", Duration::from_secs(30), || {
         ureq::get(&format!("{http}/healthz")).call().ok()
@@ -47,7 +52,7 @@ fn start_manager(root: &Path, config: &str) -> Manager {
         http,
         mqtt_port,
         data,
-        _proc: proc,
+        proc,
     }
 }
 
@@ -320,6 +325,26 @@ fn config_layers_reach_the_edge_live_and_capture_restarts_only_for_capture_setti
 
     // With the cloud unreachable, the edge starts on its last good config.
     assert!(edge.terminate(Duration::from_secs(20)), "edge stops");
+
+    // A manager restart keeps the telemetry history: every sample comes back from its store
+    // (SIGTERM writes the minutes since the last periodic write). The edge is stopped, so
+    // nothing changes it in between.
+    let history = |m: &Manager| -> Vec<Value> {
+        get_json(&format!(
+            "{}/api/v1/edges/{id}/telemetry?since={since}",
+            m.http
+        ))
+        .and_then(|v| v["samples"].as_array().cloned())
+        .unwrap_or_default()
+    };
+    let before = history(&m);
+    assert!(!before.is_empty());
+    let mut m = m;
+    assert!(m.proc.terminate(Duration::from_secs(20)), "manager stops");
+    let m = start_manager_named(root, "", "manager-2");
+    let after = history(&m);
+    assert_eq!(after, before, "telemetry history after a restart");
+    eprintln!("telemetry history after a restart: {} samples", after.len());
     let dead_port = free_port();
     let (_edge2, metrics2) = start_edge(root, &m, dead_port, "edge-offline");
     wait_for("offline edge on config v4", Duration::from_secs(15), || {

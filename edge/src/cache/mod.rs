@@ -4,6 +4,7 @@
 //! ```text
 //! index.redb                     recording id -> CBOR `Entry` (state, manifest, stored files)
 //! recordings/<recording-id>/     call.pcap, audio.wav, manifest.json (written by the recorder)
+//! held/<recording-id>/           recordings held for other edges (see [`held`])
 //! ```
 //! Life of a recording: `Recording` (the recorder is writing) -> `Finalized` (files synced and
 //! hashed, manifest.json written; the manifest is in the outbox) -> `Announced` (the manager
@@ -17,6 +18,7 @@
 //!   confirmed it), and the index commits `Evicted` after the files are gone.
 //! - The outbox is the set of `Finalized` entries: manifests are re-sent until acknowledged.
 
+pub mod held;
 pub mod policy;
 
 use std::collections::BTreeSet;
@@ -98,6 +100,7 @@ index_err!(
 /// The cache: index + recording folders.
 pub struct Cache {
     db: Database,
+    root: PathBuf,
     recordings_dir: PathBuf,
 }
 
@@ -113,7 +116,11 @@ impl Cache {
         let txn = db.begin_write()?;
         txn.open_table(RECORDINGS)?;
         txn.commit()?;
-        Ok(Cache { db, recordings_dir })
+        Ok(Cache {
+            db,
+            root: root.to_path_buf(),
+            recordings_dir,
+        })
     }
 
     /// The folder recordings are written into (one sub-folder per recording id).

@@ -213,6 +213,14 @@ impl Dialog {
     }
 }
 
+/// Whether an SDP `m=` transport is secure RTP (RFC 3711 / 5124 / 5764: `.../SAVP`, `.../SAVPF`).
+pub fn is_srtp_proto(proto: &str) -> bool {
+    let p = proto.as_bytes();
+    [&b"/SAVP"[..], b"/SAVPF"]
+        .iter()
+        .any(|t| p.len() >= t.len() && p[p.len() - t.len()..].eq_ignore_ascii_case(t))
+}
+
 /// How long a call challenged with 401/407 waits for the INVITE with credentials (64*T1).
 pub const AUTH_GRACE_NS: i64 = 32_000_000_000;
 
@@ -226,6 +234,9 @@ pub struct MediaRoute {
     pub media_index: usize,
     /// The SDP that announced this address last negotiated T.38 (`udptl`), not RTP.
     pub udptl: bool,
+    /// The SDP that announced this address negotiated SRTP (`RTP/SAVP`, `RTP/SAVPF`,
+    /// `UDP/TLS/RTP/SAVP(F)`): the payloads are encrypted.
+    pub srtp: bool,
 }
 
 /// What the tracker made of a SIP message.
@@ -385,6 +396,11 @@ impl CallTracker {
                             }
                         }
                         200..=299 => {
+                            // A forked INVITE: the branch that answers is the callee, whatever
+                            // tag an earlier provisional response of another branch had.
+                            if let Some(t) = msg.to.tag {
+                                d.callee.tag = Some(t.to_string());
+                            }
                             d.answer_ns = Some(now_ns);
                             d.state = CallState::Answered;
                             d.sip_status = Some(status);
@@ -440,6 +456,7 @@ impl CallTracker {
                         rtcp,
                         media_index: i,
                         udptl: m.proto.eq_ignore_ascii_case("udptl"),
+                        srtp: is_srtp_proto(&m.proto),
                     },
                 ) && old.key != key
                     && let Some(od) = self.dialogs.get_mut(&old.key)
@@ -633,6 +650,128 @@ mod tests {
         assert_eq!(ended[0].key, k1);
         assert_eq!(ended[0].end_reason, Some(CallEnd::Bye));
         assert_eq!(t.active(), 1);
+    }
+
+    /// A SIP message from parts: the start line, From/To with tags, CSeq and an optional SDP
+    /// whose audio line is `c=IN IP4 {ip}` `m=audio {port} {proto} 0` and a direction attribute.
+    fn build(
+        start: &str,
+        from: &str,
+        to: &str,
+        cseq: &str,
+        sdp: Option<(&str, u16, &str, &str)>,
+    ) -> Vec<u8> {
+        let body = sdp
+            .map(|(ip, port, proto, dir)| {
+                format!("v=0\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} {proto} 0\r\na={dir}\r\n")
+            })
+            .unwrap_or_default();
+        let ct = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        format!(
+            "{start}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: f1\r\nCSeq: {cseq}\r\n{ct}\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn forked_early_media_reinvite_hold_and_srtp() {
+        let a = "<sip:alice@a>;tag=A";
+        let mut t = CallTracker::new(TrackerOptions::default());
+        let inv = build(
+            "INVITE sip:bob@b SIP/2.0",
+            a,
+            "<sip:bob@b>",
+            "1 INVITE",
+            Some(("10.0.0.1", 4000, "RTP/AVP", "sendrecv")),
+        );
+        let SipVerdict::NewCall(k) = t.on_sip(0, &msg(&inv)) else {
+            panic!("INVITE starts a call")
+        };
+        // Two branches ring; the first sends early media (183 with SDP).
+        let early = build(
+            "SIP/2.0 183 Session Progress",
+            a,
+            "<sip:bob@b>;tag=F1",
+            "1 INVITE",
+            Some(("10.0.0.7", 7000, "RTP/AVP", "sendrecv")),
+        );
+        let ring2 = build(
+            "SIP/2.0 180 Ringing",
+            a,
+            "<sip:bob@b>;tag=F2",
+            "1 INVITE",
+            None,
+        );
+        t.on_sip(10, &msg(&early));
+        t.on_sip(20, &msg(&ring2));
+        let caller: SocketAddr = "10.0.0.1:4000".parse().expect("addr");
+        let fork1: SocketAddr = "10.0.0.7:7000".parse().expect("addr");
+        assert_eq!(
+            t.route_media(fork1, caller).map(|r| (r.key, r.direction)),
+            Some((k, MediaDirection::CalleeToCaller)),
+            "early media is the callee's"
+        );
+        assert_eq!(
+            t.dialog(k).and_then(|d| d.callee.tag.clone()).as_deref(),
+            Some("F1")
+        );
+        // The second branch answers: it is the callee from now on.
+        let ok = build(
+            "SIP/2.0 200 OK",
+            a,
+            "<sip:bob@b>;tag=F2",
+            "1 INVITE",
+            Some(("10.0.0.2", 6000, "RTP/AVP", "sendrecv")),
+        );
+        t.on_sip(30, &msg(&ok));
+        let d = t.dialog(k).expect("active");
+        assert_eq!(d.callee.tag.as_deref(), Some("F2"));
+        assert_eq!((d.state, d.sip_status), (CallState::Answered, Some(200)));
+        // The callee holds the call and moves its media (re-INVITE from the callee: roles stay).
+        let hold = build(
+            "INVITE sip:alice@a SIP/2.0",
+            "<sip:bob@b>;tag=F2",
+            a,
+            "1 INVITE",
+            Some(("10.0.0.9", 9000, "RTP/AVP", "sendonly")),
+        );
+        assert_eq!(t.on_sip(40, &msg(&hold)), SipVerdict::Call(k));
+        let moved: SocketAddr = "10.0.0.9:9000".parse().expect("addr");
+        assert_eq!(
+            t.route_media(caller, moved).map(|r| (r.key, r.direction)),
+            Some((k, MediaDirection::CallerToCallee)),
+            "media to the callee's new address is the caller's"
+        );
+        let d = t.dialog(k).expect("active");
+        let held = d
+            .callee_sdp
+            .as_ref()
+            .and_then(|s| s.media.first())
+            .map(|m| m.direction);
+        assert_eq!(held, Some(sip::sdp::Direction::SendOnly));
+        assert_eq!(d.end_reason, None, "a re-INVITE does not end the call");
+        // The caller resumes with SRTP (UPDATE with SDP): its new address is encrypted media.
+        let update = build(
+            "UPDATE sip:bob@b SIP/2.0",
+            a,
+            "<sip:bob@b>;tag=F2",
+            "2 UPDATE",
+            Some(("10.0.0.1", 4100, "RTP/SAVP", "sendrecv")),
+        );
+        t.on_sip(50, &msg(&update));
+        let srtp: SocketAddr = "10.0.0.1:4100".parse().expect("addr");
+        assert!(
+            t.route_media(moved, srtp)
+                .is_some_and(|r| r.srtp && r.key == k)
+        );
+        assert!(t.route_media(caller, moved).is_some_and(|r| !r.srtp));
+        assert!(is_srtp_proto("UDP/TLS/RTP/SAVPF") && !is_srtp_proto("RTP/AVP"));
     }
 
     #[test]

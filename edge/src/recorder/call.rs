@@ -1,5 +1,6 @@
 //! One call being recorded: its folder, `call.pcap` and `audio.wav` writers, its RTP streams
-//! (statistics, audio decoding into the WAV, RFC 4733 digits), and at the end the manifest.
+//! (statistics, audio decoding into the WAV, RFC 4733 digits, RTCP reports about each SSRC), and
+//! at the end the manifest.
 //!
 //! Audio: G.711, G.722, G.729A/B and Opus are decoded into `audio.wav`, placed by RTP timestamp.
 //! The WAV's rate is fixed when its first decodable packet arrives: 16 kHz when that packet's
@@ -26,7 +27,9 @@ use super::wav_writer::{NARROWBAND_RATE, WIDEBAND_RATE, WavWriter};
 use crate::calls::{CallEnd, Dialog, MediaDirection, MediaRoute, Party};
 use crate::capture::RawPacket;
 use crate::rtp::codec::{AudioDecoder, Codec, DecodeError};
-use crate::rtp::{self, StreamStats, g711::Law};
+pub use crate::rtp::emodel::emodel_mos;
+use crate::rtp::rtcp::{RtcpItem, RtcpSummary};
+use crate::rtp::{self, StreamStats};
 
 pub const PCAP_NAME: &str = "call.pcap";
 pub const WAV_NAME: &str = "audio.wav";
@@ -39,6 +42,9 @@ const MAX_DTMF: usize = 1024;
 enum PtKind {
     Audio(Codec),
     TelephoneEvent,
+    /// RFC 3389 comfort noise (`CN`, static payload type 13): silence in the WAV, and not the
+    /// stream's codec.
+    ComfortNoise,
     /// No rtpmap: may turn out to be Opus (see the module doc).
     Unmapped,
     Video(VideoCodec),
@@ -84,6 +90,8 @@ struct Stream {
     video_probes: u32,
     /// Why a video stream has no file.
     video_note: Option<String>,
+    /// SRTP: by its SDP or its payload sizes ([`looks_like_srtp`]); nothing of it is decoded.
+    srtp: bool,
 }
 
 #[derive(Debug)]
@@ -117,6 +125,8 @@ pub struct CallRecording {
     previous_part: Option<String>,
     /// The pcap format of the first packet, for the next part's `call.pcap`.
     format: PartFormat,
+    /// RTCP about each SSRC the call's RTCP named (at most [`MAX_STREAMS`]).
+    rtcp: Vec<(u32, RtcpSummary)>,
 }
 
 /// What a next part's `call.pcap` needs of the call's first packet: its file header (classic
@@ -166,6 +176,7 @@ impl CallRecording {
             capture_drops: 0,
             previous_part: None,
             format,
+            rtcp: Vec::new(),
         })
     }
 
@@ -275,6 +286,7 @@ impl CallRecording {
                     same_ssrc,
                     video_probes: 0,
                     video_note: None,
+                    srtp: route.srtp,
                 });
                 self.streams.len() - 1
             }
@@ -292,6 +304,8 @@ impl CallRecording {
                             PtKind::Audio(codec)
                         } else if m.encoding.eq_ignore_ascii_case("telephone-event") {
                             PtKind::TelephoneEvent
+                        } else if m.encoding.eq_ignore_ascii_case("CN") {
+                            PtKind::ComfortNoise
                         } else if let Some(v) = VideoCodec::from_encoding(&m.encoding) {
                             PtKind::Video(v)
                         } else {
@@ -301,7 +315,8 @@ impl CallRecording {
                     }
                     None => (PtKind::Unmapped, 8000),
                 };
-                if s.payload_type.is_none() && kind != PtKind::TelephoneEvent {
+                let not_codec = matches!(kind, PtKind::TelephoneEvent | PtKind::ComfortNoise);
+                if s.payload_type.is_none() && !not_codec {
                     s.payload_type = Some(pkt.payload_type);
                     s.codec = map.map(|m| m.encoding).unwrap_or_default();
                     s.clock_rate = clock;
@@ -312,6 +327,9 @@ impl CallRecording {
                 if s.payload_type.is_none() && kind == PtKind::TelephoneEvent {
                     s.event_pt = Some(pkt.payload_type);
                     s.codec = "telephone-event".into();
+                }
+                if s.payload_type.is_none() && kind == PtKind::ComfortNoise && s.codec.is_empty() {
+                    s.codec = "CN".into();
                 }
                 s.pt_cache = Some((pkt.payload_type, kind, clock));
                 (kind, clock)
@@ -341,7 +359,15 @@ impl CallRecording {
                 s.stats.set_clock_rate(OPUS_CLOCK);
             }
         }
+        s.srtp |= route.srtp;
+        if let PtKind::Audio(Codec::G711(_) | Codec::G722) = kind
+            && !s.srtp
+            && !s.decoded
+        {
+            s.srtp = looks_like_srtp(pkt.payload.len());
+        }
         match kind {
+            _ if s.srtp => {}
             PtKind::Audio(codec) if self.audio => {
                 // Extended RTP timestamp.
                 let ext = match s.ext_ts {
@@ -425,6 +451,31 @@ impl CallRecording {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Accounts an RTCP packet of the call (already written to the pcap): its SRs, report blocks
+    /// and XR VoIP metrics, by the SSRC they are about; attached to the streams in the manifest.
+    pub fn on_rtcp(&mut self, payload: &[u8]) {
+        let rtcp = &mut self.rtcp;
+        rtp::rtcp::walk(payload, |item| {
+            let ssrc = match item {
+                RtcpItem::SenderReport { ssrc, .. } => ssrc,
+                RtcpItem::Block { block, .. } => block.ssrc,
+                RtcpItem::Voip(v) => v.ssrc,
+                _ => return,
+            };
+            let i = match rtcp.iter().position(|(s, _)| *s == ssrc) {
+                Some(i) => i,
+                None if rtcp.len() < MAX_STREAMS => {
+                    rtcp.push((ssrc, RtcpSummary::default()));
+                    rtcp.len() - 1
+                }
+                None => return,
+            };
+            if let Some((_, sum)) = rtcp.get_mut(i) {
+                sum.apply(ssrc, &item);
+            }
+        });
     }
 
     /// Closes the files and writes the manifest to its temporary name (nothing synced), returning
@@ -540,7 +591,7 @@ impl CallRecording {
         m.streams = self
             .streams
             .iter()
-            .map(|st| stream_info(st, self.audio))
+            .map(|st| stream_info(st, self.audio, &self.rtcp))
             .collect();
         m.dtmf = self
             .dtmf
@@ -574,16 +625,23 @@ fn direction(d: MediaDirection) -> schemas::StreamDirection {
     }
 }
 
-fn stream_info(s: &Stream, audio: bool) -> schemas::StreamInfo {
+fn stream_info(s: &Stream, audio: bool, rtcp: &[(u32, RtcpSummary)]) -> schemas::StreamInfo {
     let st = &s.stats;
-    let mos = (s.media == "audio" && Law::from_encoding(&s.codec).is_some()).then(|| {
-        let loss = if st.expected() > 0 {
-            (st.lost().max(0) as f64) / st.expected() as f64 * 100.0
-        } else {
-            0.0
-        };
-        emodel_mos(loss, st.jitter_ms())
-    });
+    let rtcp = rtcp
+        .iter()
+        .find(|(ssrc, _)| *ssrc == s.ssrc)
+        .map(|(_, r)| rtcp_info(r, s.clock_rate));
+    // The codec's own Ie/Bpl ([`rtp::emodel`]); none for codecs it has no values for.
+    let mos = (s.media == "audio")
+        .then(|| {
+            let loss = if st.expected() > 0 {
+                (st.lost().max(0) as f64) / st.expected() as f64 * 100.0
+            } else {
+                0.0
+            };
+            emodel_mos(&s.codec, loss, st.jitter_ms())
+        })
+        .flatten();
     schemas::StreamInfo {
         ssrc: s.ssrc,
         src: s.src.to_string(),
@@ -605,11 +663,39 @@ fn stream_info(s: &Stream, audio: bool) -> schemas::StreamInfo {
         first_ns: st.first_ns,
         last_ns: st.last_ns,
         decoded: s.decoded,
-        not_decoded: if s.media == "video" {
+        srtp: s.srtp,
+        not_decoded: if s.srtp && !s.decoded {
+            Some("SRTP: media encrypted, not decodable (kept in call.pcap)".to_string())
+        } else if s.media == "video" {
             video_not_decoded(s)
         } else {
             not_decoded(s, audio)
         },
+        rtcp,
+    }
+}
+
+/// The manifest's view of a stream's RTCP summary; jitter from clock units to ms.
+fn rtcp_info(r: &RtcpSummary, clock_rate: u32) -> schemas::RtcpInfo {
+    let ms = |units: u32| f64::from(units) * 1000.0 / f64::from(clock_rate.max(1));
+    let known = |v: u8| (v != 127).then_some(v);
+    let voip = r.voip;
+    schemas::RtcpInfo {
+        sender_reports: r.sender_reports,
+        sender_packets: r.sender_packets,
+        sender_octets: r.sender_octets,
+        receiver_reports: r.reports,
+        fraction_lost: f64::from(r.fraction_lost) / 256.0,
+        cumulative_lost: i64::from(r.cumulative_lost),
+        jitter_ms: ms(r.jitter),
+        max_jitter_ms: ms(r.max_jitter),
+        xr_r_factor: voip.and_then(|v| known(v.r_factor)),
+        xr_mos_lq: voip
+            .and_then(|v| known(v.mos_lq))
+            .map(|m| f64::from(m) / 10.0),
+        xr_mos_cq: voip
+            .and_then(|v| known(v.mos_cq))
+            .map(|m| f64::from(m) / 10.0),
     }
 }
 
@@ -624,6 +710,8 @@ fn not_decoded(s: &Stream, audio: bool) -> Option<String> {
         format!("decoding failed: {e}")
     } else if s.payload_type.is_none() && s.event_pt.is_some() {
         "telephone events only".to_string()
+    } else if s.payload_type.is_none() && s.codec == "CN" {
+        "comfort noise only".to_string()
     } else if s.codec.is_empty() {
         format!(
             "payload type {} has no rtpmap",
@@ -650,6 +738,14 @@ fn video_not_decoded(s: &Stream) -> Option<String> {
         ),
         (None, None) => format!("codec {} is not written to a file", s.codec),
     })
+}
+
+/// Whether a G.711 / G.722 payload (8000 bytes/s, so a multiple of 80 bytes for any ptime that
+/// is a multiple of 10 ms) carries the 4- or 10-byte authentication tag of SRTP (RFC 3711
+/// HMAC-SHA1-32/80) after its media: an SRTP stream no SDP announced (orphan streams, SDP not
+/// captured). Checked until the stream's first decoded packet.
+fn looks_like_srtp(payload_len: usize) -> bool {
+    payload_len > 80 && matches!(payload_len % 80, 4 | 10)
 }
 
 /// The RTP clock of Opus (RFC 7587), whatever the audio's bandwidth.
@@ -762,17 +858,6 @@ fn put_audio(
         Err(PutError::Io(e)) => return Err(e),
     }
     Ok(())
-}
-
-/// A simplified ITU-T G.107 E-model for G.711 with packet loss concealment: delay from a 20 ms
-/// frame plus a jitter buffer of twice the jitter; loss with Bpl = 25.1.
-pub fn emodel_mos(loss_pct: f64, jitter_ms: f64) -> f64 {
-    let d = 20.0 + 10.0 + 2.0 * jitter_ms;
-    let id = 0.024 * d + if d > 177.3 { 0.11 * (d - 177.3) } else { 0.0 };
-    let ie_eff = 95.0 * loss_pct / (loss_pct + 25.1);
-    let r = (93.2 - id - ie_eff).clamp(0.0, 100.0);
-    let mos = 1.0 + 0.035 * r + r * (r - 60.0) * (100.0 - r) * 7e-6;
-    (mos.clamp(1.0, 4.5) * 100.0).round() / 100.0
 }
 
 /// The manifest's temporary name in a recording's folder, until [`publish_manifest`].

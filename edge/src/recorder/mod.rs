@@ -97,7 +97,7 @@ impl Default for RecorderOptions {
 
 /// Counters of everything the recorder saw; every packet lands in exactly one of `undecoded`,
 /// `ip_fragments`, `sip_packets`, `rtp_packets`, `rtcp_packets`, `orphan_rtp_packets`,
-/// `other_packets`, `tcp_retransmissions`. A datagram reassembled from fragments is counted once
+/// `sip_tls_packets`, `other_packets`, `tcp_retransmissions`. A datagram reassembled from fragments is counted once
 /// more, in what it carries (`sip_packets`, `rtp_packets`, ...).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecorderStats {
@@ -121,6 +121,9 @@ pub struct RecorderStats {
     pub sip_packets: u64,
     pub sip_messages: u64,
     pub sip_parse_errors: u64,
+    /// TCP segments of SIP over TLS (port 5061, a TLS record): counted, not recorded, as their
+    /// SIP is encrypted (reported in `record`'s summary).
+    pub sip_tls_packets: u64,
     /// SIP messages not belonging to a call (REGISTER, OPTIONS, stray responses).
     pub sip_not_call: u64,
     pub sdp_parse_errors: u64,
@@ -377,6 +380,8 @@ impl Recorder {
                 }
                 if let Some(r) = rtp {
                     rec.on_rtp(dialog, route, dg.src, dg.dst, &r, now_ns)?;
+                } else if !route.udptl && rtp::is_rtcp(dg.payload) {
+                    rec.on_rtcp(dg.payload);
                 }
                 Ok(())
             })();
@@ -390,6 +395,8 @@ impl Recorder {
             if self.opts.orphans.enabled {
                 return self.on_orphan(pkts, now_ns, dg, &r);
             }
+        } else if tcp.is_some() && is_sip_tls(&dg) {
+            self.stats.sip_tls_packets += 1;
         } else {
             self.stats.other_packets += 1;
         }
@@ -508,6 +515,7 @@ impl Recorder {
             rtcp: false,
             media_index: 0,
             udptl: false,
+            srtp: false,
         };
         let mut written = 0;
         let mut mismatched = 0;
@@ -797,6 +805,16 @@ impl Recorder {
     pub fn active_calls(&self) -> usize {
         self.calls.len() + self.orphan_recs.len()
     }
+}
+
+/// The SIP-over-TLS port (RFC 3261 `sips:`).
+const SIP_TLS_PORT: u16 = 5061;
+
+/// Whether a TCP segment is SIP over TLS: to or from port 5061 and starting with a TLS record
+/// header (content type 20..=23, version 3.x). Counted, never recorded: its SIP is encrypted.
+fn is_sip_tls(dg: &Datagram<'_>) -> bool {
+    (dg.src.port() == SIP_TLS_PORT || dg.dst.port() == SIP_TLS_PORT)
+        && matches!(dg.payload, [20..=23, 3, 0..=4, ..])
 }
 
 /// Whether a payload may be SIP: [`sip::looks_like_sip`], after a one-byte check that rejects RTP

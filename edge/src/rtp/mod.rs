@@ -1,15 +1,18 @@
-//! RTP: header parsing ([`parse`]), RFC 3550 per-stream statistics ([`stats`]), RFC 4733
+//! RTP: header parsing ([`parse`]), RFC 3550 per-stream statistics ([`stats`]) and their E-model
+//! MOS per codec ([`emodel`]), RTCP SR/RR/XR ([`rtcp`]), RFC 4733
 //! telephone events ([`parse_telephone_event`]) and audio decoding: [`codec`] (which codecs, one
 //! stream's decoder at the WAV rate) over [`g711`], [`g722`] (pure Rust), [`g729`] (bcg729, the
 //! crate's only foreign code) and Opus (libopus through the `opus` crate); video depacketization:
 //! [`h264`] (RFC 6184) and [`vp8`] (RFC 7741) into frames ([`frame`]). Pure: no IO.
 
 pub mod codec;
+pub mod emodel;
 pub mod frame;
 pub mod g711;
 pub mod g722;
 pub mod g729;
 pub mod h264;
+pub mod rtcp;
 pub mod stats;
 pub mod vp8;
 

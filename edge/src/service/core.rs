@@ -10,6 +10,10 @@
 //! - storage policy `edge-local`: recordings are announced but uploaded only on a job (the
 //!   manager fetching one), and with `edge-local` or `keep_local_copy` nothing is evicted (this
 //!   cache is a copy the catalog lists as `edge:<edge_id>`).
+//! - recordings held for others (`cache::held`, downloads from the manager): a `Download` job
+//!   already held is answered `DownloadStored` here, else handed to the download task; its
+//!   `Verified` is indexed before `DownloadStored` is sent. Upload and delete jobs reach held
+//!   recordings too (a fetch back, a move away); nothing else uploads or evicts them.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -27,6 +31,7 @@ use tapfleet_schemas::{
 use tokio::sync::mpsc;
 
 use super::capture_thread::{self, CaptureCounters, CaptureMsg, Source};
+use super::download::{self, DownloadCmd, DownloadEvent};
 use super::identity::Identity;
 use super::metrics::CoreMetrics;
 use super::net::{self, Conn, NetEvent};
@@ -66,6 +71,7 @@ struct Topics {
     replies: String,
     acks: String,
     upload: String,
+    download: String,
 }
 
 impl Topics {
@@ -80,6 +86,7 @@ impl Topics {
             replies: t(Channel::Replies)?,
             acks: t(Channel::Acks)?,
             upload: t(Channel::Upload)?,
+            download: t(Channel::Download)?,
         })
     }
 }
@@ -170,6 +177,9 @@ struct Core {
     config: Option<DesiredConfig>,
     config_error: Option<String>,
     upload_tx: mpsc::UnboundedSender<UploadCmd>,
+    /// The bulk connection (downloads arrive on it).
+    bulk: AsyncClient,
+    download_tx: mpsc::UnboundedSender<DownloadCmd>,
     queue: VecDeque<(String, String)>,
     queued: BTreeSet<(String, String)>,
     current: Option<Current>,
@@ -201,10 +211,18 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
         net_tx.clone(),
     );
     let bulk = net::connect(&setup.broker, &setup.identity, Conn::Bulk, None, net_tx);
+    let (download_tx, download_rx) = mpsc::unbounded_channel();
+    let (download_ev_tx, mut download_ev_rx) = mpsc::unbounded_channel();
+    tokio::spawn(download::run(
+        control.clone(),
+        topics.replies.clone(),
+        download_rx,
+        download_ev_tx,
+    ));
     let (upload_tx, upload_rx) = mpsc::unbounded_channel();
     let (upload_ev_tx, mut upload_ev_rx) = mpsc::unbounded_channel();
     tokio::spawn(upload::run(
-        bulk,
+        bulk.clone(),
         topics.upload.clone(),
         SenderConfig::default(),
         upload_rx,
@@ -249,6 +267,8 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
         config: setup.config,
         config_error: None,
         upload_tx,
+        bulk,
+        download_tx,
         queue: VecDeque::new(),
         queued: BTreeSet::new(),
         current: None,
@@ -281,6 +301,7 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
             // The core holds a sender (to restart capture), so this never ends.
             Some(msg) = cap_rx.recv() => core.on_capture(msg).await,
             Some(ev) = upload_ev_rx.recv() => core.on_upload(ev).await,
+            Some(ev) = download_ev_rx.recv() => core.on_download(ev).await,
             _ = tick.tick() => core.on_tick().await,
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
@@ -365,7 +386,12 @@ impl Core {
                 self.restart_current();
                 self.send_outbox().await?;
             }
-            NetEvent::Connected(Conn::Bulk) => tracing::info!("bulk connection up"),
+            NetEvent::Connected(Conn::Bulk) => {
+                tracing::info!("bulk connection up");
+                self.bulk
+                    .subscribe(self.topics.download.as_str(), QoS::AtLeastOnce)
+                    .await?;
+            }
             NetEvent::Disconnected(conn, reason) => {
                 if conn == Conn::Control && self.connected {
                     self.connected = false;
@@ -381,6 +407,8 @@ impl Core {
                     Channel::Acks
                 } else if topic == self.topics.jobs {
                     Channel::Jobs
+                } else if topic == self.topics.download {
+                    Channel::Download
                 } else {
                     tracing::debug!(topic, "message on an unexpected topic");
                     return Ok(());
@@ -391,6 +419,9 @@ impl Core {
                     Ok(Inbound::Config(cfg)) => self.on_config(Ok(*cfg)).await?,
                     Ok(Inbound::Ack(ack)) => self.on_ack(ack).await?,
                     Ok(Inbound::Job(job)) => self.on_job(job).await?,
+                    Ok(Inbound::Chunk(chunk)) => {
+                        let _ = self.download_tx.send(DownloadCmd::Chunk(chunk));
+                    }
                     Err(InboundError::Invalid(reason)) => self.on_config(Err(reason)).await?,
                     Err(e) => {
                         self.bad_input(&topic, payload.len(), &e);
@@ -523,18 +554,20 @@ impl Core {
                 transfer_id,
                 offset,
             } => {
-                let Some(cur) = self
+                if !self
                     .current
-                    .as_mut()
-                    .filter(|c| c.recording_id == recording_id && c.file == file)
-                else {
+                    .as_ref()
+                    .is_some_and(|c| c.recording_id == recording_id && c.file == file)
+                {
                     return Ok(()); // a stale accept
-                };
-                let path = self.cache.dir_of(&recording_id)?.join(&file);
+                }
+                let path = self.local_file(&recording_id, &file)?;
                 let size = std::fs::metadata(&path)
                     .with_context(|| format!("{}", path.display()))?
                     .len();
-                cur.transfer_id = Some(transfer_id);
+                if let Some(cur) = self.current.as_mut() {
+                    cur.transfer_id = Some(transfer_id);
+                }
                 let _ = self.upload_tx.send(UploadCmd::Start {
                     transfer_id,
                     path,
@@ -605,6 +638,40 @@ impl Core {
 
     async fn on_job(&mut self, job: Job) -> anyhow::Result<()> {
         let reply = match job.action {
+            JobAction::Download {
+                transfer_id,
+                recording_id,
+                file,
+                size,
+                sha256,
+            } => {
+                return self
+                    .on_download_offer(transfer_id, recording_id, file, size, sha256)
+                    .await;
+            }
+            JobAction::Upload {
+                recording_id,
+                files,
+            } if self.cache.get(&recording_id)?.is_none()
+                && self.cache.held(&recording_id)?.is_some() =>
+            {
+                // A recording held for another edge: a fetch back.
+                let held = self.cache.held(&recording_id)?.unwrap_or_default();
+                for f in held.files.keys().filter(|f| f.as_str() != "manifest.json") {
+                    if files.is_empty() || files.contains(f) {
+                        self.enqueue(recording_id.clone(), f.clone(), true);
+                    }
+                }
+                ReplyBody::Done
+            }
+            JobAction::Delete { recording_id }
+                if self.cache.get(&recording_id)?.is_none()
+                    && self.cache.held(&recording_id)?.is_some() =>
+            {
+                self.cache.drop_held(&recording_id)?;
+                tracing::info!(recording = %recording_id, "held recording deleted");
+                ReplyBody::Done
+            }
             JobAction::Upload {
                 recording_id,
                 files,
@@ -781,22 +848,34 @@ impl Core {
         while let Some(key) = self.queue.pop_front() {
             self.queued.remove(&key);
             let (recording_id, file) = key;
-            let Some(entry) = self.cache.get(&recording_id)? else {
-                continue;
+            let (size, sha256) = match self.cache.get(&recording_id)? {
+                Some(entry) => {
+                    let Some(f) = entry.manifest.as_ref().and_then(|m| m.file(&file)).cloned()
+                    else {
+                        continue;
+                    };
+                    if entry.stored_files.contains(&file) || entry.state != State::Announced {
+                        continue;
+                    }
+                    (f.size, f.sha256)
+                }
+                // A recording held for another edge (a fetch back).
+                None => match self
+                    .cache
+                    .held(&recording_id)?
+                    .and_then(|h| h.files.get(&file).cloned())
+                {
+                    Some(f) => (f.size, f.sha256),
+                    None => continue,
+                },
             };
-            let Some(f) = entry.manifest.as_ref().and_then(|m| m.file(&file)).cloned() else {
-                continue;
-            };
-            if entry.stored_files.contains(&file) || entry.state != State::Announced {
-                continue;
-            }
             let offer = JobReply::new(
                 None,
                 ReplyBody::Offer(TransferOffer {
                     recording_id: recording_id.clone(),
                     file: file.clone(),
-                    size: f.size,
-                    sha256: f.sha256,
+                    size,
+                    sha256,
                 }),
             );
             self.publish(&self.topics.replies, false, &offer).await?;
@@ -807,6 +886,110 @@ impl Core {
                 transfer_id: None,
             });
             break;
+        }
+        Ok(())
+    }
+
+    /// Where a file of one of this edge's recordings, or of one it holds for others, is.
+    fn local_file(&self, recording_id: &str, file: &str) -> anyhow::Result<PathBuf> {
+        if self.cache.get(recording_id)?.is_none()
+            && let Some(h) = self.cache.held(recording_id)?
+            && h.files.contains_key(file)
+        {
+            return Ok(self.cache.held_dir(recording_id)?.join(file));
+        }
+        Ok(self.cache.dir_of(recording_id)?.join(file))
+    }
+
+    /// A download offer: answered here when the file is held already (or cannot be taken),
+    /// else handed to the download task.
+    async fn on_download_offer(
+        &mut self,
+        transfer_id: u64,
+        recording_id: String,
+        file: String,
+        size: u64,
+        sha256: tapfleet_schemas::Sha256,
+    ) -> anyhow::Result<()> {
+        let held = self
+            .cache
+            .held(&recording_id)
+            .ok()
+            .flatten()
+            .and_then(|h| h.files.get(&file).map(|f| f.sha256));
+        let paths = self
+            .cache
+            .incoming_path(&recording_id, &file)
+            .and_then(|p| Ok((p, self.cache.held_dir(&recording_id)?)));
+        let reply = match (held, paths) {
+            (Some(d), _) if d == sha256 => ReplyBody::DownloadStored {
+                transfer_id,
+                recording_id,
+                file,
+                sha256,
+            },
+            (Some(_), _) => ReplyBody::DownloadFailed {
+                transfer_id,
+                recording_id,
+                file,
+                reason: "a different file of that name is already held".into(),
+            },
+            (None, Err(e)) => ReplyBody::DownloadFailed {
+                transfer_id,
+                recording_id,
+                file,
+                reason: e.to_string(),
+            },
+            (None, Ok((part, dest_dir))) => {
+                let cfg = self.edge_config();
+                let used = self.cache.summary()?.used_bytes;
+                let _ = self.download_tx.send(DownloadCmd::Offer {
+                    transfer_id,
+                    recording_id,
+                    file,
+                    size,
+                    sha256,
+                    part,
+                    dest_dir,
+                    free_bytes: cfg.cache.capacity_bytes.saturating_sub(used),
+                });
+                return Ok(());
+            }
+        };
+        self.publish(&self.topics.replies, false, &JobReply::new(None, reply))
+            .await
+    }
+
+    async fn on_download(&mut self, ev: DownloadEvent) -> anyhow::Result<()> {
+        match ev {
+            DownloadEvent::Verified {
+                transfer_id,
+                recording_id,
+                file,
+                size,
+                sha256,
+            } => {
+                self.cache
+                    .hold_file(&recording_id, &file, size, sha256, now_ms())?;
+                tracing::info!(recording = %recording_id, file, size, "file held for the fleet");
+                let reply = ReplyBody::DownloadStored {
+                    transfer_id,
+                    recording_id,
+                    file,
+                    sha256,
+                };
+                self.publish(&self.topics.replies, false, &JobReply::new(None, reply))
+                    .await?;
+            }
+            DownloadEvent::Received { bytes } => {
+                self.metrics
+                    .download_bytes_total
+                    .fetch_add(bytes, Ordering::Relaxed);
+            }
+            DownloadEvent::Failed { reason } => {
+                self.transfer_failures += 1;
+                tracing::warn!(reason, "download failed");
+            }
         }
         Ok(())
     }

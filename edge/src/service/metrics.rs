@@ -21,6 +21,8 @@ pub struct CoreMetrics {
     pub backlog_bytes: AtomicU64,
     pub backlog_oldest_seconds: AtomicU64,
     pub upload_bytes_total: AtomicU64,
+    /// Bytes received by downloads into this edge's local storage (held for others).
+    pub download_bytes_total: AtomicU64,
     pub manifests_published_total: AtomicU64,
     pub errors_total: AtomicU64,
     pub bad_messages_total: AtomicU64,
@@ -68,6 +70,12 @@ pub fn render(core: &CoreMetrics, capture: &CaptureCounters) -> String {
         "counter",
         "File bytes published for upload.",
         &core.upload_bytes_total,
+    );
+    metric(
+        "download_bytes_total",
+        "counter",
+        "File bytes received by downloads into the local storage (held for others).",
+        &core.download_bytes_total,
     );
     metric(
         "manifests_published_total",

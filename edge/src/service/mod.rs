@@ -7,11 +7,14 @@
 //! - two MQTT poll tasks (`net`): they only poll their event loop and forward what arrives, so
 //!   publishing never waits on a task that waits on us;
 //! - the upload task (`upload`): sends accepted transfers on the bulk connection;
+//! - the download task (`download`): receives the manager's downloads (on the bulk connection)
+//!   into `held/` of the cache;
 //! - the core task (`core`): owns the cache and the config; handles config, acks, jobs, recorder
 //!   events and timers, and publishes manifests, offers, state and telemetry.
 
 mod capture_thread;
 mod core;
+mod download;
 pub mod identity;
 mod metrics;
 mod net;

@@ -121,11 +121,13 @@ impl Mover {
     }
 
     fn target_of(&self, edge: &str) -> anyhow::Result<String> {
-        Ok(self
+        let policy = self
             .store
             .latest_config(edge)?
             .map(|c| c.edge.storage.target)
-            .unwrap_or_else(|| DEFAULT_TARGET.to_owned()))
+            .unwrap_or_else(|| DEFAULT_TARGET.to_owned());
+        // relay hook: a policy `edge:<id>` is staged at the manager, then relayed.
+        Ok(crate::relay::upload_target(&policy))
     }
 
     /// Where an offer's file goes: a job's destination wins over the edge's storage policy.
@@ -373,10 +375,12 @@ impl Worker {
         target: &str,
         offer: TransferOffer,
     ) -> anyhow::Result<()> {
+        // relay hook: an edge holding a copy for others may upload it too (a fetch back).
+        let holder = crate::catalog::edge_target(edge);
         let entry = self
             .store
             .recording(&offer.recording_id)?
-            .filter(|e| e.edge_id == edge && e.tenant == tenant);
+            .filter(|e| e.tenant == tenant && (e.edge_id == edge || e.targets().contains(&holder)));
         let target = target.to_owned();
         let Some(op) = self.targets.get(&target).cloned() else {
             let reason = format!("storage target {target:?} is not configured at the manager");
@@ -441,9 +445,11 @@ impl Worker {
                     self.drop_transfer(old, true).await;
                 }
                 let start_ns = entry.as_ref().map(|e| e.start_ns).unwrap_or(0);
+                // The recording's own edge names the folder, whoever uploads it (relay hook).
+                let owner = entry.as_ref().map_or(edge, |e| e.edge_id.as_str());
                 let path = format!(
                     "{}/{}",
-                    recording_dir(tenant, edge, start_ns, &offer.recording_id),
+                    recording_dir(tenant, owner, start_ns, &offer.recording_id),
                     offer.file
                 );
                 let transfer_id = self.store.next_id("transfer")?;
@@ -722,6 +728,8 @@ impl Worker {
         )?;
         tracing::info!(%recording_id, %path, "recording stored");
         crate::jobs::announce_stored(&self.outbox, &e.tenant, &e.edge_id, recording_id, target);
+        // relay hook: complete in staging under a policy `edge:<id>` -> relay it there.
+        crate::relay::on_stored(&self.store, recording_id, target)?;
         Ok(())
     }
 }

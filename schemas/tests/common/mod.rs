@@ -45,6 +45,21 @@ fn stream(direction: StreamDirection, mos: Option<f64>) -> StreamInfo {
         last_ns: 1_709_210_126_000_000_000,
         decoded: true,
         not_decoded: None,
+        // The stream without a MOS stands for an SRTP one; the others carry RTCP.
+        srtp: mos.is_none(),
+        rtcp: mos.map(|_| tapfleet_schemas::RtcpInfo {
+            sender_reports: 12,
+            sender_packets: 1480,
+            sender_octets: 236_800,
+            receiver_reports: 11,
+            fraction_lost: 0.25,
+            cumulative_lost: -1,
+            jitter_ms: 1.5,
+            max_jitter_ms: 4.25,
+            xr_r_factor: Some(80),
+            xr_mos_lq: Some(4.1),
+            xr_mos_cq: None,
+        }),
     }
 }
 
@@ -222,6 +237,16 @@ pub fn jobs() -> Vec<Job> {
                 recording_id: RID.to_owned(),
             },
         ),
+        Job::new(
+            "relay-4".to_owned(),
+            JobAction::Download {
+                transfer_id: u64::MAX,
+                recording_id: RID.to_owned(),
+                file: "call.pcap".to_owned(),
+                size: 4096,
+                sha256: sha(4),
+            },
+        ),
     ]
 }
 
@@ -249,6 +274,38 @@ pub fn job_replies() -> Vec<JobReply> {
                 size: 4096,
                 sha256: sha(3),
             }),
+        ),
+        JobReply::new(
+            None,
+            ReplyBody::DownloadAccept {
+                transfer_id: 7,
+                offset: 1024,
+            },
+        ),
+        JobReply::new(
+            None,
+            ReplyBody::DownloadChunk {
+                transfer_id: 7,
+                next_offset: u64::MAX,
+            },
+        ),
+        JobReply::new(
+            None,
+            ReplyBody::DownloadStored {
+                transfer_id: 7,
+                recording_id: RID.to_owned(),
+                file: "call.pcap".to_owned(),
+                sha256: sha(5),
+            },
+        ),
+        JobReply::new(
+            None,
+            ReplyBody::DownloadFailed {
+                transfer_id: 7,
+                recording_id: RID.to_owned(),
+                file: "call.pcap".to_owned(),
+                reason: "sha256 mismatch".to_owned(),
+            },
         ),
     ]
 }

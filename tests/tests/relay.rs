@@ -1,0 +1,221 @@
+//! End to end, real processes: storing recordings into an edge's local storage through the
+//! manager's relay (downloads manager -> edge). A manager and two edges on one machine (each in
+//! its own UTS namespace, so each enrolls under its own host name): edge A records with the
+//! `edge-local` policy; a copy job stores A's recording into edge B (the manager uploads it from
+//! A into its staging, then relays it): B's `held/` folder has the files with the catalog's
+//! SHA-256, the catalog lists `edge:B`, the staging copy is gone; a job started while B is
+//! offline (killed with SIGKILL) waits with a clear status and completes once B is back; a
+//! copy from `edge:B` into a target brings it back. Then the storage policy `edge:B`.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use tapfleet_callgen::{GenOptions, generate_to_file};
+use tapfleet_tests::{sha256_file, wait_for};
+
+fn pcap(dir: &Path, calls: u32, seed: u64) -> (std::path::PathBuf, usize) {
+    std::fs::create_dir_all(dir).expect("dir");
+    let p = dir.join("calls.pcap");
+    let opts = GenOptions {
+        calls,
+        concurrency: calls,
+        duration_s: 2.0,
+        seed,
+        ..GenOptions::default()
+    };
+    let truth = generate_to_file(&opts, &p, None).expect("generate");
+    (p, truth.calls.len())
+}
+
+/// Every file of `rec` (manifest.json included) is in `dir` with the catalog's SHA-256 (and
+/// manifest.json is the recording edge's own bytes).
+fn assert_held(rec: &serde_json::Value, dir: &Path, origin: &Path) {
+    let files = rec["files"].as_array().expect("files");
+    assert!(!files.is_empty());
+    for f in files {
+        let name = f["name"].as_str().expect("name");
+        let path = dir.join(name);
+        assert!(path.exists(), "{} held", path.display());
+        assert_eq!(
+            sha256_file(&path),
+            f["sha256"].as_str().expect("sha256"),
+            "{name}: SHA-256 as cataloged"
+        );
+    }
+    assert_eq!(
+        std::fs::read(dir.join("manifest.json")).expect("held manifest.json"),
+        std::fs::read(origin.join("manifest.json")).expect("origin manifest.json"),
+        "manifest.json is the recording edge's bytes"
+    );
+}
+
+fn online(m: &Manager, edge: &str) -> Option<bool> {
+    let v = api_get(m, "/api/v1/edges")?;
+    v["edges"]
+        .as_array()?
+        .iter()
+        .find(|e| e["edge_id"] == edge)?["online"]
+        .as_bool()
+}
+
+fn job(m: &Manager, id: u64) -> serde_json::Value {
+    api_get(m, &format!("/api/v1/jobs/{id}")).expect("job")
+}
+
+#[test]
+fn a_job_stores_an_edge_local_recording_into_another_edge_even_if_it_is_offline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let m = Manager::start(root, None, None);
+    let (a_data, b_data) = (root.join("edge-a"), root.join("edge-b"));
+    let a = enroll_at_with_config(
+        &m,
+        &a_data,
+        Some("edge-a"),
+        serde_json::json!({"storage": {"target": "edge-local"}}),
+    );
+    let b = enroll_at_with_config(&m, &b_data, Some("edge-b"), serde_json::json!({}));
+    let (a_pcap, n) = pcap(&root.join("pcap-a"), 2, 41);
+    let empty = empty_pcap(root);
+    let _edge_a = start_edge_at(&m, "edge-a", &a_data, Some("edge-a"), &a_pcap, &[]);
+    let mut edge_b = start_edge_at(&m, "edge-b", &b_data, Some("edge-b"), &empty, &[]);
+    let recs = wait_stored(&m, n, Duration::from_secs(60));
+    let ids: Vec<String> = recs.keys().cloned().collect();
+    let here_b = format!("edge:{b}");
+    wait_for("edge B online", Duration::from_secs(20), || {
+        online(&m, &b).filter(|o| *o)
+    });
+
+    // 1. B online: the CLI's copy job waits until B holds the recording.
+    let t0 = std::time::Instant::now();
+    let out = cli_ok(&m, &["job", "copy", &ids[0], "--to", &here_b]);
+    assert!(out.contains("\"done\""), "{out}");
+    eprintln!("relay of one recording A -> manager -> B: {:?}", t0.elapsed());
+    let recs = catalog(&m);
+    let r0 = &recs[ids[0].as_str()];
+    let files = r0["files"].as_array().expect("files").len();
+    assert_eq!(
+        locations_in(r0, &here_b).len(),
+        files + 1,
+        "every file and manifest.json cataloged at {here_b}: {r0}"
+    );
+    assert_eq!(
+        locations_in(r0, &format!("edge:{a}")).len(),
+        files + 1,
+        "A keeps its copy"
+    );
+    assert!(locations_in(r0, "_relay").is_empty(), "no staging copy left: {r0}");
+    assert!(
+        files_under(&m.data.join("relay")).is_empty(),
+        "staging folder empty"
+    );
+    assert!(files_under(&m.target_dir("cloud")).is_empty(), "nothing in cloud");
+    let held0 = b_data.join("cache/held").join(&ids[0]);
+    assert_held(r0, &held0, &a_data.join("cache/recordings").join(&ids[0]));
+    assert!(
+        files_under(&b_data.join("cache/held/.incoming")).is_empty(),
+        "no partial download left"
+    );
+
+    // 2. B offline (SIGKILL): the job waits with a clear status and completes once B is back.
+    edge_b.kill();
+    wait_for("edge B offline", Duration::from_secs(30), || {
+        online(&m, &b).filter(|o| !*o)
+    });
+    let (status, v) = api_send(
+        &m,
+        "POST",
+        "/api/v1/jobs",
+        &serde_json::json!({"kind": "copy", "recording_id": ids[1], "to": here_b}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let id = v["id"].as_u64().expect("job id");
+    let waiting = wait_for("the job says B is offline", Duration::from_secs(30), || {
+        let j = job(&m, id);
+        j["status"]
+            .as_str()
+            .is_some_and(|s| s.contains("offline"))
+            .then_some(j)
+    });
+    assert_eq!(waiting["state"], "running", "{waiting}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(job(&m, id)["state"], "running", "still waiting for B");
+    let _edge_b = start_edge_at(&m, "edge-b-2", &b_data, Some("edge-b"), &empty, &[]);
+    let t1 = std::time::Instant::now();
+    let done = wait_for("the job done once B is back", Duration::from_secs(60), || {
+        let j = job(&m, id);
+        (j["state"] != "running" && j["state"] != "queued").then_some(j)
+    });
+    assert_eq!(done["state"], "done", "{done}");
+    eprintln!("relay completed {:?} after edge B restarted", t1.elapsed());
+    let recs = catalog(&m);
+    let r1 = &recs[ids[1].as_str()];
+    assert_eq!(locations_in(r1, &here_b).len(), files + 1, "{r1}");
+    assert_held(
+        r1,
+        &b_data.join("cache/held").join(&ids[1]),
+        &a_data.join("cache/recordings").join(&ids[1]),
+    );
+    assert!(files_under(&m.data.join("relay")).is_empty());
+
+    // 3. Fetch back from B's local storage (not A's) into a target.
+    let out = cli_ok(
+        &m,
+        &["job", "copy", &ids[0], "--from", &here_b, "--to", "cloud"],
+    );
+    assert!(out.contains("\"done\""), "{out}");
+    let recs = catalog(&m);
+    assert_target_exact(&m, "cloud", &recs, 1);
+}
+
+#[test]
+fn storage_policy_edge_relays_each_recording_into_that_edge() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let m = Manager::start(root, None, None);
+    let (a_data, b_data) = (root.join("edge-a"), root.join("edge-b"));
+    let b = enroll_at_with_config(&m, &b_data, Some("edge-b"), serde_json::json!({}));
+    let here_b = format!("edge:{b}");
+    enroll_at_with_config(
+        &m,
+        &a_data,
+        Some("edge-a"),
+        serde_json::json!({"storage": {"target": here_b}, "cache": {"retention": {"mode": "delete_when_stored"}}}),
+    );
+    let (a_pcap, n) = pcap(&root.join("pcap-a"), 2, 43);
+    let empty = empty_pcap(root);
+    let _edge_b = start_edge_at(&m, "edge-b", &b_data, Some("edge-b"), &empty, &[]);
+    let _edge_a = start_edge_at(&m, "edge-a", &a_data, Some("edge-a"), &a_pcap, &[]);
+    let recs = wait_for(
+        "every recording cataloged in B's local storage",
+        Duration::from_secs(60),
+        || {
+            let recs = catalog(&m);
+            (recs.len() >= n
+                && recs.values().all(|r| {
+                    let files = r["files"].as_array().map_or(0, Vec::len);
+                    files > 0 && locations_in(r, &here_b).len() == files + 1
+                }))
+            .then_some(recs)
+        },
+    );
+    for (id, r) in &recs {
+        assert!(locations_in(r, "_relay").is_empty(), "{id}: staging dropped: {r}");
+        assert!(locations_in(r, "cloud").is_empty(), "{id}: nothing in cloud");
+        let held = b_data.join("cache/held").join(id);
+        for f in r["files"].as_array().expect("files") {
+            let name = f["name"].as_str().expect("name");
+            assert_eq!(
+                sha256_file(&held.join(name)),
+                f["sha256"].as_str().expect("sha"),
+                "{id}/{name}"
+            );
+        }
+    }
+    wait_for("staging emptied", Duration::from_secs(10), || {
+        files_under(&m.data.join("relay")).is_empty().then_some(())
+    });
+}
