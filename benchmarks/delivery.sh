@@ -10,6 +10,7 @@
 #
 #   benchmarks/delivery.sh [CALLS=40] [SECONDS_PER_CALL=450] [WORKDIR=/tmp/tapfleet-delivery]
 #   BUILD=0 (use target/release as it is)  LOG=info (process logs)  KEEP=1 (keep WORKDIR/run-*)
+#   ONLY=embedded|mosquitto (run one broker only, while iterating)
 #
 # The recordings (~1 GB with the defaults: 40 calls of 7.5 min, ~25 MB each) are made by
 # `tapfleet-callgen` + `tapfleet-edge record`, then placed in the edge's cache folder before it
@@ -145,5 +146,5 @@ print(f"  speed: {x:.3f}x cp (goal >= 0.15x)   {ok(x >= 0.15)}; {cps_s / s:.3f}x
 print(f"  peak RSS: broker {broker} {b:.1f} MB (goal < 200 MB) {ok(b < 200)}; manager {m:.1f} MB; edge {e:.1f} MB")
 PY
 }
-run embedded
-run mosquitto
+if [ "${ONLY:-embedded}" = embedded ]; then run embedded; fi
+if [ "${ONLY:-mosquitto}" = mosquitto ]; then run mosquitto; fi

@@ -25,6 +25,10 @@ pub struct RecordArgs {
     /// Do not write audio.wav.
     #[arg(long)]
     pub no_audio: bool,
+    /// Sync each recording to disk before its manifest is published (as the service does);
+    /// by default the kernel writes the files back in its own time, as for `cp`.
+    #[arg(long)]
+    pub sync: bool,
     /// A call longer than this many seconds is cut and goes on as a chained next part.
     #[arg(long, default_value_t = 4 * 3600)]
     pub max_call_secs: u64,
@@ -50,6 +54,7 @@ pub fn main(args: RecordArgs) -> anyhow::Result<()> {
             .unwrap_or(i64::MAX / 1_000_000_000)
             .saturating_mul(1_000_000_000),
         audio: !args.no_audio,
+        durable: args.sync,
         max_call_ns: i64::try_from(args.max_call_secs)
             .unwrap_or(i64::MAX / 1_000_000_000)
             .saturating_mul(1_000_000_000),

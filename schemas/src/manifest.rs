@@ -25,6 +25,11 @@ pub struct Manifest {
     /// maximum duration). Added within v1 (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_part: Option<String>,
+    /// Recording ids of the other legs of the same call through a B2BUA (each leg is its own
+    /// dialog and recording): calls with the same caller and callee numbers started within 2 s
+    /// of each other. Added within v1 (absent: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub linked: Vec<String>,
     pub caller: Party,
     pub callee: Party,
     pub start_ns: i64,
@@ -55,6 +60,7 @@ impl Manifest {
             call_id: String::new(),
             part: 1,
             previous_part: None,
+            linked: Vec::new(),
             caller: Party::default(),
             callee: Party::default(),
             start_ns: 0,

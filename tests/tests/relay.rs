@@ -68,7 +68,8 @@ fn job(m: &Manager, id: u64) -> serde_json::Value {
 #[test]
 fn a_job_stores_an_edge_local_recording_into_another_edge_even_if_it_is_offline() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path();
+    let root = &dir.keep(); // DEBUG-KEEP
+    eprintln!("ROOT {}", root.display());
     let m = Manager::start(root, None, None);
     let (a_data, b_data) = (root.join("edge-a"), root.join("edge-b"));
     let a = enroll_at_with_config(
@@ -174,7 +175,8 @@ fn a_job_stores_an_edge_local_recording_into_another_edge_even_if_it_is_offline(
 #[test]
 fn storage_policy_edge_relays_each_recording_into_that_edge() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path();
+    let root = &dir.keep(); // DEBUG-KEEP
+    eprintln!("ROOT {}", root.display());
     let m = Manager::start(root, None, None);
     let (a_data, b_data) = (root.join("edge-a"), root.join("edge-b"));
     let b = enroll_at_with_config(&m, &b_data, Some("edge-b"), serde_json::json!({}));

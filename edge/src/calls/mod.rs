@@ -8,7 +8,9 @@
 //! callee's. A call ends on BYE or CANCEL or a final error (after a short grace that keeps
 //! retransmissions and the closing transaction in the call; 32 s after a 401/407 challenge, and a
 //! new INVITE with the same Call-ID continues the call), on media timeout, or at capture end.
+//! `legs.rs` links the two dialogs of a B2BUA's call.
 
+pub mod legs;
 pub mod orphan;
 
 /// Maps looked up per packet: a fast hash, randomly keyed (keys come from the network).
@@ -490,6 +492,13 @@ impl CallTracker {
             direction: r.direction.flip(),
             ..*r
         })
+    }
+
+    /// Notes a media packet of a call and returns the call's dialog (one lookup for both).
+    pub fn touch_dialog(&mut self, key: CallKey, now_ns: i64) -> Option<&Dialog> {
+        let d = self.dialogs.get_mut(&key)?;
+        d.last_ns = d.last_ns.max(now_ns);
+        Some(d)
     }
 
     /// Notes a media packet of a call.

@@ -127,6 +127,8 @@ pub struct CallRecording {
     format: PartFormat,
     /// RTCP about each SSRC the call's RTCP named (at most [`MAX_STREAMS`]).
     rtcp: Vec<(u32, RtcpSummary)>,
+    /// Recording ids of the call's other B2BUA legs ([`crate::calls::legs`]).
+    linked: Vec<String>,
 }
 
 /// What a next part's `call.pcap` needs of the call's first packet: its file header (classic
@@ -177,6 +179,7 @@ impl CallRecording {
             previous_part: None,
             format,
             rtcp: Vec::new(),
+            linked: Vec::new(),
         })
     }
 
@@ -216,6 +219,13 @@ impl CallRecording {
     /// may miss some of them, and its manifest says so.
     pub fn note_drops(&mut self, n: u64) {
         self.capture_drops = self.capture_drops.saturating_add(n);
+    }
+
+    /// Notes another leg of this call (a B2BUA's other dialog), by its recording id.
+    pub fn link(&mut self, recording_id: String) {
+        if !self.linked.contains(&recording_id) {
+            self.linked.push(recording_id);
+        }
     }
 
     /// Marks this recording as an orphan stream (no SIP) in its manifest.
@@ -490,6 +500,7 @@ impl CallRecording {
         m.call_id = dialog.call_id.clone();
         m.part = self.part;
         m.previous_part = self.previous_part.clone();
+        m.linked = std::mem::take(&mut self.linked);
         m.caller = party(&dialog.caller);
         m.callee = party(&dialog.callee);
         // A later part starts where the one before it was cut.

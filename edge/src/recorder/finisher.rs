@@ -15,7 +15,9 @@
 //! The invariant the service's cache relies on is kept: an outcome is `Ok` only once every file
 //! and the manifest are synced, so the core never commits `finalized` before the data is on disk.
 //! A failed sync fails every recording of the batch on that filesystem (which file the kernel
-//! could not write back is not known), each reported on its own.
+//! could not write back is not known), each reported on its own. A recorder that is not
+//! `durable` (offline `record`, like `cp`) skips both syncs; its manifests are still renamed into
+//! place after the other files are written.
 
 use std::collections::HashMap;
 use std::collections::VecDeque;
@@ -60,6 +62,8 @@ pub(super) struct Outcome {
 pub(super) struct Finisher {
     edge_id: Option<String>,
     background: bool,
+    /// Sync the files before the manifests are published and reported.
+    durable: bool,
     jobs: Option<SyncSender<Job>>,
     done: Option<Receiver<Outcome>>,
     thread: Option<JoinHandle<()>>,
@@ -75,7 +79,7 @@ pub(super) struct Finisher {
 
 /// Finishes a batch of recordings: their files and temporary manifests written, one sync of the
 /// filesystem, the manifests renamed into place, one more sync. Outcomes in the jobs' order.
-fn finish_batch(jobs: Vec<Job>, edge_id: Option<&str>) -> Vec<Outcome> {
+fn finish_batch(jobs: Vec<Job>, edge_id: Option<&str>, durable: bool) -> Vec<Outcome> {
     let mut outcomes: Vec<Outcome> = jobs
         .into_iter()
         .map(|Job { rec, dialog }| {
@@ -85,14 +89,18 @@ fn finish_batch(jobs: Vec<Job>, edge_id: Option<&str>) -> Vec<Outcome> {
         })
         .collect();
     // The files and temporary manifests on disk before any manifest is published.
-    sync_filesystems(&mut outcomes);
+    if durable {
+        sync_filesystems(&mut outcomes);
+    }
     for o in outcomes.iter_mut().filter(|o| o.result.is_ok()) {
         if let Err(e) = publish_manifest(&o.dir) {
             o.result = Err(e);
         }
     }
     // The renames (folder entries) on disk before anything is reported finished.
-    sync_filesystems(&mut outcomes);
+    if durable {
+        sync_filesystems(&mut outcomes);
+    }
     outcomes
 }
 
@@ -133,9 +141,9 @@ fn sync_filesystem_of(
 }
 
 /// Finishes one recording here, as a batch of one.
-fn finish_one(job: Job, edge_id: Option<&str>) -> Outcome {
+fn finish_one(job: Job, edge_id: Option<&str>, durable: bool) -> Outcome {
     let (id, dir) = (job.rec.id.clone(), job.rec.dir.clone());
-    finish_batch(vec![job], edge_id)
+    finish_batch(vec![job], edge_id, durable)
         .pop()
         .unwrap_or_else(|| Outcome {
             id,
@@ -145,10 +153,11 @@ fn finish_one(job: Job, edge_id: Option<&str>) -> Outcome {
 }
 
 impl Finisher {
-    pub fn new(edge_id: Option<String>, background: bool) -> Self {
+    pub fn new(edge_id: Option<String>, background: bool, durable: bool) -> Self {
         Finisher {
             edge_id,
             background,
+            durable,
             jobs: None,
             done: None,
             thread: None,
@@ -166,6 +175,7 @@ impl Finisher {
             let (done_tx, done_rx) = mpsc::channel::<Outcome>();
             let edge_id = self.edge_id.clone();
             let sent = Arc::clone(&self.sent);
+            let durable = self.durable;
             let spawned = std::thread::Builder::new()
                 .name("finisher".to_owned())
                 .spawn(move || {
@@ -178,7 +188,7 @@ impl Finisher {
                                 Err(_) => break,
                             }
                         }
-                        for outcome in finish_batch(batch, edge_id.as_deref()) {
+                        for outcome in finish_batch(batch, edge_id.as_deref(), durable) {
                             // With the recorder gone nobody takes outcomes; the files are still
                             // finished, so the remaining jobs go on.
                             if done_tx.send(outcome).is_ok() {
@@ -216,7 +226,7 @@ impl Finisher {
             },
             None => job,
         };
-        let outcome = finish_one(job, self.edge_id.as_deref());
+        let outcome = finish_one(job, self.edge_id.as_deref(), self.durable);
         self.ready.push_back(outcome);
     }
 

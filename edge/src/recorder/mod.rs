@@ -17,6 +17,7 @@
 //! The recording id is `tapfleet_schemas::recording_id(start_ns, d)` where `d` is the first 8 bytes
 //! of SHA-256 over `edge_id || 0x00 || call_id || 0x00 || start_ns (i64 BE) || part (u32 BE)`.
 
+pub mod budget;
 mod call;
 pub mod finisher;
 mod parts;
@@ -33,6 +34,7 @@ use tapfleet_schemas::Manifest;
 
 pub use call::{MANIFEST_NAME, PCAP_NAME, WAV_NAME, emodel_mos};
 
+use crate::calls::legs::Legs;
 use crate::calls::orphan::{OrphanDetector, OrphanOptions, OrphanVerdict};
 use crate::calls::{
     CallEnd, CallKey, CallTracker, Dialog, MediaDirection, MediaRoute, SipVerdict, TrackerOptions,
@@ -71,6 +73,10 @@ pub struct RecorderOptions {
     pub orphans: OrphanOptions,
     /// Finish ended calls on a background thread (true) or inside `process`/`tick` (false).
     pub background_finish: bool,
+    /// Sync each finished recording's files before publishing its manifest and reporting it
+    /// `Finished` (the service's cache relies on it). Off only for the offline `record` command
+    /// by default: like `cp`, it leaves the writing back to the kernel.
+    pub durable: bool,
     /// A call recorded for this long is cut (end reason `max_duration`) and goes on as a next
     /// part with the same Call-ID ([`parts`]); 0: never.
     pub max_call_ns: i64,
@@ -90,6 +96,7 @@ impl Default for RecorderOptions {
             tcp: StreamLimits::default(),
             orphans: OrphanOptions::default(),
             background_finish: true,
+            durable: true,
             max_call_ns: 4 * 3600 * 1_000_000_000,
         }
     }
@@ -214,6 +221,7 @@ pub struct Recorder {
     /// SIP-over-TCP flows; a tag is the packet (or the fragments) that carried a segment.
     tcp: SipStreams<Arc<[OwnedPacket]>>,
     orphans: OrphanDetector<Held>,
+    legs: Legs,
     orphan_recs: HashMap<u64, (Dialog, CallRecording)>,
     /// (source, destination) -> orphan recording and direction; both directions of a stream.
     orphan_index: HashMap<(SocketAddr, SocketAddr), (u64, MediaDirection)>,
@@ -241,7 +249,7 @@ impl Recorder {
         let frags = Reassembler::new(opts.reassembly);
         let tcp = SipStreams::new(opts.tcp);
         let orphan_opts = opts.orphans;
-        let finisher = Finisher::new(opts.edge_id.clone(), opts.background_finish);
+        let finisher = Finisher::new(opts.edge_id.clone(), opts.background_finish, opts.durable);
         Recorder {
             out_dir,
             opts,
@@ -254,6 +262,7 @@ impl Recorder {
             frags,
             tcp,
             orphans: OrphanDetector::new(orphan_opts),
+            legs: Legs::default(),
             orphan_recs: HashMap::default(),
             orphan_index: HashMap::default(),
             next_orphan: 0,
@@ -353,7 +362,7 @@ impl Recorder {
         if dg.transport == Transport::Udp
             && let Some(route) = self.tracker.route_media(dg.src, dg.dst)
         {
-            self.tracker.touch(route.key, now_ns);
+            let dialog = self.tracker.touch_dialog(route.key, now_ns);
             // T.38 (UDPTL) negotiated on a media line (often by a re-INVITE of an audio call) is
             // not RTP, even when its first bits look like it.
             let rtp = (!route.rtcp && !route.udptl && !rtp::is_rtcp(dg.payload))
@@ -364,10 +373,7 @@ impl Recorder {
             } else {
                 self.stats.rtcp_packets += 1;
             }
-            let (Some(rec), Some(dialog)) = (
-                self.calls.get_mut(&route.key),
-                self.tracker.dialog(route.key),
-            ) else {
+            let (Some(rec), Some(dialog)) = (self.calls.get_mut(&route.key), dialog) else {
                 return Ok(());
             };
             let res = (|| {
@@ -641,13 +647,23 @@ impl Recorder {
         let id = tapfleet_schemas::recording_id(d.start_ns, disc);
         let dir = self.out_dir.join(&id);
         let start_ns = d.start_ns;
+        // The other legs of a B2BUA's call, linked both ways.
+        let legs = self
+            .legs
+            .start(key, &d.caller.user, &d.callee.user, start_ns, &id);
         if self.finisher.is_pending(&id) {
             // The same recording id again (Call-ID and start reused): its folder is reused only
             // once the earlier recording is finished, and `Finished` goes out before `Started`.
             self.wait_finished(Some(&id));
         }
         match CallRecording::create(id.clone(), dir.clone(), start_ns, first, self.opts.audio) {
-            Ok(rec) => {
+            Ok(mut rec) => {
+                for (other, other_id) in legs {
+                    rec.link(other_id);
+                    if let Some(o) = self.calls.get_mut(&other) {
+                        o.link(id.clone());
+                    }
+                }
                 tracing::debug!(
                     recording_id = %id,
                     call_id = self.tracker.dialog(key).map_or("", |d| d.call_id.as_str()),

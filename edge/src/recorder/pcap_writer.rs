@@ -4,8 +4,9 @@
 //! input (pcapng, live) gets little-endian records at microsecond or nanosecond resolution,
 //! whichever keeps the source's timestamps exact. One link type per file: the first packet's.
 //!
-//! Records gather in a buffer of [`BUF_BYTES`] per call; a full buffer is hashed and appended to
-//! the file in one write. The first [`MAX_OPEN`] writers of the process (at most a quarter of the
+//! Records gather in a buffer of [`BUF_BYTES`] per call, [`LARGE_BUF_BYTES`] while the process's
+//! write-buffer pool ([`super::budget`]) has room; a full buffer is hashed and appended to the
+//! file in one write. The first [`MAX_OPEN`] writers of the process (at most a quarter of the
 //! open-file limit) keep their file open; the others open, append and close at each write, so ten
 //! thousand concurrent calls do not hold ten thousand more file descriptors.
 
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::{Digest, Sha256};
 
+use super::budget::Grant;
 use crate::capture::{RawPacket, TsPrecision};
 
 const MAGIC_US: u32 = 0xa1b2_c3d4;
@@ -25,6 +27,8 @@ const SNAPLEN: u32 = 262_144;
 /// Bytes of records a call gathers before they are written (about 38 G.711 packets): with the
 /// WAV writer's ring, what keeps a call within 64 KiB.
 pub const BUF_BYTES: usize = 8 * 1024;
+/// The buffer of a call whose extra bytes came from the write-buffer pool.
+pub const LARGE_BUF_BYTES: usize = 32 * 1024;
 /// `call.pcap` files kept open at once in this process at most (each writer beyond reopens per
 /// write); fewer when a quarter of the open-file limit is less.
 pub const MAX_OPEN: usize = 4096;
@@ -131,8 +135,12 @@ pub struct PcapWriter {
     path: PathBuf,
     /// The open file, when within [`MAX_OPEN`].
     file: Option<Held>,
-    /// Records not yet in the file (capacity [`BUF_BYTES`]).
+    /// Records not yet in the file (capacity `cap`).
     buf: Vec<u8>,
+    /// [`BUF_BYTES`], or [`LARGE_BUF_BYTES`] with `grant`.
+    cap: usize,
+    /// The pool's bytes this buffer holds beyond [`BUF_BYTES`].
+    _grant: Grant,
     hasher: Sha256,
     /// Bytes in the file.
     written: u64,
@@ -175,12 +183,16 @@ impl PcapWriter {
         // The file exists from the start (crash recovery looks for it); the header waits in the
         // buffer with the first records.
         let file = Held::try_hold(File::create(path)?);
-        let mut buf = Vec::with_capacity(BUF_BYTES);
+        let grant = Grant::take(LARGE_BUF_BYTES - BUF_BYTES);
+        let cap = BUF_BYTES + grant.bytes();
+        let mut buf = Vec::with_capacity(cap);
         buf.extend_from_slice(&header);
         Ok(PcapWriter {
             path: path.to_path_buf(),
             file,
             buf,
+            cap,
+            _grant: grant,
             hasher: Sha256::new(),
             written: 0,
             classic_header,
@@ -196,7 +208,7 @@ impl PcapWriter {
         if pkt.linktype != self.linktype {
             return Ok(false);
         }
-        if self.buf.len() + 16 + pkt.data.len() > BUF_BYTES {
+        if self.buf.len() + 16 + pkt.data.len() > self.cap {
             self.flush()?;
         }
         match (pkt.classic, &self.classic_header) {
@@ -226,7 +238,7 @@ impl PcapWriter {
                 self.buf.extend_from_slice(&rec);
             }
         }
-        if self.buf.len() + pkt.data.len() > BUF_BYTES {
+        if self.buf.len() + pkt.data.len() > self.cap {
             // A packet larger than the buffer goes straight out.
             self.flush()?;
             self.append(pkt.data)?;
@@ -303,7 +315,7 @@ mod tests {
         let frames: Vec<Vec<u8>> = (0..200u32)
             .map(|i| {
                 let len = if i == 77 {
-                    BUF_BYTES + 500
+                    LARGE_BUF_BYTES + 500
                 } else {
                     60 + (i as usize * 13) % 300
                 };

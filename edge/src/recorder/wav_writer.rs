@@ -8,13 +8,16 @@
 //! re-anchored), so the two channels may be that far apart. Frames older than the window are
 //! final: they are written straight from the ring to disk in pieces of at least a quarter second
 //! (8 KiB at 8 kHz; no per-packet write, no copy through an extra buffer), which bounds memory per
-//! call (40 KiB at 8 kHz, 80 KiB at 16 kHz). Frames nobody wrote are silence. The RIFF sizes are
+//! call (40 KiB at 8 kHz, 80 KiB at 16 kHz); a writer that got the extra bytes from the process's
+//! write-buffer pool ([`super::budget`]) writes pieces of at least a second (32 KiB at 8 kHz, a ring
+//! of 64 KiB). The file's bytes are the same either way. Frames nobody wrote are silence. The RIFF sizes are
 //! patched at [`WavWriter::finish`], which then hashes the file.
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::budget::Grant;
 use crate::rtp::g711::Law;
 
 /// The rate of a recording whose audio codecs are all narrowband (G.711, G.729).
@@ -33,8 +36,10 @@ pub struct WavWriter {
     rate: u32,
     /// Frames a sample may arrive late and still be placed (1 s).
     window: u64,
-    /// Final frames are written to disk once this many have gathered (0.25 s).
+    /// Final frames are written to disk once this many have gathered (0.25 s; 1 s with `grant`).
     flush: u64,
+    /// The pool's bytes the ring holds beyond the minimal 1.25 s.
+    _grant: Grant,
     /// Ring size: the window plus the final frames not yet written.
     ring_frames: usize,
     /// Frame `f` lives at bytes `(f % ring_frames) * 4 ..+ 4`: left then right, i16 LE.
@@ -57,13 +62,17 @@ impl WavWriter {
         };
         let mut file = File::create(path)?;
         file.write_all(&header(0, rate))?;
-        let ring_frames = (rate + rate / 4) as usize;
+        let small = rate / 4;
+        let grant = Grant::take((rate - small) as usize * FRAME_BYTES);
+        let flush = if grant.bytes() > 0 { rate } else { small };
+        let ring_frames = (rate + flush) as usize;
         Ok(WavWriter {
             path: path.to_path_buf(),
             file,
             rate,
             window: u64::from(rate),
-            flush: u64::from(rate / 4),
+            flush: u64::from(flush),
+            _grant: grant,
             ring_frames,
             ring: vec![0u8; ring_frames * FRAME_BYTES],
             base: 0,

@@ -1,15 +1,26 @@
 //! The upload task: sends the accepted transfer's chunks on the bulk connection, as the pure
 //! `transfer::Sender` decides, and feeds it the manager's chunk acks.
+//!
+//! Throughput: the window of unacknowledged bytes is [`UPLOAD_WINDOW_BYTES`] (the manager acks
+//! each chunk as soon as its writer task has it, so the window covers the MQTT round trip, not
+//! the disk); each chunk is read with one positioned read on the blocking pool straight into
+//! the reused buffer and encoded into a payload sized for it (no regrowing copies).
 
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, QoS};
-use tapfleet_schemas::{TransferChunk, encode};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tapfleet_schemas::TransferChunk;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::transfer::{CAPPED_CHUNK_BYTES, RateLimiter, Sender, SenderConfig};
+
+/// Most bytes sent and not yet acknowledged. It must stay well below what the broker keeps per
+/// subscription (the embedded rumqttd: 8 MiB x 8 segments on the manager's upload filter; a
+/// manager further behind than that loses chunks, which go-back-N sends again after a stall).
+pub const UPLOAD_WINDOW_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Commands from the core.
 #[derive(Debug)]
@@ -49,7 +60,7 @@ pub enum UploadEvent {
 
 struct Active {
     transfer_id: u64,
-    file: tokio::fs::File,
+    file: Arc<std::fs::File>,
     sender: Sender,
 }
 
@@ -102,7 +113,7 @@ pub async fn run(
                     let cfg = sender_config(cfg, limiter.is_some());
                     active = Some(Active {
                         transfer_id,
-                        file,
+                        file: Arc::new(file.into_std().await),
                         sender: Sender::new(cfg, size, offset, super::now_ns()),
                     });
                 }
@@ -130,8 +141,13 @@ pub async fn run(
     }
 }
 
-/// The sender's tuning: under a bandwidth cap, chunks of at most [`CAPPED_CHUNK_BYTES`].
+/// The sender's tuning: a window of [`UPLOAD_WINDOW_BYTES`] (at least); under a bandwidth cap,
+/// chunks of at most [`CAPPED_CHUNK_BYTES`].
 fn sender_config(cfg: SenderConfig, capped: bool) -> SenderConfig {
+    let cfg = SenderConfig {
+        window_bytes: cfg.window_bytes.max(UPLOAD_WINDOW_BYTES),
+        ..cfg
+    };
     if capped {
         SenderConfig {
             chunk_bytes: cfg.chunk_bytes.min(CAPPED_CHUNK_BYTES),
@@ -140,6 +156,31 @@ fn sender_config(cfg: SenderConfig, capped: bool) -> SenderConfig {
     } else {
         cfg
     }
+}
+
+/// Reads `len` bytes at `offset` into `buf` (reused), on the blocking pool.
+async fn read_at(
+    file: &Arc<std::fs::File>,
+    mut buf: Vec<u8>,
+    offset: u64,
+    len: usize,
+) -> Result<Vec<u8>, String> {
+    let file = file.clone();
+    tokio::task::spawn_blocking(move || {
+        buf.resize(len, 0);
+        file.read_exact_at(&mut buf, offset).map(|()| buf)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
+}
+
+/// Encodes a chunk into a payload allocated once at its final size (the schema's CBOR: the
+/// same bytes as `tapfleet_schemas::encode`).
+fn encode_chunk(chunk: &TransferChunk) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(chunk.data.len() + 64);
+    ciborium::into_writer(chunk, &mut out).map_err(|e| e.to_string())?;
+    Ok(out)
 }
 
 /// Publishes every chunk the window allows now.
@@ -158,14 +199,15 @@ async fn pump(
                 tokio::time::sleep(Duration::from_nanos(wait.unsigned_abs())).await;
             }
         }
-        buf.resize(range.len as usize, 0);
-        a.file
-            .seek(std::io::SeekFrom::Start(range.offset))
-            .await
-            .map_err(|e| e.to_string())?;
-        a.file.read_exact(buf).await.map_err(|e| e.to_string())?;
-        let chunk = TransferChunk::new(a.transfer_id, range.offset, std::mem::take(buf));
-        let payload = encode(&chunk).map_err(|e| e.to_string())?;
+        let data = read_at(
+            &a.file,
+            std::mem::take(buf),
+            range.offset,
+            range.len as usize,
+        )
+        .await?;
+        let chunk = TransferChunk::new(a.transfer_id, range.offset, data);
+        let payload = encode_chunk(&chunk)?;
         *buf = chunk.data;
         client
             .publish(topic, QoS::AtLeastOnce, false, payload)
@@ -188,10 +230,12 @@ mod tests {
         let cfg = SenderConfig::default();
         assert_eq!(sender_config(cfg, false).chunk_bytes, MAX_CHUNK_BYTES);
         assert_eq!(sender_config(cfg, true).chunk_bytes, CAPPED_CHUNK_BYTES);
-        assert_eq!(sender_config(cfg, true).window_bytes, cfg.window_bytes);
+        assert_eq!(sender_config(cfg, true).window_bytes, UPLOAD_WINDOW_BYTES);
+        assert_eq!(sender_config(cfg, false).window_bytes, UPLOAD_WINDOW_BYTES);
         // The largest chunk with its envelope fits the MQTT packet limit of both sides.
         let chunk = TransferChunk::new(u64::MAX, u64::MAX, vec![0xa5; MAX_CHUNK_BYTES as usize]);
-        let bytes = encode(&chunk).expect("encode");
+        let bytes = encode_chunk(&chunk).expect("encode");
+        assert_eq!(bytes, tapfleet_schemas::encode(&chunk).expect("encode"));
         assert!(
             bytes.len() + 1024 < super::super::net::MAX_PACKET,
             "{}",

@@ -15,10 +15,15 @@
 //!   at commit and deleted on abort. A crash can leave such `.part` files behind, never a half
 //!   object at a final path.
 //!
+//! [`AtomicWriter::open_prehashed`] is for a caller that already hashes exactly the bytes it
+//! writes (the mover's transfer state machine): the writer then does not hash them a second
+//! time, and the caller compares digests before [`AtomicWriter::commit`].
+//!
 //! Writes are buffered into [`WRITE_CHUNK`] parts (S3 needs parts of at least 5 MiB). Services
 //! that take an object in one request only (WebDAV) get the whole size as their buffer, so
 //! they hold the file in memory until commit.
 
+use bytes::Bytes;
 use opendal::{Operator, Writer};
 use sha2::Digest;
 use tapfleet_schemas::Sha256;
@@ -64,7 +69,8 @@ pub struct AtomicWriter {
     path: String,
     tmp: Option<String>,
     writer: Writer,
-    hasher: sha2::Sha256,
+    /// `None` when the caller hashes what it writes ([`AtomicWriter::open_prehashed`]).
+    hasher: Option<sha2::Sha256>,
     written: u64,
 }
 
@@ -92,6 +98,22 @@ impl AtomicWriter {
     /// Opens a writer for `path`; `size` (the expected object size) sizes the buffer of
     /// single-request services.
     pub async fn open(op: &Operator, path: &str, size: u64) -> Result<Self, CommitError> {
+        Self::open_with(op, path, size, Some(sha2::Sha256::new())).await
+    }
+
+    /// Like [`AtomicWriter::open`], for a caller that hashes exactly the bytes it writes and
+    /// commits only when that digest matched: the writer does not hash them again, and
+    /// [`AtomicWriter::commit`] publishes without a check of its own.
+    pub async fn open_prehashed(op: &Operator, path: &str, size: u64) -> Result<Self, CommitError> {
+        Self::open_with(op, path, size, None).await
+    }
+
+    async fn open_with(
+        op: &Operator,
+        path: &str,
+        size: u64,
+        hasher: Option<sha2::Sha256>,
+    ) -> Result<Self, CommitError> {
         let tmp = match commit_mode(op) {
             CommitMode::Direct => None,
             CommitMode::TempRename => Some(temp_sibling(path)?),
@@ -112,7 +134,7 @@ impl AtomicWriter {
             path: path.to_owned(),
             tmp,
             writer,
-            hasher: sha2::Sha256::new(),
+            hasher,
             written: 0,
         })
     }
@@ -129,21 +151,32 @@ impl AtomicWriter {
 
     /// Appends bytes (hashed here). On error the caller aborts.
     pub async fn write(&mut self, data: Vec<u8>) -> Result<(), CommitError> {
-        self.hasher.update(&data);
+        self.write_bytes(Bytes::from(data)).await
+    }
+
+    /// Appends bytes without copying them (hashed here unless prehashed). On error the
+    /// caller aborts.
+    pub async fn write_bytes(&mut self, data: Bytes) -> Result<(), CommitError> {
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&data);
+        }
         self.written += data.len() as u64;
         self.writer.write(data).await.map_err(CommitError::Write)
     }
 
-    /// Publishes the object at its final path if what was written hashes to `expected`;
-    /// otherwise aborts. Either way nothing partial is visible at the final path.
+    /// Publishes the object at its final path if what was written hashes to `expected` (a
+    /// prehashed writer: the caller checked that); otherwise aborts. Either way nothing
+    /// partial is visible at the final path.
     pub async fn commit(mut self, expected: &Sha256) -> Result<(), CommitError> {
-        let actual = Sha256(self.hasher.clone().finalize().into());
-        if actual != *expected {
-            self.abort().await;
-            return Err(CommitError::Mismatch {
-                expected: *expected,
-                actual,
-            });
+        if let Some(h) = self.hasher.take() {
+            let actual = Sha256(h.finalize().into());
+            if actual != *expected {
+                self.abort().await;
+                return Err(CommitError::Mismatch {
+                    expected: *expected,
+                    actual,
+                });
+            }
         }
         if let Err(e) = self.writer.close().await {
             self.abort().await;
@@ -239,6 +272,40 @@ mod tests {
         assert!(matches!(err, CommitError::Mismatch { .. }), "{err}");
         assert!(!cloud.join("r/b.pcap").exists());
         // Nothing left in the atomic-write folder either.
+        let tmp = dir.path().join("targets/.tmp-cloud");
+        assert_eq!(std::fs::read_dir(tmp).expect("tmp dir").count(), 0);
+    }
+
+    #[tokio::test]
+    async fn prehashed_writes_publish_on_commit_and_abort_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = crate::targets::ManagerConfig::default();
+        let t = crate::targets::Targets::build(&cfg, dir.path()).expect("targets");
+        let op = t.get("cloud").expect("cloud");
+        let data = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/captures/rtp-pcap/examples/SIP_DTMF2.pcap"
+        ))
+        .expect("capture");
+        let bytes = Bytes::from(data.clone());
+        let size = data.len() as u64;
+        let mut w = AtomicWriter::open_prehashed(op, "r/c.pcap", size)
+            .await
+            .expect("open");
+        for at in (0..data.len()).step_by(700) {
+            let part = bytes.slice(at..(at + 700).min(data.len()));
+            w.write_bytes(part).await.expect("write");
+        }
+        assert_eq!(w.written(), size);
+        w.commit(&sha256(&data)).await.expect("commit");
+        let cloud = dir.path().join("targets/cloud");
+        assert_eq!(std::fs::read(cloud.join("r/c.pcap")).expect("file"), data);
+        let mut w = AtomicWriter::open_prehashed(op, "r/d.pcap", size)
+            .await
+            .expect("open");
+        w.write_bytes(bytes).await.expect("write");
+        w.abort().await;
+        assert!(!cloud.join("r/d.pcap").exists());
         let tmp = dir.path().join("targets/.tmp-cloud");
         assert_eq!(std::fs::read_dir(tmp).expect("tmp dir").count(), 0);
     }

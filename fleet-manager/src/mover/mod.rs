@@ -29,6 +29,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use opendal::Operator;
 use tapfleet_schemas::{Ack, AckBody, Channel, Sha256, Topic, TransferChunk, TransferOffer};
 use tokio::sync::mpsc;
@@ -71,6 +72,9 @@ fn has_manifest_in(e: &crate::catalog::RecordingEntry, target: &str) -> bool {
 pub const WORKERS_PER_TARGET: usize = 4;
 /// Commands queued per worker (a chunk is at most the edge's chunk size).
 const WORKER_QUEUE: usize = 64;
+/// Chunks queued per transfer for its writer task: the worker waits (and so acks later) when
+/// the target writes slower than chunks arrive.
+const WRITE_QUEUE: usize = 8;
 /// An open transfer without a chunk this long is abandoned (its writer aborted).
 pub const IDLE_TRANSFER: Duration = Duration::from_secs(600);
 /// Transfer id -> target routes kept by the router before it forgets them all.
@@ -224,10 +228,12 @@ impl Mover {
             let tx = workers.entry((target.clone(), shard)).or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(WORKER_QUEUE);
                 let w = Worker {
-                    store: self.store.clone(),
-                    targets: self.targets.clone(),
-                    outbox: self.outbox.clone(),
-                    metrics: self.metrics.clone(),
+                    ctx: Ctx {
+                        store: self.store.clone(),
+                        targets: self.targets.clone(),
+                        outbox: self.outbox.clone(),
+                        metrics: self.metrics.clone(),
+                    },
                     active: HashMap::new(),
                     by_file: HashMap::new(),
                 };
@@ -262,20 +268,36 @@ impl Mover {
     }
 }
 
+/// What a transfer's writer task receives, in order.
+#[derive(Debug)]
+enum WriteOp {
+    /// Bytes to append (already hashed by the state machine).
+    Data(Bytes),
+    /// Every byte was received and hashes to the offered digest: commit, catalog, ack `Stored`.
+    Commit(Sha256),
+}
+
 struct Active {
     sm: Transfer,
-    writer: AtomicWriter,
+    /// The transfer's writer task; dropping it aborts the write.
+    tx: mpsc::Sender<WriteOp>,
     rec: TransferRecord,
     /// When the last chunk arrived (IO side only: the state machine has no clock).
     last: Instant,
 }
 
-/// One worker: the transfers of some edges into one target.
-struct Worker {
+/// What the worker and the writer tasks share: the catalog, the targets and the acks.
+#[derive(Clone)]
+struct Ctx {
     store: Arc<Store>,
     targets: Targets,
     outbox: Outbox,
     metrics: Arc<Metrics>,
+}
+
+/// One worker: the transfers of some edges into one target.
+struct Worker {
+    ctx: Ctx,
     active: HashMap<u64, Active>,
     /// (edge, recording, file) -> open transfer id.
     by_file: HashMap<(String, String, String), u64>,
@@ -308,24 +330,23 @@ impl Worker {
                 Some(WorkerCmd::Finalize {
                     recording_id,
                     target,
-                }) => self.finalize(&recording_id, &target).await,
+                }) => self.ctx.finalize(&recording_id, &target).await,
             };
             if let Err(e) = r {
                 tracing::error!(error = %e, "mover command failed");
             }
             if last_sweep.elapsed() >= sweep_every {
                 last_sweep = Instant::now();
-                self.sweep().await;
+                self.sweep();
             }
         }
-        for (_, a) in self.active.drain() {
-            a.writer.abort().await;
-        }
+        // Dropping the writer tasks' senders aborts their writes.
+        self.active.clear();
     }
 
     /// Aborts transfers no chunk reached for [`IDLE_TRANSFER`] (the edge gave up or offered
     /// the file into another target).
-    async fn sweep(&mut self) {
+    fn sweep(&mut self) {
         let idle: Vec<u64> = self
             .active
             .iter()
@@ -333,12 +354,301 @@ impl Worker {
             .map(|(id, _)| *id)
             .collect();
         for id in idle {
-            if let Some(rec) = self.drop_transfer(id, true).await {
+            if let Some(rec) = self.drop_transfer(id) {
                 tracing::warn!(edge = %rec.edge_id, recording_id = %rec.recording_id, file = %rec.file, transfer_id = id, "idle transfer abandoned");
             }
         }
     }
 
+    async fn on_offer(
+        &mut self,
+        tenant: &str,
+        edge: &str,
+        target: &str,
+        offer: TransferOffer,
+    ) -> anyhow::Result<()> {
+        let ctx = self.ctx.clone();
+        // relay hook: an edge holding a copy for others may upload it too (a fetch back).
+        let holder = crate::catalog::edge_target(edge);
+        let entry = ctx
+            .store
+            .recording(&offer.recording_id)?
+            .filter(|e| e.tenant == tenant && (e.edge_id == edge || e.targets().contains(&holder)));
+        let target = target.to_owned();
+        let Some(op) = ctx.targets.get(&target).cloned() else {
+            let reason = format!("storage target {target:?} is not configured at the manager");
+            return ctx.fail(tenant, edge, &offer.recording_id, &offer.file, 0, reason);
+        };
+        let known = match &entry {
+            None => KnownFile::UnknownRecording,
+            Some(e) => match e.file(&offer.file) {
+                None => KnownFile::UnknownFile,
+                Some(f) => KnownFile::Listed {
+                    size: f.size,
+                    sha256: f.sha256.parse().unwrap_or(Sha256([0; 32])),
+                    stored: e.is_stored_in(&offer.file, &target),
+                },
+            },
+        };
+        let key = (
+            edge.to_owned(),
+            offer.recording_id.clone(),
+            offer.file.clone(),
+        );
+        let mut open_id = self.by_file.get(&key).copied();
+        // A transfer whose writer task ended (a failed write, answered `TransferFailed`) is
+        // not resumed.
+        if let Some(id) = open_id
+            && self.active.get(&id).is_none_or(|a| a.tx.is_closed())
+        {
+            self.drop_transfer(id);
+            open_id = None;
+        }
+        let open = open_id.and_then(|id| self.active.get(&id).map(|a| (id, &a.sm)));
+        match decide_offer(&offer, &known, open) {
+            OfferDecision::Refuse { reason } => {
+                ctx.fail(tenant, edge, &offer.recording_id, &offer.file, 0, reason)
+            }
+            OfferDecision::AlreadyStored => {
+                let location = entry
+                    .as_ref()
+                    .and_then(|e| e.file(&offer.file))
+                    .and_then(|f| f.locations.iter().find(|l| l.target == target))
+                    .map(|l| l.path.clone())
+                    .unwrap_or_default();
+                ctx.ack(
+                    tenant,
+                    edge,
+                    AckBody::Stored {
+                        recording_id: offer.recording_id,
+                        file: offer.file,
+                        target,
+                        location,
+                        sha256: offer.sha256,
+                    },
+                )
+            }
+            OfferDecision::Resume {
+                transfer_id,
+                offset,
+            } => ctx.ack(
+                tenant,
+                edge,
+                AckBody::Accept {
+                    recording_id: offer.recording_id,
+                    file: offer.file,
+                    transfer_id,
+                    offset,
+                },
+            ),
+            OfferDecision::Start => {
+                if let Some(old) = open_id {
+                    self.drop_transfer(old);
+                }
+                let start_ns = entry.as_ref().map(|e| e.start_ns).unwrap_or(0);
+                // The recording's own edge names the folder, whoever uploads it (relay hook).
+                let owner = entry.as_ref().map_or(edge, |e| e.edge_id.as_str());
+                let path = format!(
+                    "{}/{}",
+                    recording_dir(tenant, owner, start_ns, &offer.recording_id),
+                    offer.file
+                );
+                let transfer_id = ctx.store.next_id("transfer")?;
+                let rec = TransferRecord {
+                    transfer_id,
+                    tenant: tenant.to_owned(),
+                    edge_id: edge.to_owned(),
+                    recording_id: offer.recording_id.clone(),
+                    file: offer.file.clone(),
+                    size: offer.size,
+                    sha256: offer.sha256.to_hex(),
+                    target: target.clone(),
+                    path: path.clone(),
+                };
+                let sm = Transfer::new(offer.size, offer.sha256);
+                if offer.size == 0 {
+                    // Nothing to send: store the empty file now.
+                    let refused = if sm.completion().matches {
+                        write_verified(&op, &path, [], &offer.sha256)
+                            .await
+                            .err()
+                            .map(|e| e.to_string())
+                    } else {
+                        Some("an empty file cannot have that sha256".to_owned())
+                    };
+                    if let Some(reason) = refused {
+                        return ctx.fail(
+                            tenant,
+                            edge,
+                            &offer.recording_id,
+                            &offer.file,
+                            transfer_id,
+                            reason,
+                        );
+                    }
+                    return ctx.stored(&rec, &op, offer.sha256).await;
+                }
+                // The state machine hashes every byte it lets through: the writer does not.
+                let writer = match AtomicWriter::open_prehashed(&op, &path, offer.size).await {
+                    Ok(w) => w,
+                    Err(e) => {
+                        let reason = format!("target {target} cannot be written: {e}");
+                        return ctx.fail(
+                            tenant,
+                            edge,
+                            &offer.recording_id,
+                            &offer.file,
+                            transfer_id,
+                            reason,
+                        );
+                    }
+                };
+                ctx.store.put_transfer(&rec)?;
+                let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+                tokio::spawn(ctx.clone().write_transfer(rec.clone(), op, writer, rx));
+                self.active.insert(
+                    transfer_id,
+                    Active {
+                        sm,
+                        tx,
+                        rec,
+                        last: Instant::now(),
+                    },
+                );
+                self.by_file.insert(key, transfer_id);
+                tracing::info!(%edge, recording_id = %offer.recording_id, file = %offer.file, size = offer.size, transfer_id, %path, "transfer accepted");
+                ctx.ack(
+                    tenant,
+                    edge,
+                    AckBody::Accept {
+                        recording_id: offer.recording_id,
+                        file: offer.file,
+                        transfer_id,
+                        offset: 0,
+                    },
+                )
+            }
+        }
+    }
+
+    /// Forgets an open transfer: its writer task aborts the write (the temporary object is
+    /// removed) and its record goes.
+    fn drop_transfer(&mut self, id: u64) -> Option<TransferRecord> {
+        let a = self.active.remove(&id)?;
+        self.by_file.remove(&(
+            a.rec.edge_id.clone(),
+            a.rec.recording_id.clone(),
+            a.rec.file.clone(),
+        ));
+        if let Err(e) = self.ctx.store.remove_transfer(id) {
+            tracing::warn!(error = %e, transfer_id = id, "transfer record not removed");
+        }
+        Some(a.rec)
+    }
+
+    async fn on_chunk(
+        &mut self,
+        tenant: &str,
+        edge: &str,
+        chunk: TransferChunk,
+    ) -> anyhow::Result<()> {
+        let ctx = self.ctx.clone();
+        inc(&ctx.metrics.chunks_received_total);
+        let id = chunk.transfer_id;
+        let Some(a) = self.active.get_mut(&id) else {
+            // Not open: interrupted by a restart (a record is left), or unknown.
+            let (rid, file) = match ctx.store.transfer(id)? {
+                Some(r) if r.edge_id == edge => {
+                    ctx.store.remove_transfer(id)?;
+                    (r.recording_id, r.file)
+                }
+                _ => (String::new(), String::new()),
+            };
+            let reason =
+                "no such transfer open (the manager may have restarted): offer the file again"
+                    .to_owned();
+            return ctx.fail(tenant, edge, &rid, &file, id, reason);
+        };
+        if a.rec.edge_id != edge || a.rec.tenant != tenant {
+            inc(&ctx.metrics.unknown_edge_messages_total);
+            tracing::warn!(%edge, transfer_id = id, "chunk for another edge's transfer dropped");
+            return Ok(());
+        }
+        a.last = Instant::now();
+        match a.sm.on_chunk(chunk.offset, &chunk.data) {
+            ChunkDecision::ReAck { next_offset, gap } => {
+                if gap {
+                    inc(&ctx.metrics.chunks_gap_total);
+                } else {
+                    inc(&ctx.metrics.chunks_duplicate_total);
+                }
+                ctx.ack(
+                    tenant,
+                    edge,
+                    AckBody::Chunk {
+                        transfer_id: id,
+                        next_offset,
+                    },
+                )
+            }
+            ChunkDecision::Overrun { reason } => {
+                let rec = self.drop_transfer(id);
+                let (rid, file) = rec.map(|r| (r.recording_id, r.file)).unwrap_or_default();
+                ctx.fail(tenant, edge, &rid, &file, id, reason)
+            }
+            ChunkDecision::Write {
+                skip,
+                next_offset,
+                done,
+            } => {
+                // No copy: the chunk's buffer goes to the writer task as it is.
+                let data = Bytes::from(chunk.data);
+                let data = data.slice(skip.min(data.len())..);
+                if a.tx.send(WriteOp::Data(data)).await.is_err() {
+                    // The writer task failed (and answered `TransferFailed`) or is gone.
+                    self.drop_transfer(id);
+                    return Ok(());
+                }
+                // The ack goes out while the writer task writes: the edge sends on at once.
+                ctx.ack(
+                    tenant,
+                    edge,
+                    AckBody::Chunk {
+                        transfer_id: id,
+                        next_offset,
+                    },
+                )?;
+                let Some(done) = done else {
+                    return Ok(());
+                };
+                let Some(a) = self.active.remove(&id) else {
+                    return Ok(());
+                };
+                self.by_file.remove(&(
+                    a.rec.edge_id.clone(),
+                    a.rec.recording_id.clone(),
+                    a.rec.file.clone(),
+                ));
+                if !done.matches {
+                    // Dropping the sender aborts the write.
+                    drop(a.tx);
+                    let _ = ctx.store.remove_transfer(id);
+                    let reason = format!(
+                        "sha256 mismatch: received {} but {} was offered",
+                        done.sha256, a.rec.sha256
+                    );
+                    return ctx.fail(tenant, edge, &a.rec.recording_id, &a.rec.file, id, reason);
+                }
+                // Commit (fsync), catalog and `Stored` happen in the writer task, while this
+                // worker goes on with other transfers.
+                let _ = a.tx.send(WriteOp::Commit(done.sha256)).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Ctx {
     fn ack(&self, tenant: &str, edge: &str, body: AckBody) -> anyhow::Result<()> {
         self.outbox
             .send(&Topic::edge(tenant, edge, Channel::Acks)?, &Ack::new(body));
@@ -368,293 +678,63 @@ impl Worker {
         )
     }
 
-    async fn on_offer(
-        &mut self,
-        tenant: &str,
-        edge: &str,
-        target: &str,
-        offer: TransferOffer,
-    ) -> anyhow::Result<()> {
-        // relay hook: an edge holding a copy for others may upload it too (a fetch back).
-        let holder = crate::catalog::edge_target(edge);
-        let entry = self
-            .store
-            .recording(&offer.recording_id)?
-            .filter(|e| e.tenant == tenant && (e.edge_id == edge || e.targets().contains(&holder)));
-        let target = target.to_owned();
-        let Some(op) = self.targets.get(&target).cloned() else {
-            let reason = format!("storage target {target:?} is not configured at the manager");
-            return self.fail(tenant, edge, &offer.recording_id, &offer.file, 0, reason);
-        };
-        let known = match &entry {
-            None => KnownFile::UnknownRecording,
-            Some(e) => match e.file(&offer.file) {
-                None => KnownFile::UnknownFile,
-                Some(f) => KnownFile::Listed {
-                    size: f.size,
-                    sha256: f.sha256.parse().unwrap_or(Sha256([0; 32])),
-                    stored: e.is_stored_in(&offer.file, &target),
-                },
-            },
-        };
-        let key = (
-            edge.to_owned(),
-            offer.recording_id.clone(),
-            offer.file.clone(),
-        );
-        let open_id = self.by_file.get(&key).copied();
-        let open = open_id.and_then(|id| self.active.get(&id).map(|a| (id, &a.sm)));
-        match decide_offer(&offer, &known, open) {
-            OfferDecision::Refuse { reason } => {
-                self.fail(tenant, edge, &offer.recording_id, &offer.file, 0, reason)
-            }
-            OfferDecision::AlreadyStored => {
-                let location = entry
-                    .as_ref()
-                    .and_then(|e| e.file(&offer.file))
-                    .and_then(|f| f.locations.iter().find(|l| l.target == target))
-                    .map(|l| l.path.clone())
-                    .unwrap_or_default();
-                self.ack(
-                    tenant,
-                    edge,
-                    AckBody::Stored {
-                        recording_id: offer.recording_id,
-                        file: offer.file,
-                        target,
-                        location,
-                        sha256: offer.sha256,
-                    },
-                )
-            }
-            OfferDecision::Resume {
-                transfer_id,
-                offset,
-            } => self.ack(
-                tenant,
-                edge,
-                AckBody::Accept {
-                    recording_id: offer.recording_id,
-                    file: offer.file,
-                    transfer_id,
-                    offset,
-                },
-            ),
-            OfferDecision::Start => {
-                if let Some(old) = open_id {
-                    self.drop_transfer(old, true).await;
-                }
-                let start_ns = entry.as_ref().map(|e| e.start_ns).unwrap_or(0);
-                // The recording's own edge names the folder, whoever uploads it (relay hook).
-                let owner = entry.as_ref().map_or(edge, |e| e.edge_id.as_str());
-                let path = format!(
-                    "{}/{}",
-                    recording_dir(tenant, owner, start_ns, &offer.recording_id),
-                    offer.file
-                );
-                let transfer_id = self.store.next_id("transfer")?;
-                let rec = TransferRecord {
-                    transfer_id,
-                    tenant: tenant.to_owned(),
-                    edge_id: edge.to_owned(),
-                    recording_id: offer.recording_id.clone(),
-                    file: offer.file.clone(),
-                    size: offer.size,
-                    sha256: offer.sha256.to_hex(),
-                    target: target.clone(),
-                    path: path.clone(),
-                };
-                let sm = Transfer::new(offer.size, offer.sha256);
-                if offer.size == 0 {
-                    // Nothing to send: store the empty file now.
-                    let refused = if sm.completion().matches {
-                        write_verified(&op, &path, [], &offer.sha256)
-                            .await
-                            .err()
-                            .map(|e| e.to_string())
-                    } else {
-                        Some("an empty file cannot have that sha256".to_owned())
-                    };
-                    if let Some(reason) = refused {
-                        return self.fail(
-                            tenant,
-                            edge,
-                            &offer.recording_id,
-                            &offer.file,
-                            transfer_id,
-                            reason,
-                        );
+    /// One transfer's writes, in the order the worker accepted them: appends each chunk;
+    /// at [`WriteOp::Commit`] publishes the object (the fs service syncs it first) and
+    /// reports it stored. A failed write aborts and answers `TransferFailed`; a closed channel
+    /// without a commit (the transfer was dropped) aborts.
+    async fn write_transfer(
+        self,
+        rec: TransferRecord,
+        op: Operator,
+        mut writer: AtomicWriter,
+        mut rx: mpsc::Receiver<WriteOp>,
+    ) {
+        let id = rec.transfer_id;
+        let outcome = loop {
+            match rx.recv().await {
+                Some(WriteOp::Data(data)) => {
+                    if let Err(e) = writer.write_bytes(data).await {
+                        writer.abort().await;
+                        break Err(e.to_string());
                     }
-                    return self.stored(&rec, &op, offer.sha256).await;
                 }
-                let writer = match AtomicWriter::open(&op, &path, offer.size).await {
-                    Ok(w) => w,
-                    Err(e) => {
-                        let reason = format!("target {target} cannot be written: {e}");
-                        return self.fail(
-                            tenant,
-                            edge,
-                            &offer.recording_id,
-                            &offer.file,
-                            transfer_id,
-                            reason,
-                        );
-                    }
-                };
-                self.store.put_transfer(&rec)?;
-                self.active.insert(
-                    transfer_id,
-                    Active {
-                        sm,
-                        writer,
-                        rec,
-                        last: Instant::now(),
-                    },
-                );
-                self.by_file.insert(key, transfer_id);
-                tracing::info!(%edge, recording_id = %offer.recording_id, file = %offer.file, size = offer.size, transfer_id, %path, "transfer accepted");
-                self.ack(
-                    tenant,
-                    edge,
-                    AckBody::Accept {
-                        recording_id: offer.recording_id,
-                        file: offer.file,
-                        transfer_id,
-                        offset: 0,
-                    },
-                )
+                Some(WriteOp::Commit(sha256)) => {
+                    break writer
+                        .commit(&sha256)
+                        .await
+                        .map(|()| sha256)
+                        .map_err(|e| e.to_string());
+                }
+                None => {
+                    writer.abort().await;
+                    return;
+                }
             }
-        }
-    }
-
-    /// Forgets an open transfer, aborting its writer (removes the temp file).
-    async fn drop_transfer(&mut self, id: u64, abort: bool) -> Option<TransferRecord> {
-        let a = self.active.remove(&id)?;
-        self.by_file.remove(&(
-            a.rec.edge_id.clone(),
-            a.rec.recording_id.clone(),
-            a.rec.file.clone(),
-        ));
-        if abort {
-            a.writer.abort().await;
-        }
+        };
+        // Whatever the outcome, nothing of this transfer is open any more.
+        rx.close();
         if let Err(e) = self.store.remove_transfer(id) {
             tracing::warn!(error = %e, transfer_id = id, "transfer record not removed");
         }
-        Some(a.rec)
-    }
-
-    async fn on_chunk(
-        &mut self,
-        tenant: &str,
-        edge: &str,
-        chunk: TransferChunk,
-    ) -> anyhow::Result<()> {
-        inc(&self.metrics.chunks_received_total);
-        let id = chunk.transfer_id;
-        let Some(a) = self.active.get_mut(&id) else {
-            // Not open: interrupted by a restart (a record is left), or unknown.
-            let (rid, file) = match self.store.transfer(id)? {
-                Some(r) if r.edge_id == edge => {
-                    self.store.remove_transfer(id)?;
-                    (r.recording_id, r.file)
-                }
-                _ => (String::new(), String::new()),
-            };
-            let reason =
-                "no such transfer open (the manager may have restarted): offer the file again"
-                    .to_owned();
-            return self.fail(tenant, edge, &rid, &file, id, reason);
+        let r = match outcome {
+            Ok(sha256) => self.stored(&rec, &op, sha256).await,
+            Err(reason) => self.fail(
+                &rec.tenant,
+                &rec.edge_id,
+                &rec.recording_id,
+                &rec.file,
+                id,
+                reason,
+            ),
         };
-        if a.rec.edge_id != edge || a.rec.tenant != tenant {
-            inc(&self.metrics.unknown_edge_messages_total);
-            tracing::warn!(%edge, transfer_id = id, "chunk for another edge's transfer dropped");
-            return Ok(());
-        }
-        a.last = Instant::now();
-        match a.sm.on_chunk(chunk.offset, &chunk.data) {
-            ChunkDecision::ReAck { next_offset, gap } => {
-                if gap {
-                    inc(&self.metrics.chunks_gap_total);
-                } else {
-                    inc(&self.metrics.chunks_duplicate_total);
-                }
-                self.ack(
-                    tenant,
-                    edge,
-                    AckBody::Chunk {
-                        transfer_id: id,
-                        next_offset,
-                    },
-                )
-            }
-            ChunkDecision::Overrun { reason } => {
-                let rec = self.drop_transfer(id, true).await;
-                let (rid, file) = rec.map(|r| (r.recording_id, r.file)).unwrap_or_default();
-                self.fail(tenant, edge, &rid, &file, id, reason)
-            }
-            ChunkDecision::Write {
-                skip,
-                next_offset,
-                done,
-            } => {
-                let mut data = chunk.data;
-                data.drain(..skip.min(data.len()));
-                if let Err(e) = a.writer.write(data).await {
-                    let rec = self.drop_transfer(id, true).await;
-                    let (rid, file) = rec.map(|r| (r.recording_id, r.file)).unwrap_or_default();
-                    return self.fail(tenant, edge, &rid, &file, id, e.to_string());
-                }
-                self.ack(
-                    tenant,
-                    edge,
-                    AckBody::Chunk {
-                        transfer_id: id,
-                        next_offset,
-                    },
-                )?;
-                let Some(done) = done else {
-                    return Ok(());
-                };
-                let Some(a) = self.active.remove(&id) else {
-                    return Ok(());
-                };
-                self.by_file.remove(&(
-                    a.rec.edge_id.clone(),
-                    a.rec.recording_id.clone(),
-                    a.rec.file.clone(),
-                ));
-                let _ = self.store.remove_transfer(id);
-                let rec = a.rec.clone();
-                if !done.matches {
-                    a.writer.abort().await;
-                    let reason = format!(
-                        "sha256 mismatch: received {} but {} was offered",
-                        done.sha256, rec.sha256
-                    );
-                    return self.fail(tenant, edge, &rec.recording_id, &rec.file, id, reason);
-                }
-                if let Err(e) = a.writer.commit(&done.sha256).await {
-                    return self.fail(
-                        tenant,
-                        edge,
-                        &rec.recording_id,
-                        &rec.file,
-                        id,
-                        e.to_string(),
-                    );
-                }
-                let Some(op) = self.targets.get(&rec.target).cloned() else {
-                    return Ok(());
-                };
-                self.stored(&rec, &op, done.sha256).await
-            }
+        if let Err(e) = r {
+            tracing::error!(error = %e, transfer_id = id, "transfer not finished");
         }
     }
 
     /// A file is in its target: catalog it, finish the recording if complete, ack `Stored`.
     async fn stored(
-        &mut self,
+        &self,
         rec: &TransferRecord,
         op: &Operator,
         sha256: Sha256,
@@ -687,7 +767,7 @@ impl Worker {
         )
     }
 
-    async fn finalize(&mut self, recording_id: &str, target: &str) -> anyhow::Result<()> {
+    async fn finalize(&self, recording_id: &str, target: &str) -> anyhow::Result<()> {
         let Some(op) = self.targets.get(target).cloned() else {
             return Ok(());
         };
@@ -701,7 +781,7 @@ impl Worker {
 
     /// Writes `manifest.json` beside the files and marks the recording stored.
     async fn write_manifest(
-        &mut self,
+        &self,
         recording_id: &str,
         target: &str,
         op: &Operator,

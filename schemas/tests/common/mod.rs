@@ -69,6 +69,7 @@ pub fn manifests() -> Vec<Manifest> {
     full.edge_id = Some("site-1".to_owned());
     full.call_id = "a84b4c76e66710@pc33.atlanta.example.com".to_owned();
     full.part = 2;
+    full.linked = vec!["20240229T120000Z-00112233445566ff".to_owned()];
     full.caller = Party {
         uri: "sip:+4930123@pbx.example.com".to_owned(),
         number: "+4930123".to_owned(),

@@ -1,12 +1,15 @@
-//! Encrypted signalling and media, and comfort noise:
+//! Calls written here as pcaps for what no shared capture has: encrypted signalling and media,
+//! comfort noise, an SSRC change:
 //! - SRTP is kept in `call.pcap`, flagged `srtp` and not decoded (no noise in `audio.wav`):
 //!   the real SRTP capture without SIP (marseillaise-srtp.pcap), and calls crafted here whose SDP
 //!   says `RTP/SAVP`, or `RTP/AVP` while the payloads carry an SRTP authentication tag;
 //! - SIP over TLS (port 5061) is counted in `record`'s summary, not recorded;
-//! - a stream that starts with comfort noise (PT 13) keeps its voice codec and is decoded.
+//! - a stream that starts with comfort noise (PT 13) keeps its voice codec and is decoded;
+//! - a sender changing SSRC mid-call (sequence and timestamp restart) is a second stream of the
+//!   same direction, both counted and decoded into the sender's channel.
 //!
-//! No capture in ../shared/captures has SDP-signalled SRTP, SIP over TLS or a stream starting
-//! with CN, so those calls are written here as a classic pcap (Ethernet, IPv4, UDP/TCP).
+//! No capture in ../shared/captures has SDP-signalled SRTP, SIP over TLS, a stream starting with
+//! CN or an SSRC change, so those calls are written as classic pcaps (Ethernet, IPv4, UDP/TCP).
 
 mod common;
 use common::{capture, record, record_ok};
@@ -121,8 +124,9 @@ fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
 
 /// A call: INVITE/200/ACK with `proto` on the audio line, 50 RTP packets each way of 160 bytes
 /// of PCMU (a 1 kHz-ish pattern) plus `tag` bytes, the caller's first packet comfort noise
-/// when `cn_first`, 3 SIP-over-TLS segments on port 5061 beside, then BYE/200.
-fn call(proto: &str, tag: usize, cn_first: bool) -> Vec<u8> {
+/// when `cn_first`, the callee's SSRC 0x3333 (sequence and timestamp restarting) from its 26th
+/// packet on when `switch`, 3 SIP-over-TLS segments on port 5061 beside, then BYE/200.
+fn call(proto: &str, tag: usize, cn_first: bool, switch: bool) -> Vec<u8> {
     let (a_sip, b_sip) = ((CALLER, 5060), (CALLEE, 5060));
     let (a_rtp, b_rtp) = ((CALLER, 4000), (CALLEE, 6000));
     let mut p = Pcap::new();
@@ -173,7 +177,11 @@ fn call(proto: &str, tag: usize, cn_first: bool) -> Vec<u8> {
             t + 5_000,
             b_rtp,
             a_rtp,
-            &rtp(0, 100 + seq, i * 160, 0x2222, &voice),
+            &if switch && i >= 25 {
+                rtp(0, 9000 + seq, 77_000 + i * 160, 0x3333, &voice)
+            } else {
+                rtp(0, 100 + seq, i * 160, 0x2222, &voice)
+            },
         );
         if i % 20 == 0 {
             let tls = [0x17, 3, 3, 0, 4, 0xde, 0xad, 0xbe, 0xef];
@@ -224,7 +232,7 @@ fn srtp_by_sdp_or_by_tag_is_kept_flagged_and_not_decoded() {
         ("RTP/AVP", 10, "80-bit tag"),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (m, files, _) = record_one(&call(proto, tag, false), dir.path());
+        let (m, files, _) = record_one(&call(proto, tag, false, false), dir.path());
         assert_eq!(m.call_id, "crafted-1");
         assert_eq!(
             m.packets,
@@ -254,7 +262,7 @@ fn srtp_by_sdp_or_by_tag_is_kept_flagged_and_not_decoded() {
 #[test]
 fn plain_rtp_starting_with_comfort_noise_is_decoded_and_tls_is_counted() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (m, files, stdout) = record_one(&call("RTP/AVP", 0, true), dir.path());
+    let (m, files, stdout) = record_one(&call("RTP/AVP", 0, true, false), dir.path());
     assert_eq!(files, ["audio.wav", "call.pcap", "manifest.json"]);
     assert_eq!(m.packets, 105, "the TLS segments are not the call's");
     for s in &m.streams {
@@ -286,4 +294,30 @@ fn orphan_srtp_capture_is_kept_without_audio() {
     assert!(s.srtp && !s.decoded, "{s:?}");
     assert_eq!(m.packets, s.packets, "every packet kept");
     assert!(m.file("audio.wav").is_none() && !folder.join("audio.wav").exists());
+}
+
+#[test]
+fn ssrc_change_mid_call_is_a_second_stream_in_the_same_channel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (m, files, _) = record_one(&call("RTP/AVP", 0, false, true), dir.path());
+    assert!(files.contains(&"audio.wav".to_string()));
+    let by_ssrc = |ssrc: u32| {
+        m.streams
+            .iter()
+            .find(|s| s.ssrc == ssrc)
+            .unwrap_or_else(|| panic!("stream {ssrc:#x}: {:?}", m.streams))
+    };
+    assert_eq!(m.streams.len(), 3);
+    for (ssrc, packets) in [(0x1111, 50), (0x2222, 25), (0x3333, 25)] {
+        let s = by_ssrc(ssrc);
+        assert_eq!(
+            (s.packets, s.lost, s.duplicates),
+            (packets, 0, 0),
+            "{ssrc:#x}"
+        );
+        assert!(s.decoded, "{ssrc:#x}");
+    }
+    assert_eq!(by_ssrc(0x2222).direction, by_ssrc(0x3333).direction);
+    assert_eq!(by_ssrc(0x3333).src, by_ssrc(0x2222).src, "same 5-tuple");
+    assert!(by_ssrc(0x3333).first_ns > by_ssrc(0x2222).last_ns);
 }
