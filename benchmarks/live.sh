@@ -8,10 +8,8 @@
 #   benchmarks/live.sh [PPS=200000] [CALLS=1100] [CONCURRENCY=1000] [SECONDS_PER_CALL=40] [WORKDIR=...]
 #
 # The default capture is 1,000 concurrent calls of 40 s (100,000 packets/s of RTP) played twice as
-# fast: 4.4 M packets, about 50 calls ending per second. Each ending call costs the recorder's
-# finisher four fsyncs; where an fsync takes 4 ms (this VM's disk) one finisher completes about 60
-# calls/s, and beyond that (e.g. SECONDS_PER_CALL=10: 200 ends/s) its queue fills, the packet
-# thread waits and the kernel drops: that measures the finisher, not the capture.
+# fast: 4.4 M packets, about 50 calls ending per second. `record` does not sync recordings (no
+# --sync), so this measures the capture and the recorder, not the disk's sync latency.
 # Needs root (network namespace, veth, live capture) and tcpreplay (deploy/install-deps.sh test).
 # tcpreplay paces by busy-waiting on one core: on a 2-core machine the edge has the other one.
 set -euo pipefail

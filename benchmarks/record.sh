@@ -11,6 +11,8 @@
 #   benchmarks/record.sh [CALLS=1000] [SECONDS_PER_CALL=20] [WORKDIR=/tmp/tapfleet-bench]
 #   benchmarks/record.sh --10k [WORKDIR]     # 10,000 concurrent calls of 10 s (peak RSS, fds)
 #   PIN=0 benchmarks/record.sh ...           # do not pin tapfleet (finisher on another core)
+#   SYNC=1 benchmarks/record.sh ...          # record --sync: every recording synced, as the service does
+#                                            # (default: no sync, like cp)
 #
 # Every number comes from the same run. The machine should be otherwise idle: wall times of a
 # loaded machine are noise. Note: ext4 without a journal skips inodes freed in the last minute
@@ -25,6 +27,8 @@ else
 fi
 pin=(taskset -c 0)
 [ "${PIN:-1}" = 0 ] && pin=()
+sync=()
+[ "${SYNC:-0}" = 1 ] && sync=(--sync)
 ./deploy/install-deps.sh test
 command -v /usr/bin/time >/dev/null || { apt-get install -y -qq time >/dev/null; }
 cargo build --release --locked --bins -q -p tapfleet-edge -p tapfleet-callgen
@@ -50,7 +54,7 @@ measure() { # name, command...: prints "seconds user sys maxrss_kb"
 }
 read -r cp_s _ _ _ < <(measure cp cp "$work/bench.pcap" "$work/copy.pcap")
 rm -f "$work/copy.pcap"
-read -r tf_s tf_user tf_sys tf_rss < <(measure tapfleet "${pin[@]}" "$bin/tapfleet-edge" record "$work/bench.pcap" --out "$work/out")
+read -r tf_s tf_user tf_sys tf_rss < <(measure tapfleet "${pin[@]}" "$bin/tapfleet-edge" record "$work/bench.pcap" --out "$work/out" "${sync[@]}")
 recorded=$(head -c 200 "$work/tapfleet.out" | grep -o '^[0-9]* calls recorded' || echo "? calls recorded")
 out_bytes=$(du -sb "$work/out" | cut -f1)
 read -r ts_s _ _ ts_rss < <(measure tshark taskset -c 0 tshark -q -z rtp,streams -r "$work/bench.pcap")

@@ -461,6 +461,7 @@ async function recordingPage(id) {
       <dt>Caller</dt><dd>${party(r.caller)}</dd><dt>Callee</dt><dd>${party(r.callee)}</dd>
       <dt>Start</dt><dd>${esc(new Date(r.start).toLocaleString())}</dd><dt>Duration</dt><dd>${fmtDur(r.duration_ms)}</dd>
       <dt>Call-ID</dt><dd>${esc(r.call_id)}</dd><dt>Edge</dt><dd>${esc(r.edge_id)}</dd>
+      <dt>Direction</dt><dd>${esc(m.direction || "unknown")}</dd>
       <dt>End</dt><dd>${esc(m.end_reason)}${m.sip_status ? ` (SIP ${m.sip_status})` : ""}</dd>
       <dt>State</dt><dd>${esc(r.state)}${r.complete === false ? ` · <span class="warn">incomplete: ${esc((r.incomplete || []).join(", "))}</span>` : ""}${r.legal_hold ? " · legal hold" : ""}</dd>
       <dt>Recording id</dt><dd>${esc(r.recording_id)}</dd></dl></div>

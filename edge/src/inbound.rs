@@ -79,6 +79,10 @@ pub fn validate_config(cfg: &EdgeConfig) -> Result<(), String> {
     if cfg.storage.target.is_empty() {
         return Err("storage.target must name a target".to_owned());
     }
+    crate::calls::direction::SiteNetworks::parse(
+        &cfg.capture.local_networks,
+        &cfg.capture.trunk_networks,
+    )?;
     Ok(())
 }
 
@@ -131,6 +135,14 @@ mod tests {
         assert!(matches!(
             decode(Channel::Config, &encode(&cfg).expect("cbor")),
             Err(InboundError::Invalid(r)) if r.contains("high_water_percent")
+        ));
+        cfg.edge.cache.high_water_percent = 80;
+        cfg.edge.capture.local_networks = vec!["10.0.0.0/8".into(), "192.168.1.0/24".into()];
+        assert!(decode(Channel::Config, &encode(&cfg).expect("cbor")).is_ok());
+        cfg.edge.capture.trunk_networks = vec!["sbc.example.com".into()];
+        assert!(matches!(
+            decode(Channel::Config, &encode(&cfg).expect("cbor")),
+            Err(InboundError::Invalid(r)) if r.starts_with("capture.trunk_networks[0]: \"sbc.example.com\"")
         ));
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use crate::calls::direction::{Cidr, SiteNetworks};
 use crate::capture::PcapReader;
 use crate::recorder::{FinishedRecording, Recorder, RecorderEvent, RecorderOptions};
 
@@ -45,11 +46,30 @@ pub struct RecordArgs {
     /// Live: kernel capture buffer in MiB.
     #[arg(long, default_value_t = 64, requires = "interface")]
     pub buffer_mib: u32,
+    /// The site's own network as a CIDR (`10.0.0.0/8`; repeatable or comma-separated): each
+    /// call's manifest `direction` (inbound, outbound, internal) comes from its INVITE's source
+    /// and destination relative to them (config `capture.local_networks`).
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    pub local_net: Vec<String>,
+    /// A SIP trunk / SBC / carrier address or network counted as outside the site even within
+    /// `--local-net` (repeatable; config `capture.trunk_networks`).
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    pub trunk_net: Vec<String>,
 }
 
 /// Runs `record`.
 pub fn main(args: RecordArgs) -> anyhow::Result<()> {
+    let nets = |flag: &str, list: &[String]| -> anyhow::Result<Vec<Cidr>> {
+        list.iter()
+            .map(|s| s.parse().map_err(|e| anyhow::anyhow!("{flag}: {e}")))
+            .collect()
+    };
+    let networks = SiteNetworks {
+        local: nets("--local-net", &args.local_net)?,
+        trunks: nets("--trunk-net", &args.trunk_net)?,
+    };
     let opts = RecorderOptions {
+        networks,
         rtp_timeout_ns: i64::try_from(args.rtp_timeout)
             .unwrap_or(i64::MAX / 1_000_000_000)
             .saturating_mul(1_000_000_000),
@@ -202,11 +222,17 @@ pub(crate) fn print_summary(
         };
         writeln!(
             out,
-            "{}  Call-ID {}  {} -> {}  {} streams  {:.1}s  {} packets  {:?}{}",
+            "{}  Call-ID {}  {} -> {}{}  {} streams  {:.1}s  {} packets  {:?}{}",
             m.recording_id,
             m.call_id,
             who(&m.caller),
             who(&m.callee),
+            match m.direction {
+                tapfleet_schemas::CallDirection::Unknown => "",
+                tapfleet_schemas::CallDirection::Inbound => " (inbound)",
+                tapfleet_schemas::CallDirection::Outbound => " (outbound)",
+                tapfleet_schemas::CallDirection::Internal => " (internal)",
+            },
             m.streams.len(),
             (m.end_ns - m.start_ns) as f64 / 1e9,
             m.packets,

@@ -173,7 +173,10 @@ impl Receiver {
         }
         if end > self.size {
             return ChunkDecision::Overrun {
-                reason: format!("chunk ends at byte {end}, past the file's size {}", self.size),
+                reason: format!(
+                    "chunk ends at byte {end}, past the file's size {}",
+                    self.size
+                ),
             };
         }
         let skip = usize::try_from(self.next - offset).unwrap_or(usize::MAX);
@@ -244,11 +247,19 @@ mod tests {
         );
         assert!(matches!(
             r.on_chunk(0, b"hello "),
-            ChunkDecision::Write { skip: 0, next_offset: 6, done: None }
+            ChunkDecision::Write {
+                skip: 0,
+                next_offset: 6,
+                done: None
+            }
         ));
         assert!(matches!(
             r.on_chunk(4, b"o wor"),
-            ChunkDecision::Write { skip: 2, next_offset: 9, done: None }
+            ChunkDecision::Write {
+                skip: 2,
+                next_offset: 9,
+                done: None
+            }
         ));
         assert!(matches!(
             r.on_chunk(9, b"ld!"),

@@ -4,7 +4,8 @@
 //! traffic. Every call must be recorded, with both parties, its SIP and every RTP packet, in
 //! agreement with tshark's reading of tcpdump's capture, and the kernel must have dropped nothing.
 //! Needs root (live capture, SIPp's raw-socket pcap play), sipp, tcpdump and tshark (installed by
-//! deploy/install-deps.sh test); fails loudly without them.
+//! deploy/install-deps.sh test); fails loudly without them. The SIPp calls are the harness's
+//! (`tapfleet_tests::sipp`), shared with the service's live test.
 
 mod common;
 
@@ -15,8 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{CAPTURES, tshark};
-use tapfleet_schemas::{EndReason, Manifest, StreamDirection};
+use common::tshark;
+use tapfleet_schemas::{CallDirection, EndReason, Manifest, StreamDirection};
+use tapfleet_tests::sipp::SippCalls;
 
 const CALLS: usize = 3;
 
@@ -28,17 +30,6 @@ fn need(tool: &str) -> PathBuf {
         }
     }
     panic!("{tool} is required for this test: deploy/install-deps.sh test");
-}
-
-/// The UAC scenario of captures/sipp/make_sipp_calls.sh, with 2.5 s of audio instead of 8
-/// (tests/data/sipp_uac_pcma.xml, also used by tests/tests/live_service.rs).
-fn uac_xml(media: &str) -> String {
-    include_str!("data/sipp_uac_pcma.xml").replace("MEDIA_DIR", media)
-}
-
-/// The UAS scenario of captures/sipp/make_sipp_calls.sh.
-fn uas_xml(media: &str) -> String {
-    include_str!("data/sipp_uas_pcma.xml").replace("MEDIA_DIR", media)
 }
 
 /// A background process whose stderr lines arrive on a channel.
@@ -112,22 +103,13 @@ fn tshark_rtp_streams(file: &Path) -> HashMap<(String, String, u32), u64> {
 #[test]
 fn sipp_calls_recorded_live_on_loopback_match_tcpdump() {
     let started = Instant::now();
-    let (sipp, tcpdump) = (need("sipp"), need("tcpdump"));
+    let tcpdump = need("tcpdump");
     need("tshark");
-    let media = format!("{CAPTURES}/sipp/media");
-    assert!(Path::new(&media).is_dir(), "{media} is missing");
     let tmp = tempfile::tempdir().expect("tempdir");
     let work = tmp.path();
-    std::fs::write(work.join("uac.xml"), uac_xml(&media)).expect("write uac.xml");
-    std::fs::write(work.join("uas.xml"), uas_xml(&media)).expect("write uas.xml");
     // Ports of our own, so parallel tests' loopback traffic stays out of both captures.
-    let base = 30_000 + (std::process::id() % 200) as u16 * 100;
-    let (uas_port, uac_port, uas_media, uac_media) = (base, base + 1, base + 10, base + 50);
-    let filter = format!(
-        "udp and (port {uas_port} or port {uac_port} or portrange {uas_media}-{} or portrange {uac_media}-{})",
-        uas_media + 39,
-        uac_media + 39
-    );
+    let sipp = SippCalls::for_process(30_000);
+    let filter = sipp.bpf_filter();
     let tcpdump_file = work.join("tcpdump.pcap");
     let out = work.join("recordings");
 
@@ -139,39 +121,14 @@ fn sipp_calls_recorded_live_on_loopback_match_tcpdump() {
     );
     let mut edge = Proc::start(
         Command::new(env!("CARGO_BIN_EXE_tapfleet-edge"))
-            .args(["record", "--interface", "lo", "--filter", &filter, "--out"])
+            .args(["record", "--interface", "lo", "--filter", &filter])
+            .args(["--local-net", "127.0.0.1", "--out"])
             .arg(&out),
     );
     dump.wait_for("listening on", Duration::from_secs(10));
     edge.wait_for("capturing on lo", Duration::from_secs(10));
 
-    let mut uas = Command::new(&sipp)
-        .current_dir(work)
-        .args(["-sf", "uas.xml", "-t", "u1", "-i", "127.0.0.1", "-nostdin"])
-        .args(["-p", &uas_port.to_string(), "-mi", "127.0.0.1"])
-        .args(["-mp", &uas_media.to_string(), "-m", &CALLS.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the SIPp UAS");
-    std::thread::sleep(Duration::from_millis(500));
-    let n = CALLS.to_string();
-    let uac = Command::new(&sipp)
-        .current_dir(work)
-        .arg(format!("127.0.0.1:{uas_port}"))
-        .args(["-sf", "uac.xml", "-t", "u1", "-i", "127.0.0.1", "-nostdin"])
-        .args(["-p", &uac_port.to_string(), "-mi", "127.0.0.1"])
-        .args(["-mp", &uac_media.to_string(), "-s", "1000"])
-        .args(["-m", &n, "-l", &n, "-r", &n, "-timeout", "20s"])
-        .output()
-        .expect("run the SIPp UAC");
-    let uas_status = uas.wait().expect("UAS ends");
-    assert!(
-        uac.status.success() && uas_status.success(),
-        "SIPp: every call must succeed (UAC {}, UAS {uas_status}): {}",
-        uac.status,
-        String::from_utf8_lossy(&uac.stdout)
-    );
+    sipp.run(&work.join("sipp"), CALLS);
     // Past the BYE's closing grace (2 s), so every call has ended by BYE.
     std::thread::sleep(Duration::from_millis(3000));
     let (dump_ok, _, dump_err) = dump.stop();
@@ -226,6 +183,7 @@ fn sipp_calls_recorded_live_on_loopback_match_tcpdump() {
             ("sipp", "1000")
         );
         assert!(m.caller.tag.is_some() && m.callee.tag.is_some());
+        assert_eq!(m.direction, CallDirection::Internal, "127.0.0.1 to itself");
         for dir in [
             StreamDirection::CallerToCallee,
             StreamDirection::CalleeToCaller,

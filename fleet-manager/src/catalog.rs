@@ -6,7 +6,7 @@
 //! date of the recording's start (UTC).
 
 use serde::{Deserialize, Serialize};
-use tapfleet_schemas::{Manifest, Party, UtcDateTime};
+use tapfleet_schemas::{CallDirection, Manifest, Party, UtcDateTime};
 
 /// Where a recording is in its life at the manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +108,10 @@ pub struct RecordingEntry {
     /// The worst packet loss of the recording's streams, in percent.
     #[serde(default)]
     pub loss_pct: Option<f64>,
+    /// Inbound, outbound, internal or unknown: the manifest's call direction (the edge's
+    /// `capture.local_networks`). Entries cataloged before it existed read as unknown.
+    #[serde(default)]
+    pub direction: CallDirection,
 }
 
 fn yes() -> bool {
@@ -171,6 +175,7 @@ impl RecordingEntry {
             incomplete: m.incomplete.clone(),
             mos,
             loss_pct,
+            direction: m.direction,
         }
     }
 
@@ -300,6 +305,21 @@ mod tests {
             ),
             "default/e1/2024/02/29/20240229T123456Z-00"
         );
+    }
+
+    #[test]
+    fn the_call_direction_is_listed_and_old_entries_read_as_unknown() {
+        let mut m = Manifest::new(
+            "20240229T123456Z-deadbeef00010203".into(),
+            RecordingKind::Call,
+        );
+        m.direction = CallDirection::Inbound;
+        let e = RecordingEntry::from_manifest(&m, "t", "e1");
+        let mut json = serde_json::to_value(&e).expect("json");
+        assert_eq!(json["direction"], "inbound");
+        json.as_object_mut().map(|o| o.remove("direction"));
+        let old: RecordingEntry = serde_json::from_value(json).expect("an entry without it");
+        assert_eq!(old.direction, CallDirection::Unknown);
     }
 
     #[test]

@@ -233,6 +233,16 @@ pub fn validate(cfg: &EdgeConfig, ctx: Context<'_>) -> Vec<FieldError> {
             format!("{name:?} is not an interface name"),
         );
     }
+    for (field, list) in [
+        ("capture.local_networks", &c.local_networks),
+        ("capture.trunk_networks", &c.trunk_networks),
+    ] {
+        for (i, net) in list.iter().enumerate() {
+            if let Err(e) = net.parse::<tapfleet_edge::calls::direction::Cidr>() {
+                check(false, &format!("{field}[{i}]"), e.to_string());
+            }
+        }
+    }
     if let Some(f) = &c.bpf_filter {
         check(
             f.len() <= 4096 && !f.contains('\0'),
@@ -393,6 +403,14 @@ mod tests {
                 serde_json::json!({"capture": 3}),
                 "capture: must be an object, not a number",
             ),
+            (
+                serde_json::json!({"capture": {"local_networks": ["10.0.0.0/8", "10.1.0.0/40"]}}),
+                "capture.local_networks[1]: \"10.1.0.0/40\": the prefix length must be 0..=32",
+            ),
+            (
+                serde_json::json!({"capture": {"trunk_networks": ["sbc.example.com"]}}),
+                "capture.trunk_networks[0]: \"sbc.example.com\" is not an IP address or network",
+            ),
         ];
         for (e, want) in cases {
             let errs = eff(&empty, &[], &doc(e.clone())).expect_err("invalid");
@@ -402,6 +420,10 @@ mod tests {
                 "{e}: {text:?} lacks {want:?}"
             );
         }
+        let nets = doc(serde_json::json!({"capture": {
+            "local_networks": ["10.0.0.0/8", "2001:db8:1::/48"], "trunk_networks": ["10.0.0.254"]}}));
+        let ok = eff(&empty, &[], &nets).expect("valid networks");
+        assert_eq!(ok.capture.local_networks.len(), 2);
         // The layer is named when the error is in a group.
         let g = doc(serde_json::json!({"bogus": 1}));
         let errs = eff(&empty, &[("nyc", &g)], &empty).expect_err("invalid");

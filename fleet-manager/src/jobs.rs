@@ -759,7 +759,14 @@ impl Jobs {
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
             let Some(r) = relay::get(&self.store, &rid, dest).map_err(|e| e.to_string())? else {
-                return Err("the relay record vanished".into());
+                // A storage-policy relay of the same recording finished (and removed its record).
+                let now = self.fresh(&rid)?;
+                if now.all_stored_in(&here) && has_manifest(&now, &here) {
+                    return Ok(());
+                }
+                relay::request(&self.store, &rid, dest, None, false, true)
+                    .map_err(|e| e.to_string())?;
+                continue;
             };
             p.set(base + r.done_bytes.min(total));
             if p.rec.status.as_deref() != Some(r.status.as_str()) {

@@ -386,11 +386,14 @@ pub fn on_stored(store: &Store, recording_id: &str, target: &str) -> Result<(), 
 // ------------------------------------------------------------------------------------------
 // IO: the relay task.
 
+/// A download reply and the edge it came from.
+type Reply = (String, ReplyBody);
+
 /// Edge replies to downloads, delivered by the dispatcher; the relay task takes the receiver.
 #[derive(Clone)]
 pub struct RelayInbox {
-    tx: mpsc::UnboundedSender<(String, ReplyBody)>,
-    rx: Arc<Mutex<Option<mpsc::UnboundedReceiver<(String, ReplyBody)>>>>,
+    tx: mpsc::UnboundedSender<Reply>,
+    rx: Arc<Mutex<Option<mpsc::UnboundedReceiver<Reply>>>>,
 }
 
 impl Default for RelayInbox {
@@ -469,7 +472,7 @@ fn mono_ns(start: tokio::time::Instant) -> i64 {
 }
 
 impl Relay {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<(String, ReplyBody)>) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Reply>) {
         let epoch = tokio::time::Instant::now();
         let mut last_refresh: Option<tokio::time::Instant> = None;
         loop {
@@ -813,10 +816,10 @@ impl Relay {
         }
         let mut rec = a.rec;
         let rid = rec.recording_id.clone();
-        if rec.drop_staging {
-            if let Err(e) = self.drop_staging(&rid).await {
-                tracing::warn!(recording_id = %rid, error = %e, "staging copy not deleted");
-            }
+        if rec.drop_staging
+            && let Err(e) = self.drop_staging(&rid, &rec.edge).await
+        {
+            tracing::warn!(recording_id = %rid, error = %e, "staging copy not deleted");
         }
         crate::jobs::announce_stored(
             &self.outbox,
@@ -840,15 +843,14 @@ impl Relay {
         }
     }
 
-    /// Deletes the recording's copy in [`STAGING`] unless another pending relay still reads it.
-    async fn drop_staging(&self, rid: &str) -> Result<(), String> {
+    /// Deletes the recording's copy in [`STAGING`] unless a pending relay of it into another
+    /// edge still reads it.
+    async fn drop_staging(&self, rid: &str, done_edge: &str) -> Result<(), String> {
         let others = all(&self.store)
             .map_err(|e| e.to_string())?
             .into_iter()
             .any(|r| {
-                r.recording_id == rid
-                    && r.state == RelayState::Pending
-                    && self.active.get(&key(rid, &r.edge)).is_some()
+                r.recording_id == rid && r.edge != done_edge && r.state == RelayState::Pending
             });
         if others {
             return Ok(());

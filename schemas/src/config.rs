@@ -54,6 +54,15 @@ pub struct CaptureConfig {
     pub rtp_timeout_secs: u32,
     /// A call longer than this is cut and continues as a chained next part.
     pub max_call_secs: u32,
+    /// The site's own networks, as CIDRs (`10.0.0.0/8`, `2001:db8:1::/48`; a bare address is one
+    /// host): a call whose INVITE goes from one of them to elsewhere is `outbound`, from
+    /// elsewhere into one `inbound`, between two of them `internal` (manifest `direction`).
+    /// Empty (and no `trunk_networks`): every call's direction is `unknown`.
+    pub local_networks: Vec<String>,
+    /// SIP trunks, SBCs or carrier gateways that stand for the outside world even inside
+    /// `local_networks` (e.g. the SBC's LAN address when the edge sees PBX <-> SBC traffic).
+    /// With no `local_networks`, every address that is not a trunk is local.
+    pub trunk_networks: Vec<String>,
 }
 
 impl Default for CaptureConfig {
@@ -66,6 +75,8 @@ impl Default for CaptureConfig {
             promiscuous: true,
             rtp_timeout_secs: 60,
             max_call_secs: 4 * 3600,
+            local_networks: Vec::new(),
+            trunk_networks: Vec::new(),
         }
     }
 }

@@ -84,9 +84,15 @@ pub enum ReplyBody {
     Offer(TransferOffer),
     /// Download (manager -> edge): send chunks of `transfer_id` from `offset` (the bytes the
     /// edge already holds of an interrupted download of the same file).
-    DownloadAccept { transfer_id: u64, offset: u64 },
+    DownloadAccept {
+        transfer_id: u64,
+        offset: u64,
+    },
     /// Download: every byte before `next_offset` was received.
-    DownloadChunk { transfer_id: u64, next_offset: u64 },
+    DownloadChunk {
+        transfer_id: u64,
+        next_offset: u64,
+    },
     /// Download: the file is in the edge's local storage (synced, renamed into place, in its
     /// index) and its SHA-256 matched.
     DownloadStored {

@@ -27,8 +27,8 @@ pub use enroll::{EnrollGrant, EnrollRequest, EnrollResponse, EnrollResult};
 pub use event::{Event, EventBody};
 pub use job::{Job, JobAction, JobReply, ReplyBody, TransferOffer};
 pub use manifest::{
-    DtmfEvent, EndReason, FileEntry, Manifest, Party, RecordingKind, RtcpInfo, StreamDirection,
-    StreamInfo, manifest_json,
+    CallDirection, DtmfEvent, EndReason, FileEntry, Manifest, Party, RecordingKind, RtcpInfo,
+    StreamDirection, StreamInfo, manifest_json,
 };
 pub use recording_id::{UtcDateTime, is_recording_id, recording_id};
 pub use sha::{BadSha256, Sha256};

@@ -32,6 +32,11 @@ pub struct Manifest {
     pub linked: Vec<String>,
     pub caller: Party,
     pub callee: Party,
+    /// The call relative to the site (the edge's `capture.local_networks` /
+    /// `capture.trunk_networks`), from its initial INVITE's source and destination address.
+    /// Added within v1 (absent: unknown).
+    #[serde(default)]
+    pub direction: CallDirection,
     pub start_ns: i64,
     pub answer_ns: Option<i64>,
     pub end_ns: i64,
@@ -63,6 +68,7 @@ impl Manifest {
             linked: Vec::new(),
             caller: Party::default(),
             callee: Party::default(),
+            direction: CallDirection::Unknown,
             start_ns: 0,
             answer_ns: None,
             end_ns: 0,
@@ -120,6 +126,19 @@ pub enum EndReason {
     CaptureEnd,
     /// Cut at the maximum duration; the call continues in the next part.
     MaxDuration,
+}
+
+/// A call relative to the site: its initial INVITE went from inside the site to outside it
+/// (outbound), the other way (inbound), or stayed inside (internal). Unknown when the edge has
+/// no networks configured, for orphan streams, and for INVITEs between two outside addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CallDirection {
+    Inbound,
+    Outbound,
+    Internal,
+    #[default]
+    Unknown,
 }
 
 /// Who sent a stream, by SIP role.

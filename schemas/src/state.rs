@@ -62,6 +62,9 @@ pub struct Telemetry {
     /// Each live capture interface's counters (`kernel_drops`/`interface_drops` above are
     /// their sums since the edge started). Added within v1 (absent: none).
     pub interfaces: Vec<InterfaceCounters>,
+    /// TCP segments of SIP over TLS (port 5061) seen since the edge started: counted, not
+    /// recorded (their SIP is encrypted). Added within v1 (absent: 0).
+    pub sip_tls_packets: u64,
 }
 
 /// One capture interface's libpcap counters, since its capture started.

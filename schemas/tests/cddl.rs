@@ -187,6 +187,22 @@ fn broken_encodings_do_not_match() {
         "unknown end_reason accepted"
     );
 
+    let bad_direction = mutate(&manifest, |m| {
+        set(m, "direction", Value::Text("sideways".to_owned()))
+    });
+    assert!(
+        validate("manifest", &bad_direction).is_err(),
+        "unknown call direction accepted"
+    );
+    // A manifest from before `direction` existed is valid and reads as unknown.
+    let no_direction = mutate(&manifest, |m| {
+        m.retain(|(k, _)| k.as_text() != Some("direction"))
+    });
+    assert!(validate("manifest", &no_direction).is_ok());
+    let old: tapfleet_schemas::Manifest =
+        tapfleet_schemas::decode(&no_direction).expect("decodes without direction");
+    assert_eq!(old.direction, tapfleet_schemas::CallDirection::Unknown);
+
     let job = sample("job", 0);
     assert!(
         validate("manifest", &job).is_err(),

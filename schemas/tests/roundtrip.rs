@@ -8,8 +8,8 @@ use std::fmt::Debug;
 
 use proptest::prelude::*;
 use tapfleet_schemas::{
-    DtmfEvent, EndReason, FileEntry, Manifest, Message, Party, RecordingKind, Sha256,
-    StreamDirection, StreamInfo, TransferChunk, decode, encode, manifest_json,
+    CallDirection, DtmfEvent, EndReason, FileEntry, Manifest, Message, Party, RecordingKind,
+    Sha256, StreamDirection, StreamInfo, TransferChunk, decode, encode, manifest_json,
 };
 
 fn round_trip<M: Message + PartialEq + Debug>(msgs: Vec<M>) -> usize {
@@ -148,6 +148,15 @@ fn direction() -> impl Strategy<Value = StreamDirection> {
     ]
 }
 
+fn call_direction() -> impl Strategy<Value = CallDirection> {
+    prop_oneof![
+        Just(CallDirection::Inbound),
+        Just(CallDirection::Outbound),
+        Just(CallDirection::Internal),
+        Just(CallDirection::Unknown),
+    ]
+}
+
 fn end_reason() -> impl Strategy<Value = EndReason> {
     prop_oneof![
         Just(EndReason::Bye),
@@ -254,7 +263,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
             any::<Option<i64>>(),
             any::<i64>(),
         ),
-        (end_reason(), any::<Option<u16>>()),
+        (end_reason(), any::<Option<u16>>(), call_direction()),
         (
             prop::collection::vec(stream(), 0..4),
             prop::collection::vec(dtmf, 0..4),
@@ -270,7 +279,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
             |(
                 (recording_id, edge_id, kind, call_id, part),
                 (caller, callee, start_ns, answer_ns, end_ns),
-                (end_reason, sip_status),
+                (end_reason, sip_status, call_direction),
                 (streams, dtmf, files),
                 (packets, complete, incomplete),
             )| {
@@ -285,6 +294,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                 m.end_ns = end_ns;
                 m.end_reason = end_reason;
                 m.sip_status = sip_status;
+                m.direction = call_direction;
                 m.streams = streams;
                 m.dtmf = dtmf;
                 m.files = files;

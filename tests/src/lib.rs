@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use sha2::Digest;
 
+pub mod sipp;
 pub mod webdriver;
 
 /// The folder holding the workspace's binaries (`target/debug` when testing in debug).

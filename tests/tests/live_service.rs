@@ -1,30 +1,18 @@
 //! End to end, real processes on loopback: the edge service (`tapfleet-edge run --interface lo`)
 //! captures live with the capture settings the manager sends (interfaces, BPF filter), while SIPp
 //! places calls with two-way RTP; every call reaches the manager's catalog, complete, and the
-//! edge reports no drops in its telemetry and the interface's kernel counters in `/metrics`.
+//! edge reports no drops in its telemetry and the interface's kernel counters in `/metrics`;
+//! the site's networks (`capture.local_networks`) make each call `internal`.
 //! Needs root (live capture, SIPp pcap play) and sipp (deploy/install-deps.sh test).
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use tapfleet_tests::{
-    API_TOKEN, Proc, bearer, bin, captures, free_port, get_json, require_tool, wait_for,
-};
+use tapfleet_tests::sipp::SippCalls;
+use tapfleet_tests::{API_TOKEN, Proc, bearer, bin, free_port, get_json, require_tool, wait_for};
 
 const CALLS: usize = 3;
-
-/// The SIPp scenarios the edge crate's live test uses, with the shared media folder filled in.
-fn scenario(name: &str) -> String {
-    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../edge/tests/data")
-        .join(name);
-    let media = captures().join("sipp/media");
-    std::fs::read_to_string(&file)
-        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
-        .replace("MEDIA_DIR", &media.to_string_lossy())
-}
 
 fn put(url: &str, body: &str) -> (u16, Value) {
     let agent = ureq::Agent::new_with_config(
@@ -73,15 +61,11 @@ fn the_service_records_sipp_calls_live_with_the_managers_capture_settings() {
     });
 
     // Ports of our own; the manager's capture settings keep everything else out.
-    let base = 40_000 + (std::process::id() % 200) as u16 * 100;
-    let (uas_port, uac_port, uas_media, uac_media) = (base, base + 1, base + 10, base + 50);
-    let filter = format!(
-        "udp and (port {uas_port} or port {uac_port} or portrange {uas_media}-{} or portrange {uac_media}-{})",
-        uas_media + 39,
-        uac_media + 39
-    );
+    let sipp = SippCalls::for_process(40_000);
+    let filter = sipp.bpf_filter();
     let defaults = serde_json::json!({
-        "capture": {"interfaces": ["lo"], "bpf_filter": filter, "buffer_bytes": 32 << 20},
+        "capture": {"interfaces": ["lo"], "bpf_filter": filter, "buffer_bytes": 32 << 20,
+                    "local_networks": ["127.0.0.0/8"]},
         "telemetry_interval_secs": 2,
     });
     let (status, v) = put(
@@ -128,36 +112,7 @@ fn the_service_records_sipp_calls_live_with_the_managers_capture_settings() {
         },
     );
 
-    let work = root.join("sipp");
-    std::fs::create_dir_all(&work).expect("mkdir");
-    std::fs::write(work.join("uac.xml"), scenario("sipp_uac_pcma.xml")).expect("uac.xml");
-    std::fs::write(work.join("uas.xml"), scenario("sipp_uas_pcma.xml")).expect("uas.xml");
-    let mut uas = Command::new("sipp")
-        .current_dir(&work)
-        .args(["-sf", "uas.xml", "-t", "u1", "-i", "127.0.0.1", "-nostdin"])
-        .args(["-p", &uas_port.to_string(), "-mi", "127.0.0.1"])
-        .args(["-mp", &uas_media.to_string(), "-m", &CALLS.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the SIPp UAS");
-    std::thread::sleep(Duration::from_millis(500));
-    let n = CALLS.to_string();
-    let uac = Command::new("sipp")
-        .current_dir(&work)
-        .arg(format!("127.0.0.1:{uas_port}"))
-        .args(["-sf", "uac.xml", "-t", "u1", "-i", "127.0.0.1", "-nostdin"])
-        .args(["-p", &uac_port.to_string(), "-mi", "127.0.0.1"])
-        .args(["-mp", &uac_media.to_string(), "-s", "1000"])
-        .args(["-m", &n, "-l", &n, "-r", &n, "-timeout", "20s"])
-        .output()
-        .expect("run the SIPp UAC");
-    let uas_status = uas.wait().expect("UAS ends");
-    assert!(
-        uac.status.success() && uas_status.success(),
-        "SIPp: every call must succeed (UAC {}, UAS {uas_status})",
-        uac.status
-    );
+    sipp.run(&root.join("sipp"), CALLS);
 
     // Every call in the catalog, stored, its manifest complete, ended by BYE.
     let list = wait_for("every call stored", Duration::from_secs(30), || {
@@ -179,6 +134,9 @@ fn the_service_records_sipp_calls_live_with_the_managers_capture_settings() {
         assert_eq!(manifest["complete"], true, "{m}");
         assert_eq!(manifest["caller"]["number"], "sipp");
         assert_eq!(manifest["callee"]["number"], "1000");
+        // SIPp calls itself on 127.0.0.1, inside the site's networks.
+        assert_eq!(manifest["direction"], "internal", "{m}");
+        assert_eq!(r["direction"], "internal", "the list says it too: {r}");
         assert_eq!(manifest["streams"].as_array().map(Vec::len), Some(3), "{m}");
     }
 

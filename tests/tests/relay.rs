@@ -68,8 +68,7 @@ fn job(m: &Manager, id: u64) -> serde_json::Value {
 #[test]
 fn a_job_stores_an_edge_local_recording_into_another_edge_even_if_it_is_offline() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = &dir.keep(); // DEBUG-KEEP
-    eprintln!("ROOT {}", root.display());
+    let root = dir.path();
     let m = Manager::start(root, None, None);
     let (a_data, b_data) = (root.join("edge-a"), root.join("edge-b"));
     let a = enroll_at_with_config(
@@ -94,7 +93,10 @@ fn a_job_stores_an_edge_local_recording_into_another_edge_even_if_it_is_offline(
     let t0 = std::time::Instant::now();
     let out = cli_ok(&m, &["job", "copy", &ids[0], "--to", &here_b]);
     assert!(out.contains("\"done\""), "{out}");
-    eprintln!("relay of one recording A -> manager -> B: {:?}", t0.elapsed());
+    eprintln!(
+        "relay of one recording A -> manager -> B: {:?}",
+        t0.elapsed()
+    );
     let recs = catalog(&m);
     let r0 = &recs[ids[0].as_str()];
     let files = r0["files"].as_array().expect("files").len();
@@ -108,12 +110,18 @@ fn a_job_stores_an_edge_local_recording_into_another_edge_even_if_it_is_offline(
         files + 1,
         "A keeps its copy"
     );
-    assert!(locations_in(r0, "_relay").is_empty(), "no staging copy left: {r0}");
+    assert!(
+        locations_in(r0, "_relay").is_empty(),
+        "no staging copy left: {r0}"
+    );
     assert!(
         files_under(&m.data.join("relay")).is_empty(),
         "staging folder empty"
     );
-    assert!(files_under(&m.target_dir("cloud")).is_empty(), "nothing in cloud");
+    assert!(
+        files_under(&m.target_dir("cloud")).is_empty(),
+        "nothing in cloud"
+    );
     let held0 = b_data.join("cache/held").join(&ids[0]);
     assert_held(r0, &held0, &a_data.join("cache/recordings").join(&ids[0]));
     assert!(
@@ -132,7 +140,7 @@ fn a_job_stores_an_edge_local_recording_into_another_edge_even_if_it_is_offline(
         "/api/v1/jobs",
         &serde_json::json!({"kind": "copy", "recording_id": ids[1], "to": here_b}),
     );
-    assert_eq!(status, 200, "{v}");
+    assert!((200..300).contains(&status), "{status} {v}");
     let id = v["id"].as_u64().expect("job id");
     let waiting = wait_for("the job says B is offline", Duration::from_secs(30), || {
         let j = job(&m, id);
@@ -146,10 +154,14 @@ fn a_job_stores_an_edge_local_recording_into_another_edge_even_if_it_is_offline(
     assert_eq!(job(&m, id)["state"], "running", "still waiting for B");
     let _edge_b = start_edge_at(&m, "edge-b-2", &b_data, Some("edge-b"), &empty, &[]);
     let t1 = std::time::Instant::now();
-    let done = wait_for("the job done once B is back", Duration::from_secs(60), || {
-        let j = job(&m, id);
-        (j["state"] != "running" && j["state"] != "queued").then_some(j)
-    });
+    let done = wait_for(
+        "the job done once B is back",
+        Duration::from_secs(60),
+        || {
+            let j = job(&m, id);
+            (j["state"] != "running" && j["state"] != "queued").then_some(j)
+        },
+    );
     assert_eq!(done["state"], "done", "{done}");
     eprintln!("relay completed {:?} after edge B restarted", t1.elapsed());
     let recs = catalog(&m);
@@ -175,8 +187,7 @@ fn a_job_stores_an_edge_local_recording_into_another_edge_even_if_it_is_offline(
 #[test]
 fn storage_policy_edge_relays_each_recording_into_that_edge() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = &dir.keep(); // DEBUG-KEEP
-    eprintln!("ROOT {}", root.display());
+    let root = dir.path();
     let m = Manager::start(root, None, None);
     let (a_data, b_data) = (root.join("edge-a"), root.join("edge-b"));
     let b = enroll_at_with_config(&m, &b_data, Some("edge-b"), serde_json::json!({}));
@@ -192,21 +203,29 @@ fn storage_policy_edge_relays_each_recording_into_that_edge() {
     let _edge_b = start_edge_at(&m, "edge-b", &b_data, Some("edge-b"), &empty, &[]);
     let _edge_a = start_edge_at(&m, "edge-a", &a_data, Some("edge-a"), &a_pcap, &[]);
     let recs = wait_for(
-        "every recording cataloged in B's local storage",
+        "every recording cataloged in B's local storage, staging dropped",
         Duration::from_secs(60),
         || {
             let recs = catalog(&m);
             (recs.len() >= n
                 && recs.values().all(|r| {
                     let files = r["files"].as_array().map_or(0, Vec::len);
-                    files > 0 && locations_in(r, &here_b).len() == files + 1
+                    files > 0
+                        && locations_in(r, &here_b).len() == files + 1
+                        && locations_in(r, "_relay").is_empty()
                 }))
             .then_some(recs)
         },
     );
     for (id, r) in &recs {
-        assert!(locations_in(r, "_relay").is_empty(), "{id}: staging dropped: {r}");
-        assert!(locations_in(r, "cloud").is_empty(), "{id}: nothing in cloud");
+        assert!(
+            locations_in(r, "_relay").is_empty(),
+            "{id}: staging dropped: {r}"
+        );
+        assert!(
+            locations_in(r, "cloud").is_empty(),
+            "{id}: nothing in cloud"
+        );
         let held = b_data.join("cache/held").join(id);
         for f in r["files"].as_array().expect("files") {
             let name = f["name"].as_str().expect("name");

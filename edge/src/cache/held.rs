@@ -95,12 +95,14 @@ impl Cache {
             Err(e) => return Err(e.into()),
         };
         match table.get(id)? {
-            Some(v) => ciborium::from_reader(v.value())
-                .map(Some)
-                .map_err(|e| CacheError::Corrupt {
-                    id: id.to_owned(),
-                    reason: e.to_string(),
-                }),
+            Some(v) => {
+                ciborium::from_reader(v.value())
+                    .map(Some)
+                    .map_err(|e| CacheError::Corrupt {
+                        id: id.to_owned(),
+                        reason: e.to_string(),
+                    })
+            }
             None => Ok(None),
         }
     }

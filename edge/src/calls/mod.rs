@@ -8,14 +8,16 @@
 //! callee's. A call ends on BYE or CANCEL or a final error (after a short grace that keeps
 //! retransmissions and the closing transaction in the call; 32 s after a 401/407 challenge, and a
 //! new INVITE with the same Call-ID continues the call), on media timeout, or at capture end.
-//! `legs.rs` links the two dialogs of a B2BUA's call.
+//! `legs.rs` links the two dialogs of a B2BUA's call; `direction.rs` classifies a call as
+//! inbound/outbound/internal from its initial INVITE's addresses and the site's networks.
 
+pub mod direction;
 pub mod legs;
 pub mod orphan;
 
 /// Maps looked up per packet: a fast hash, randomly keyed (keys come from the network).
 type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::sip::{self, SipMessage, StartLine, sdp::RtpMap, sdp::SessionDescription};
 
@@ -129,6 +131,8 @@ pub struct Dialog {
     pub caller_sdp: Option<SessionDescription>,
     pub callee_sdp: Option<SessionDescription>,
     routes: Vec<SocketAddr>,
+    /// Inbound/outbound/internal, from the initial INVITE's addresses and the site's networks.
+    pub direction: direction::CallDirection,
 }
 
 impl Dialog {
@@ -156,6 +160,7 @@ impl Dialog {
             caller_sdp: None,
             callee_sdp: None,
             routes: Vec::new(),
+            direction: direction::CallDirection::Unknown,
         }
     }
 
@@ -289,6 +294,8 @@ pub struct CallTracker {
     ended: Vec<Dialog>,
     /// SDP bodies that did not parse.
     pub sdp_errors: u64,
+    /// The site's networks, which give each new call its direction.
+    networks: direction::SiteNetworks,
 }
 
 impl CallTracker {
@@ -297,6 +304,11 @@ impl CallTracker {
             opts,
             ..Default::default()
         }
+    }
+
+    /// Sets the site's networks: calls started from now on get their direction from them.
+    pub fn set_networks(&mut self, networks: direction::SiteNetworks) {
+        self.networks = networks;
     }
 
     /// Active calls.
@@ -308,8 +320,20 @@ impl CallTracker {
         self.dialogs.get(&key)
     }
 
-    /// Accounts a SIP message seen at `now_ns`.
+    /// Accounts a SIP message seen at `now_ns` whose packet's addresses are unknown (a call it
+    /// starts has direction `Unknown`).
     pub fn on_sip(&mut self, now_ns: i64, msg: &SipMessage<'_>) -> SipVerdict {
+        self.on_sip_from(now_ns, None, msg)
+    }
+
+    /// Accounts a SIP message seen at `now_ns`, carried from `hop.0` to `hop.1` (the packet's
+    /// source and destination IP: an INVITE starting a call gives it its direction).
+    pub fn on_sip_from(
+        &mut self,
+        now_ns: i64,
+        hop: Option<(IpAddr, IpAddr)>,
+        msg: &SipMessage<'_>,
+    ) -> SipVerdict {
         // An INVITE for a dialog that BYE or CANCEL already closed starts a new call (a
         // Call-ID reused later, or the same capture read twice): the old call ends now.
         if msg.is_request("INVITE")
@@ -349,6 +373,9 @@ impl CallTracker {
                         caller_sdp: None,
                         callee_sdp: None,
                         routes: Vec::new(),
+                        direction: hop.map_or(direction::CallDirection::Unknown, |(s, d)| {
+                            self.networks.classify(s, d)
+                        }),
                     },
                 );
                 self.by_call_id.insert(msg.call_id.to_string(), key);
@@ -781,6 +808,33 @@ mod tests {
         );
         assert!(t.route_media(caller, moved).is_some_and(|r| !r.srtp));
         assert!(is_srtp_proto("UDP/TLS/RTP/SAVPF") && !is_srtp_proto("RTP/AVP"));
+    }
+
+    #[test]
+    fn a_new_call_takes_its_direction_from_the_invites_addresses() {
+        let mut t = CallTracker::new(TrackerOptions::default());
+        t.set_networks(
+            direction::SiteNetworks::parse(&["10.0.0.0/24".to_owned()], &[]).expect("networks"),
+        );
+        let (local, remote): (IpAddr, IpAddr) = (
+            "10.0.0.1".parse().expect("ip"),
+            "198.51.100.7".parse().expect("ip"),
+        );
+        let SipVerdict::NewCall(k) = t.on_sip_from(0, Some((remote, local)), &msg(INVITE)) else {
+            panic!("INVITE starts a call")
+        };
+        // The answer (local -> remote) does not change it.
+        t.on_sip_from(10, Some((local, remote)), &msg(OK));
+        let d = t.dialog(k).expect("active");
+        assert_eq!(d.direction, direction::CallDirection::Inbound);
+        let mut u = CallTracker::new(TrackerOptions::default());
+        let SipVerdict::NewCall(k) = u.on_sip(0, &msg(INVITE)) else {
+            panic!("INVITE starts a call")
+        };
+        assert_eq!(
+            u.dialog(k).map(|d| d.direction),
+            Some(direction::CallDirection::Unknown)
+        );
     }
 
     #[test]

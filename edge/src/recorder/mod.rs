@@ -25,7 +25,7 @@ pub mod pcap_writer;
 pub mod video;
 pub mod wav_writer;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -34,6 +34,7 @@ use tapfleet_schemas::Manifest;
 
 pub use call::{MANIFEST_NAME, PCAP_NAME, WAV_NAME, emodel_mos};
 
+use crate::calls::direction::SiteNetworks;
 use crate::calls::legs::Legs;
 use crate::calls::orphan::{OrphanDetector, OrphanOptions, OrphanVerdict};
 use crate::calls::{
@@ -80,6 +81,9 @@ pub struct RecorderOptions {
     /// A call recorded for this long is cut (end reason `max_duration`) and goes on as a next
     /// part with the same Call-ID ([`parts`]); 0: never.
     pub max_call_ns: i64,
+    /// The site's networks: each call's manifest `direction` (inbound, outbound, internal)
+    /// comes from its INVITE's addresses relative to them; empty: `unknown`.
+    pub networks: SiteNetworks,
 }
 
 impl Default for RecorderOptions {
@@ -98,6 +102,7 @@ impl Default for RecorderOptions {
             background_finish: true,
             durable: true,
             max_call_ns: 4 * 3600 * 1_000_000_000,
+            networks: SiteNetworks::default(),
         }
     }
 }
@@ -240,12 +245,13 @@ struct Held {
 impl Recorder {
     /// A recorder writing recordings under `out_dir` (created when the first call starts).
     pub fn new(out_dir: PathBuf, opts: RecorderOptions) -> Self {
-        let tracker = CallTracker::new(TrackerOptions {
+        let mut tracker = CallTracker::new(TrackerOptions {
             media_timeout_ns: opts.rtp_timeout_ns,
             setup_timeout_ns: opts.setup_timeout_ns,
             closing_grace_ns: opts.closing_grace_ns,
             max_calls: opts.max_calls,
         });
+        tracker.set_networks(opts.networks.clone());
         let frags = Reassembler::new(opts.reassembly);
         let tcp = SipStreams::new(opts.tcp);
         let orphan_opts = opts.orphans;
@@ -348,7 +354,8 @@ impl Recorder {
                             .iter()
                             .flat_map(|t| t.iter().map(OwnedPacket::as_raw))
                             .collect();
-                        if let Err(e) = self.on_sip(&raws, now_ns, &m.bytes) {
+                        let hop = (dg.src.ip(), dg.dst.ip());
+                        if let Err(e) = self.on_sip(&raws, now_ns, hop, &m.bytes) {
                             result = Err(e);
                         }
                     }
@@ -357,7 +364,7 @@ impl Recorder {
             }
         } else if maybe_sip(dg.payload) {
             self.stats.sip_packets += 1;
-            return self.on_sip(pkts, now_ns, dg.payload);
+            return self.on_sip(pkts, now_ns, (dg.src.ip(), dg.dst.ip()), dg.payload);
         }
         if dg.transport == Transport::Udp
             && let Some(route) = self.tracker.route_media(dg.src, dg.dst)
@@ -577,11 +584,12 @@ impl Recorder {
     }
 
     /// Handles one SIP message (a UDP datagram's, or one cut from a TCP stream) carried by
-    /// `pkts`.
+    /// `pkts` from `hop.0` to `hop.1`.
     fn on_sip(
         &mut self,
         pkts: &[RawPacket<'_>],
         now_ns: i64,
+        hop: (IpAddr, IpAddr),
         payload: &[u8],
     ) -> Result<(), RecorderError> {
         let mut target: Option<CallKey> = None;
@@ -595,7 +603,7 @@ impl Recorder {
             };
             self.stats.sip_messages += 1;
             let sdp_errors = self.tracker.sdp_errors;
-            let verdict = self.tracker.on_sip(now_ns, &msg);
+            let verdict = self.tracker.on_sip_from(now_ns, Some(hop), &msg);
             // Calls the message ended are finished before a new one may reuse their folder.
             for d in self.tracker.take_ended() {
                 self.finish_call(d);

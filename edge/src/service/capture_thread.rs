@@ -47,6 +47,9 @@ pub struct CaptureCounters {
     pub kernel_drops: AtomicU64,
     pub interface_drops: AtomicU64,
     pub active_calls: AtomicU64,
+    /// TCP segments of SIP over TLS since the service started (counted by the recorder, not
+    /// recorded: their SIP is encrypted).
+    pub sip_tls_packets: AtomicU64,
     /// The live capture's interfaces and their counters (empty for a replay).
     pub interfaces: std::sync::Mutex<Vec<Arc<InterfaceStats>>>,
 }
@@ -154,10 +157,17 @@ fn feed(
     let mut last_tick_ns = i64::MIN;
     let mut drops = DropWatch::default();
     // Drops since the service started: a restarted capture's source counts from 0 again.
-    let (kernel_base, if_base) = (
+    let (kernel_base, if_base, tls_base) = (
         counters.kernel_drops.load(Ordering::Relaxed),
         counters.interface_drops.load(Ordering::Relaxed),
+        counters.sip_tls_packets.load(Ordering::Relaxed),
     );
+    let sync_tls = |recorder: &Recorder| {
+        counters.sip_tls_packets.store(
+            tls_base.saturating_add(recorder.stats().sip_tls_packets),
+            Ordering::Relaxed,
+        );
+    };
     loop {
         let now = match src.next_packet()? {
             Next::Packet(pkt) => {
@@ -181,6 +191,7 @@ fn feed(
         if now.saturating_sub(last_tick_ns) >= 1_000_000_000 {
             last_tick_ns = now;
             recorder.tick(now);
+            sync_tls(recorder);
             let st = src.stats();
             // Drops while calls are active make their recordings say so.
             recorder.note_drops(now, drops.delta(st));
@@ -201,6 +212,7 @@ fn feed(
         forward(recorder, tx, counters)?;
     }
     recorder.finish();
+    sync_tls(recorder);
     forward(recorder, tx, counters)?;
     Ok(())
 }

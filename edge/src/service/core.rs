@@ -38,6 +38,7 @@ use super::net::{self, Conn, NetEvent};
 use super::upload::{self, UploadCmd, UploadEvent};
 use super::{BrokerAddr, now_ms};
 use crate::cache::{Cache, State, policy};
+use crate::calls::direction::SiteNetworks;
 use crate::inbound::{Inbound, InboundError};
 use crate::recorder::{RecorderEvent, RecorderOptions};
 use crate::transfer::SenderConfig;
@@ -160,10 +161,18 @@ impl CaptureCtl {
 }
 
 fn recorder_options(edge_id: &str, cfg: &CaptureConfig) -> RecorderOptions {
+    // A config with a bad network was refused by `inbound::validate_config`; should one get here
+    // anyway, calls are recorded with an unknown direction.
+    let networks =
+        SiteNetworks::parse(&cfg.local_networks, &cfg.trunk_networks).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "site networks ignored: call directions are unknown");
+            SiteNetworks::default()
+        });
     RecorderOptions {
         edge_id: Some(edge_id.to_owned()),
         rtp_timeout_ns: i64::from(cfg.rtp_timeout_secs.max(1)) * 1_000_000_000,
         max_call_ns: i64::from(cfg.max_call_secs) * 1_000_000_000,
+        networks,
         ..RecorderOptions::default()
     }
 }
@@ -1003,6 +1012,7 @@ impl Core {
         t.kernel_drops = c.kernel_drops.load(Ordering::Relaxed);
         t.interface_drops = c.interface_drops.load(Ordering::Relaxed);
         t.active_calls = c.active_calls.load(Ordering::Relaxed);
+        t.sip_tls_packets = c.sip_tls_packets.load(Ordering::Relaxed);
         t.interfaces = capture_thread::interface_counters(c);
         t.recordings = s.counts;
         t.cache_used_bytes = s.used_bytes;

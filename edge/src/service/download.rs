@@ -53,8 +53,12 @@ pub enum DownloadEvent {
         sha256: Sha256,
     },
     /// Bytes written (for the metrics).
-    Received { bytes: u64 },
-    Failed { reason: String },
+    Received {
+        bytes: u64,
+    },
+    Failed {
+        reason: String,
+    },
 }
 
 struct Active {

@@ -66,6 +66,12 @@ pub fn render(core: &CoreMetrics, capture: &CaptureCounters) -> String {
         &capture.active_calls,
     );
     metric(
+        "sip_tls_packets_total",
+        "counter",
+        "TCP segments of SIP over TLS (port 5061): counted, not recorded (encrypted).",
+        &capture.sip_tls_packets,
+    );
+    metric(
         "upload_bytes_total",
         "counter",
         "File bytes published for upload.",
@@ -226,4 +232,78 @@ pub async fn serve(
     tracing::info!(%addr, "metrics on /metrics");
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recorder::RecorderOptions;
+    use crate::service::capture_thread::{self, CaptureMsg, Source};
+    use std::sync::atomic::AtomicBool;
+
+    /// A classic pcap (Ethernet, IPv4, TCP): `n` TLS application-data records from a SIP client
+    /// to port 5061, and one to port 443 (TLS, but not SIP).
+    fn tls_capture(n: u32) -> Vec<u8> {
+        let mut b = Vec::new();
+        for w in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65_535, 1] {
+            b.extend_from_slice(&w.to_le_bytes());
+        }
+        for i in 0..=n {
+            let dport: u16 = if i < n { 5061 } else { 443 };
+            let record = [0x17, 3, 3, 0, 4, 0xde, 0xad, 0xbe, 0xef];
+            let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+            f.extend_from_slice(&[0x45, 0]);
+            f.extend_from_slice(&((20 + 20 + record.len()) as u16).to_be_bytes());
+            f.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+            f.extend_from_slice(&40_000u16.to_be_bytes());
+            f.extend_from_slice(&dport.to_be_bytes());
+            f.extend_from_slice(&(1 + i * 9).to_be_bytes());
+            f.extend_from_slice(&[0, 0, 0, 1, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+            f.extend_from_slice(&record);
+            for w in [1_700_000_000 + i, 0, f.len() as u32, f.len() as u32] {
+                b.extend_from_slice(&w.to_le_bytes());
+            }
+            b.extend_from_slice(&f);
+        }
+        b
+    }
+
+    #[test]
+    fn sip_over_tls_segments_are_exported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tls.pcap");
+        std::fs::write(&path, tls_capture(3)).expect("write capture");
+        let counters = Arc::new(CaptureCounters::default());
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let thread = capture_thread::spawn(
+            Source::Replay { path, speed: 0.0 },
+            tapfleet_schemas::CaptureConfig::default(),
+            dir.path().join("recordings"),
+            RecorderOptions::default(),
+            tx,
+            counters.clone(),
+            Arc::new(AtomicBool::new(false)),
+        )
+        .expect("capture thread");
+        loop {
+            match rx.blocking_recv() {
+                Some(CaptureMsg::Ended { error }) => {
+                    assert_eq!(error, None);
+                    break;
+                }
+                Some(_) => {}
+                None => panic!("the capture thread ended without saying so"),
+            }
+        }
+        thread.join().expect("capture thread ends");
+        let text = render(&CoreMetrics::default(), &counters);
+        assert!(
+            text.contains(
+                "# TYPE tapfleet_edge_sip_tls_packets_total counter\n\
+                 tapfleet_edge_sip_tls_packets_total 3\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("tapfleet_edge_packets_total 4\n"), "{text}");
+    }
 }

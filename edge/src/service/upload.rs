@@ -18,7 +18,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use crate::transfer::{CAPPED_CHUNK_BYTES, RateLimiter, Sender, SenderConfig};
 
 /// Most bytes sent and not yet acknowledged. It must stay well below what the broker keeps per
-/// subscription (the embedded rumqttd: 8 MiB x 8 segments on the manager's upload filter; a
+/// subscription (the embedded rumqttd: 8 MiB x 6 segments on the manager's upload filter; a
 /// manager further behind than that loses chunks, which go-back-N sends again after a stall).
 pub const UPLOAD_WINDOW_BYTES: u64 = 16 * 1024 * 1024;
 

@@ -74,7 +74,7 @@ pub const WORKERS_PER_TARGET: usize = 4;
 const WORKER_QUEUE: usize = 64;
 /// Chunks queued per transfer for its writer task: the worker waits (and so acks later) when
 /// the target writes slower than chunks arrive.
-const WRITE_QUEUE: usize = 8;
+const WRITE_QUEUE: usize = 4;
 /// An open transfer without a chunk this long is abandoned (its writer aborted).
 pub const IDLE_TRANSFER: Duration = Duration::from_secs(600);
 /// Transfer id -> target routes kept by the router before it forgets them all.

@@ -5,11 +5,11 @@
 #![allow(dead_code)]
 
 use tapfleet_schemas::{
-    Ack, AckBody, CacheConfig, CaptureConfig, DesiredConfig, DtmfEvent, EdgeConfig, EndReason,
-    EnrollGrant, EnrollRequest, EnrollResponse, EnrollResult, Event, EventBody, FileEntry, Job,
-    JobAction, JobReply, Manifest, Message, Party, RecordingCounts, RecordingKind, ReplyBody,
-    ReportedState, Retention, Sha256, StoragePolicy, StreamDirection, StreamInfo, Telemetry,
-    TimeWindow, TransferChunk, TransferOffer, encode,
+    Ack, AckBody, CacheConfig, CallDirection, CaptureConfig, DesiredConfig, DtmfEvent, EdgeConfig,
+    EndReason, EnrollGrant, EnrollRequest, EnrollResponse, EnrollResult, Event, EventBody,
+    FileEntry, Job, JobAction, JobReply, Manifest, Message, Party, RecordingCounts, RecordingKind,
+    ReplyBody, ReportedState, Retention, Sha256, StoragePolicy, StreamDirection, StreamInfo,
+    Telemetry, TimeWindow, TransferChunk, TransferOffer, encode,
 };
 
 pub const RID: &str = "20240229T123456Z-deadbeef00010203";
@@ -82,6 +82,7 @@ pub fn manifests() -> Vec<Manifest> {
         display_name: None,
         tag: None,
     };
+    full.direction = CallDirection::Outbound;
     full.start_ns = 1_709_210_096_000_000_000;
     full.answer_ns = Some(1_709_210_098_000_000_000);
     full.end_ns = -5;
@@ -116,15 +117,16 @@ pub fn manifests() -> Vec<Manifest> {
     full.complete = false;
     full.incomplete = vec!["kernel drops".to_owned(), "rtp timeout".to_owned()];
     let mut out = vec![bare, full];
-    for reason in [
-        EndReason::Cancel,
-        EndReason::Rejected,
-        EndReason::RtpTimeout,
-        EndReason::CaptureEnd,
-        EndReason::MaxDuration,
+    for (reason, direction) in [
+        (EndReason::Cancel, CallDirection::Inbound),
+        (EndReason::Rejected, CallDirection::Internal),
+        (EndReason::RtpTimeout, CallDirection::Unknown),
+        (EndReason::CaptureEnd, CallDirection::Outbound),
+        (EndReason::MaxDuration, CallDirection::Inbound),
     ] {
         let mut m = Manifest::new(RID.to_owned(), RecordingKind::Call);
         m.end_reason = reason;
+        m.direction = direction;
         m.start_ns = i64::MIN;
         m.end_ns = i64::MAX;
         out.push(m);
@@ -142,6 +144,8 @@ pub fn desired_configs() -> Vec<DesiredConfig> {
             promiscuous: false,
             rtp_timeout_secs: 30,
             max_call_secs: 3600,
+            local_networks: vec!["10.0.0.0/8".to_owned(), "2001:db8:1::/48".to_owned()],
+            trunk_networks: vec!["10.0.0.254".to_owned()],
         },
         cache: CacheConfig {
             capacity_bytes: u64::MAX,
@@ -211,6 +215,7 @@ pub fn telemetries() -> Vec<Telemetry> {
             kernel_drops: 20,
             interface_drops: 21,
         }],
+        sip_tls_packets: 22,
         ..Telemetry::new(1_709_210_096_000)
     };
     vec![zero, full]
