@@ -8,12 +8,17 @@
 //! - `rec_idx_number`: prefix = the normalized caller number and, again, the callee number.
 //! - `rec_idx_edge`: prefix = edge id.   - `rec_idx_call`: prefix = SIP Call-ID.
 //!
-//! The query planner picks one index: Call-ID (exact), else number (prefix: a k-way walk over each
-//! distinct number under the prefix, falling back to the time index when the prefix is so short
-//! that it names thousands of numbers), else edge, else time. The key range applies the time
-//! range and the cursor; the other filters are checked on the summary, which is only read when
-//! such a filter is set (a plain number, edge or Call-ID search reads the walked index alone). A request scans at most [`SCAN_BUDGET`] index rows; when that runs out the page comes
-//! back short with a cursor to continue (`scan_truncated`), so no query can take the server down.
+//! The query planner picks one index: Call-ID (exact), else number, else edge, else time. A
+//! number prefix may name one number or thousands: the planner lists the distinct numbers under
+//! it in growing rounds and, between rounds, walks the time index for as many rows as the numbers
+//! listed so far would cost. A broad prefix fills its page from the time index after a few hundred
+//! rows; a narrow one completes its list and walks each number, only after the rows the time walk
+//! already checked (so no work is thrown away); past 2,000 numbers the time walk goes on alone.
+//! The key range applies the time range and the cursor; the other filters are checked on the
+//! summary, which is only read when such a filter is set (a plain number, edge or Call-ID search
+//! reads the walked index alone). A request scans at most [`SCAN_BUDGET`] time index rows (the
+//! number walk is bounded by its 2,000 numbers instead); when that runs out the page comes back
+//! short with a cursor to continue (`scan_truncated`), so no query can take the server down.
 //!
 //! Numbers are normalized ([`normalize_number`]): lowercase, only `0-9 a-z * #` kept, so
 //! `+49 30 123` and `4930123` are the same number.
@@ -35,8 +40,14 @@ const IDX_CALL: TableDefinition<&[u8], ()> = TableDefinition::new("rec_idx_call"
 /// The most index rows one search request reads (about 35 ms of summary checks on the benchmark
 /// machine).
 pub const SCAN_BUDGET: usize = 100_000;
-/// Above this many distinct numbers under a prefix, the time index is walked instead.
+/// Above this many distinct numbers under a prefix, the number walk is given up: the time index
+/// is walked instead (to the scan budget).
 const MAX_DISTINCT_NUMBERS: usize = 2_000;
+/// The first round of listing the distinct numbers under a prefix (each next round: 4 times).
+const FIRST_NUMBERS: usize = 64;
+/// Time index rows walked per number listed, between rounds: walking one number (two seeks and
+/// its rows) costs about as much as checking this many summaries.
+const PROBE_ROWS_PER_NUMBER: usize = 8;
 /// The largest page.
 pub const MAX_LIMIT: usize = 1000;
 
@@ -427,6 +438,58 @@ impl Scan {
     }
 }
 
+/// The distinct numbers under a prefix, listed in rounds (one seek each, in key order).
+struct Numbers {
+    prefix: Vec<u8>,
+    /// Where the next distinct number's keys start or after.
+    next: Vec<u8>,
+    found: Vec<String>,
+    complete: bool,
+}
+
+impl Numbers {
+    fn new(prefix: &str) -> Self {
+        Numbers {
+            prefix: prefix.as_bytes().to_vec(),
+            next: prefix.as_bytes().to_vec(),
+            found: Vec::new(),
+            complete: false,
+        }
+    }
+
+    /// Lists on until more than `upto` are known; true when every number is (at most `upto`).
+    fn list(
+        &mut self,
+        t: &redb::ReadOnlyTable<&[u8], ()>,
+        upto: usize,
+    ) -> Result<bool, StoreError> {
+        while !self.complete && self.found.len() <= upto {
+            let num = {
+                let mut r = dbr(t.range(self.next.as_slice()..))?;
+                match r.next() {
+                    Some(row) => {
+                        let (k, _) = dbr(row)?;
+                        match split_key(k.value()) {
+                            Some((p, _, _)) if p.starts_with(&self.prefix) => Some(p.to_vec()),
+                            _ => None,
+                        }
+                    }
+                    None => None,
+                }
+            };
+            let Some(mut num) = num else {
+                self.complete = true;
+                break;
+            };
+            self.found.push(String::from_utf8_lossy(&num).into_owned());
+            // Past every key of this number (`num \0 ...`), before any longer number.
+            num.push(1);
+            self.next = num;
+        }
+        Ok(self.complete)
+    }
+}
+
 impl Store {
     /// Rebuilds the indexes from the `recordings` table (a database from before the indexes).
     pub fn rebuild_search_index(&self) -> Result<usize, StoreError> {
@@ -464,15 +527,16 @@ impl Store {
                     None => Ok(false),
                 }
             };
-        // One exact prefix of a `()` index; the key range already applies the time filters, so
-        // the summary is only read when `check`.
+        // One exact prefix of a `()` index, within `wq`'s key range (time range and cursor); the
+        // summary is only read when `check`.
         let walk_exact = |table: &redb::ReadOnlyTable<&[u8], ()>,
                           prefix: &str,
                           scan: &mut Scan,
+                          wq: &SearchQuery,
                           number: Option<&str>,
                           check: bool|
          -> Result<(), StoreError> {
-            let (lo, hi) = bounds(prefix, q);
+            let (lo, hi) = bounds(prefix, wq);
             for row in dbr(table.range(lo.as_slice()..hi.as_slice()))? {
                 let (k, _) = dbr(row)?;
                 let Some((_, start_ns, id)) = split_key(k.value()) else {
@@ -492,55 +556,10 @@ impl Store {
             }
             Ok(())
         };
-        let mut use_time = false;
-        if let Some(call) = &q.call_id {
-            let t = dbr(tx.open_table(IDX_CALL))?;
-            let check = number.is_some() || q.needs_summary(false);
-            walk_exact(&t, call, &mut scan, number.as_deref(), check)?;
-        } else if let Some(n) = &number {
-            let t = dbr(tx.open_table(IDX_NUMBER))?;
-            scan.budget = None;
-            // Each distinct number under the prefix, in key order.
-            let mut pos: Vec<u8> = n.as_bytes().to_vec();
-            let mut distinct = 0usize;
-            loop {
-                let next = {
-                    let mut r = dbr(t.range(pos.as_slice()..))?;
-                    match r.next() {
-                        Some(row) => {
-                            let (k, _) = dbr(row)?;
-                            let k = k.value();
-                            match split_key(k) {
-                                Some((p, _, _)) if p.starts_with(n.as_bytes()) => Some(p.to_vec()),
-                                _ => None,
-                            }
-                        }
-                        None => None,
-                    }
-                };
-                let Some(num) = next else { break };
-                distinct += 1;
-                if distinct > MAX_DISTINCT_NUMBERS {
-                    use_time = true;
-                    break;
-                }
-                let num_s = String::from_utf8_lossy(&num).into_owned();
-                walk_exact(&t, &num_s, &mut scan, None, q.needs_summary(false))?;
-                pos = num;
-                pos.push(1);
-            }
-            if use_time {
-                scan.found.clear();
-                scan.budget = Some(SCAN_BUDGET);
-            }
-        } else if let Some(edge) = &q.edge {
-            let t = dbr(tx.open_table(IDX_EDGE))?;
-            walk_exact(&t, edge, &mut scan, None, q.needs_summary(true))?;
-        } else {
-            use_time = true;
-        }
-        if use_time {
-            let (lo, hi) = bounds("", q);
+        // The time index within `wq`'s key range, in sort order, every summary checked; stops
+        // when the page is full or when the budget runs out (`scan.stopped_at`).
+        let walk_time = |scan: &mut Scan, wq: &SearchQuery| -> Result<(), StoreError> {
+            let (lo, hi) = bounds("", wq);
             for row in dbr(time.range(lo.as_slice()..hi.as_slice()))? {
                 let (k, v) = dbr(row)?;
                 let Some((_, start_ns, id)) = split_key(k.value()) else {
@@ -560,6 +579,60 @@ impl Store {
                     scan.add(start_ns, id);
                 }
             }
+            Ok(())
+        };
+        if let Some(call) = &q.call_id {
+            let t = dbr(tx.open_table(IDX_CALL))?;
+            let check = number.is_some() || q.needs_summary(false);
+            walk_exact(&t, call, &mut scan, q, number.as_deref(), check)?;
+        } else if let Some(n) = &number {
+            // Two plans race, neither losing its work: the distinct numbers under the prefix are
+            // listed in growing rounds, and between rounds the time index is walked for as many
+            // rows as the numbers listed so far would cost. A broad prefix (many numbers, many
+            // matches) fills its page from the time index early; once the list is complete, the
+            // number walk covers only what lies after the rows the time walk checked.
+            let t = dbr(tx.open_table(IDX_NUMBER))?;
+            let check = q.needs_summary(false);
+            let mut numbers = Numbers::new(n);
+            // The query after the last row the time walk checked (none: nothing checked yet).
+            let mut rest: Option<SearchQuery> = None;
+            let mut probed = 0usize;
+            let mut round = FIRST_NUMBERS;
+            loop {
+                if numbers.list(&t, round)? {
+                    let wq = rest.as_ref().unwrap_or(q);
+                    scan.budget = None;
+                    for num in &numbers.found {
+                        walk_exact(&t, num, &mut scan, wq, None, check)?;
+                    }
+                    break;
+                }
+                let wq = rest.as_ref().unwrap_or(q);
+                if round >= MAX_DISTINCT_NUMBERS {
+                    // Too many numbers: the time walk decides, to the end of the budget.
+                    scan.budget = Some(SCAN_BUDGET.saturating_sub(probed).max(1));
+                    walk_time(&mut scan, wq)?;
+                    break;
+                }
+                let rows = round * PROBE_ROWS_PER_NUMBER;
+                scan.budget = Some(rows);
+                walk_time(&mut scan, wq)?;
+                probed += rows;
+                let Some((start_ns, id)) = scan.stopped_at.take() else {
+                    break; // the page is full or the time range ends: exact
+                };
+                scan.last_checked = Some((start_ns, id.clone()));
+                rest = Some(SearchQuery {
+                    after: Some(Cursor { start_ns, id }),
+                    ..q.clone()
+                });
+                round = (round * 4).min(MAX_DISTINCT_NUMBERS);
+            }
+        } else if let Some(edge) = &q.edge {
+            let t = dbr(tx.open_table(IDX_EDGE))?;
+            walk_exact(&t, edge, &mut scan, q, None, q.needs_summary(true))?;
+        } else {
+            walk_time(&mut scan, q)?;
         }
         let limit = want - 1;
         let mut ids: Vec<(i64, String)> = scan
