@@ -162,14 +162,25 @@ fn effective_in(
     let own = layers
         .get(&LayerKey::Edge(edge.to_owned()).key())
         .map_or(&empty, |l| &l.config);
-    config_layers::effective(
+    let cfg = config_layers::effective(
         Layers {
             defaults,
             groups: &groups,
             edge: own,
         },
         ctx,
-    )
+    )?;
+    // A relay into the recording edge itself would hold the only copy where it already is.
+    if !edge.is_empty() && cfg.storage.target.strip_prefix("edge:") == Some(edge) {
+        return Err(vec![FieldError::new(
+            "storage.target",
+            format!(
+                "\"edge:{edge}\" is this edge itself: use \"{}\" to keep recordings on it",
+                config_layers::EDGE_LOCAL
+            ),
+        )]);
+    }
+    Ok(cfg)
 }
 
 /// The first config of a newly enrolled edge (version 1: its layers as they are now), stored.
@@ -949,6 +960,21 @@ mod tests {
         assert!(
             e.to_string()
                 .starts_with("storage.target: \"mars\" is not a configured target"),
+            "{e}"
+        );
+        // A relay into itself is refused; a relay into another edge is accepted.
+        let e = svc
+            .set_layer(
+                LayerKey::Edge("e2".to_owned()),
+                doc(serde_json::json!({"storage": {"target": "edge:e2"}})),
+                None,
+                "bob",
+                30,
+            )
+            .expect_err("self relay");
+        assert!(
+            e.to_string()
+                .starts_with("storage.target: \"edge:e2\" is this edge itself"),
             "{e}"
         );
         assert_eq!(

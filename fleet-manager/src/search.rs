@@ -40,14 +40,24 @@ const IDX_CALL: TableDefinition<&[u8], ()> = TableDefinition::new("rec_idx_call"
 /// The most index rows one search request reads (about 35 ms of summary checks on the benchmark
 /// machine).
 pub const SCAN_BUDGET: usize = 100_000;
-/// Above this many distinct numbers under a prefix, the number walk is given up: the time index
-/// is walked instead (to the scan budget).
-const MAX_DISTINCT_NUMBERS: usize = 2_000;
-/// The first round of listing the distinct numbers under a prefix (each next round: 4 times).
-const FIRST_NUMBERS: usize = 64;
-/// Time index rows walked per number listed, between rounds: walking one number (two seeks and
-/// its rows) costs about as much as checking this many summaries.
-const PROBE_ROWS_PER_NUMBER: usize = 8;
+/// How a number prefix is planned (see the module doc); tests run every path with small ones.
+#[derive(Debug, Clone, Copy)]
+struct NumberPlan {
+    /// The first round of listing the distinct numbers under a prefix (each next round: 4 times).
+    first_numbers: usize,
+    /// Time index rows walked per number listed, between rounds.
+    probe_rows_per_number: usize,
+    /// Above this many distinct numbers the number walk is given up: the time index is walked
+    /// on alone (to the scan budget).
+    max_numbers: usize,
+}
+
+/// Walking one number (two seeks and its rows) costs about as much as checking 8 summaries.
+const NUMBER_PLAN: NumberPlan = NumberPlan {
+    first_numbers: 64,
+    probe_rows_per_number: 8,
+    max_numbers: 2_000,
+};
 /// The largest page.
 pub const MAX_LIMIT: usize = 1000;
 
@@ -504,6 +514,10 @@ impl Store {
 
     /// Runs a search; returns the page of ids.
     pub fn search_ids(&self, q: &SearchQuery) -> Result<Page, StoreError> {
+        self.search_ids_planned(q, NUMBER_PLAN)
+    }
+
+    fn search_ids_planned(&self, q: &SearchQuery, plan: NumberPlan) -> Result<Page, StoreError> {
         let tx = dbr(self.db().begin_read())?;
         let time = dbr(tx.open_table(IDX_TIME))?;
         let want = q.limit.clamp(1, MAX_LIMIT) + 1;
@@ -597,7 +611,7 @@ impl Store {
             // The query after the last row the time walk checked (none: nothing checked yet).
             let mut rest: Option<SearchQuery> = None;
             let mut probed = 0usize;
-            let mut round = FIRST_NUMBERS;
+            let mut round = plan.first_numbers.max(1);
             loop {
                 if numbers.list(&t, round)? {
                     let wq = rest.as_ref().unwrap_or(q);
@@ -608,13 +622,13 @@ impl Store {
                     break;
                 }
                 let wq = rest.as_ref().unwrap_or(q);
-                if round >= MAX_DISTINCT_NUMBERS {
+                if round >= plan.max_numbers {
                     // Too many numbers: the time walk decides, to the end of the budget.
                     scan.budget = Some(SCAN_BUDGET.saturating_sub(probed).max(1));
                     walk_time(&mut scan, wq)?;
                     break;
                 }
-                let rows = round * PROBE_ROWS_PER_NUMBER;
+                let rows = round.saturating_mul(plan.probe_rows_per_number).max(1);
                 scan.budget = Some(rows);
                 walk_time(&mut scan, wq)?;
                 probed += rows;
@@ -626,7 +640,7 @@ impl Store {
                     after: Some(Cursor { start_ns, id }),
                     ..q.clone()
                 });
-                round = (round * 4).min(MAX_DISTINCT_NUMBERS);
+                round = round.saturating_mul(4).min(plan.max_numbers);
             }
         } else if let Some(edge) = &q.edge {
             let t = dbr(tx.open_table(IDX_EDGE))?;
@@ -783,10 +797,14 @@ mod tests {
         v.into_iter().map(|e| e.recording_id.clone()).collect()
     }
 
-    fn all_pages(s: &Store, mut q: SearchQuery) -> Vec<String> {
+    fn all_pages(s: &Store, q: SearchQuery) -> Vec<String> {
+        all_pages_planned(s, q, NUMBER_PLAN)
+    }
+
+    fn all_pages_planned(s: &Store, mut q: SearchQuery, plan: NumberPlan) -> Vec<String> {
         let mut out = Vec::new();
         loop {
-            let p = s.search_ids(&q).expect("search");
+            let p = s.search_ids_planned(&q, plan).expect("search");
             out.extend(p.ids);
             match p.next {
                 Some(c) => q.after = Some(c),
@@ -856,6 +874,83 @@ mod tests {
             for limit in [1, 7, 50, 1000] {
                 let got = all_pages(&s, SearchQuery { limit, ..q.clone() });
                 assert_eq!(got, expected, "{q:?} limit {limit}");
+            }
+        }
+    }
+
+    /// Number prefixes naming many numbers, through every step of the number plan: the time
+    /// probe filling the page, the number walk after the probed rows, the time walk past the
+    /// largest list; with the real plan and with small ones that take each step on little data.
+    #[test]
+    fn number_prefix_plans_page_like_a_full_scan() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&dir.path().join("m.redb")).expect("open");
+        // 600 distinct callers scattered over 5550000-5559999, so a prefix's rows are spread in time.
+        let all: Vec<RecordingEntry> = (0..600u32)
+            .map(|i| {
+                entry(
+                    i,
+                    &format!("+555 {:04}", (i * 7919) % 10_000),
+                    &format!("0800{}", i % 3),
+                    if i % 2 == 0 { "e1" } else { "e2" },
+                    1_700_000_000 + i64::from(i / 3),
+                )
+            })
+            .collect();
+        s.insert_entries(&all).expect("insert");
+        let plans = [
+            NUMBER_PLAN,
+            NumberPlan {
+                first_numbers: 1,
+                probe_rows_per_number: 1,
+                max_numbers: 8,
+            },
+            NumberPlan {
+                first_numbers: 2,
+                probe_rows_per_number: 3,
+                max_numbers: 100,
+            },
+            NumberPlan {
+                first_numbers: 4,
+                probe_rows_per_number: 2,
+                max_numbers: 1000,
+            },
+        ];
+        let queries = [
+            SearchQuery {
+                number: Some("555".into()),
+                ..Default::default()
+            },
+            SearchQuery {
+                number: Some("5551".into()),
+                ..Default::default()
+            },
+            SearchQuery {
+                number: Some("5552".into()),
+                complete: Some(false),
+                ..Default::default()
+            },
+            SearchQuery {
+                number: Some("555".into()),
+                max_mos: Some(1.0),
+                from_ns: Some(1_700_000_030 * 1_000_000_000),
+                to_ns: Some(1_700_000_170 * 1_000_000_000),
+                ..Default::default()
+            },
+            SearchQuery {
+                number: Some("55".into()),
+                edge: Some("e2".into()),
+                ..Default::default()
+            },
+        ];
+        for q in queries {
+            let expected = brute(&all, &q);
+            assert!(expected.len() > 20, "{q:?} matches {}", expected.len());
+            for plan in plans {
+                for limit in [3, 50, 1000] {
+                    let got = all_pages_planned(&s, SearchQuery { limit, ..q.clone() }, plan);
+                    assert_eq!(got, expected, "{q:?} limit {limit} {plan:?}");
+                }
             }
         }
     }

@@ -1,0 +1,298 @@
+//! Which files are in flight to the manager (pure: no IO, times are whatever the caller passes).
+//!
+//! At most two files per edge: the `current` one (offered, or its chunks being sent) and one
+//! `finishing` (every chunk acknowledged, waiting for the manager's `Stored` while it commits).
+//! The next file is offered as soon as the current one is all acknowledged and no other file is
+//! finishing, so the manager's commit of file N overlaps the transfer of file N+1; the unacked
+//! bytes stay those of the current file only (the upload task's window). Each file still
+//! counts as stored only on its own `Stored` ack (the core commits that, not this type).
+
+/// One file in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot<T> {
+    pub recording_id: String,
+    pub file: String,
+    /// When it was offered.
+    pub offered_at: T,
+    /// Set by the manager's `Accept`.
+    pub transfer_id: Option<u64>,
+    /// Every chunk acknowledged (only ever set on `current` while another file is finishing).
+    pub all_acked: bool,
+}
+
+/// What to do after a file left the in-flight set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Left {
+    /// It was the file being sent: the upload task must stop sending it.
+    pub cancel_upload: bool,
+}
+
+/// The files in flight.
+#[derive(Debug, Clone)]
+pub struct InFlight<T> {
+    current: Option<Slot<T>>,
+    finishing: Option<Slot<T>>,
+}
+
+impl<T> Default for InFlight<T> {
+    fn default() -> Self {
+        InFlight {
+            current: None,
+            finishing: None,
+        }
+    }
+}
+
+impl<T> InFlight<T> {
+    /// A new file may be offered now.
+    pub fn can_offer(&self) -> bool {
+        self.current.is_none()
+    }
+
+    /// The file offered or being sent.
+    pub fn current(&self) -> Option<&Slot<T>> {
+        self.current.as_ref()
+    }
+
+    /// How many files are in flight (0..=2).
+    pub fn len(&self) -> usize {
+        usize::from(self.current.is_some()) + usize::from(self.finishing.is_some())
+    }
+
+    /// The file is in flight (offered, being sent or waiting for `Stored`).
+    pub fn contains(&self, recording_id: &str, file: &str) -> bool {
+        [&self.current, &self.finishing]
+            .into_iter()
+            .flatten()
+            .any(|s| s.recording_id == recording_id && s.file == file)
+    }
+
+    /// A file was offered. Returns false (and changes nothing) when one is current already.
+    pub fn offered(&mut self, recording_id: String, file: String, now: T) -> bool {
+        if self.current.is_some() {
+            return false;
+        }
+        self.current = Some(Slot {
+            recording_id,
+            file,
+            offered_at: now,
+            transfer_id: None,
+            all_acked: false,
+        });
+        true
+    }
+
+    /// The manager accepted the current file. Returns false for a stale accept.
+    pub fn accepted(&mut self, recording_id: &str, file: &str, transfer_id: u64) -> bool {
+        match self.current.as_mut() {
+            Some(c) if c.recording_id == recording_id && c.file == file => {
+                c.transfer_id = Some(transfer_id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Every chunk of a transfer acknowledged. Returns true when the next file may be offered.
+    pub fn all_acked(&mut self, transfer_id: u64) -> bool {
+        match self.current.as_mut() {
+            Some(c) if c.transfer_id == Some(transfer_id) => c.all_acked = true,
+            _ => return false,
+        }
+        self.promote()
+    }
+
+    /// The manager stored a file: it leaves the set (if it was in it).
+    pub fn stored(&mut self, recording_id: &str, file: &str) -> Option<Left> {
+        let left = self.remove(recording_id, file);
+        self.promote();
+        left
+    }
+
+    /// The file failed (transfer failed, upload failed): it leaves the set to be offered again.
+    pub fn failed(&mut self, recording_id: &str, file: &str) -> Option<Left> {
+        let left = self.remove(recording_id, file);
+        self.promote();
+        left
+    }
+
+    /// The key of the file with this transfer id, if in flight.
+    pub fn by_transfer(&self, transfer_id: u64) -> Option<(String, String)> {
+        [&self.current, &self.finishing]
+            .into_iter()
+            .flatten()
+            .find(|s| s.transfer_id == Some(transfer_id))
+            .map(|s| (s.recording_id.clone(), s.file.clone()))
+    }
+
+    /// Everything leaves (a reconnect: the manager may have lost it all), oldest first.
+    pub fn drain(&mut self) -> Vec<(String, String)> {
+        [self.finishing.take(), self.current.take()]
+            .into_iter()
+            .flatten()
+            .map(|s| (s.recording_id, s.file))
+            .collect()
+    }
+
+    fn remove(&mut self, recording_id: &str, file: &str) -> Option<Left> {
+        let is = |s: &Option<Slot<T>>| {
+            s.as_ref()
+                .is_some_and(|s| s.recording_id == recording_id && s.file == file)
+        };
+        if is(&self.finishing) {
+            self.finishing = None;
+            Some(Left {
+                cancel_upload: false,
+            })
+        } else if is(&self.current) {
+            let c = self.current.take();
+            Some(Left {
+                cancel_upload: !c.is_some_and(|c| c.all_acked),
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Moves an all-acknowledged current file to finishing when that slot is free. True when
+    /// the current slot is free afterwards.
+    fn promote(&mut self) -> bool {
+        if self.finishing.is_none() && self.current.as_ref().is_some_and(|c| c.all_acked) {
+            self.finishing = self.current.take();
+        }
+        self.current.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn k(i: u8) -> (String, String) {
+        ("r".to_owned(), format!("f{i}"))
+    }
+
+    #[test]
+    fn next_file_is_offered_once_the_current_one_is_all_acked() {
+        let mut f = InFlight::default();
+        assert!(f.offered("r".into(), "a".into(), 0));
+        assert!(!f.offered("r".into(), "b".into(), 0));
+        assert!(f.accepted("r", "a", 1));
+        assert!(f.all_acked(1));
+        assert!(f.can_offer() && f.contains("r", "a"));
+        assert!(f.offered("r".into(), "b".into(), 1));
+        assert!(f.accepted("r", "b", 2));
+        // b all acked while a still commits: b waits, nothing new is offered.
+        assert!(!f.all_acked(2));
+        assert!(!f.can_offer());
+        assert_eq!(
+            f.stored("r", "a"),
+            Some(Left {
+                cancel_upload: false
+            })
+        );
+        assert!(f.can_offer() && f.contains("r", "b") && !f.contains("r", "a"));
+        assert_eq!(f.drain(), vec![("r".to_owned(), "b".to_owned())]);
+        assert_eq!(f.len(), 0);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Offer,
+        Accept,
+        AllAcked,
+        Stored(bool),
+        Failed(bool),
+        Drain,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            Just(Op::Offer),
+            Just(Op::Accept),
+            Just(Op::AllAcked),
+            any::<bool>().prop_map(Op::Stored),
+            any::<bool>().prop_map(Op::Failed),
+            Just(Op::Drain),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the order of events: at most two files in flight, at most one not yet all
+        /// acknowledged (the only one with unacked bytes), a file leaves only on its own
+        /// stored/failed/drain, and a stored file never comes back.
+        #[test]
+        fn at_most_two_in_flight_and_each_leaves_on_its_own_ack(ops in proptest::collection::vec(op(), 0..60)) {
+            let mut f: InFlight<u32> = InFlight::default();
+            let mut next = 0u8;
+            let mut in_flight: Vec<(String, String)> = Vec::new();
+            let mut stored: Vec<(String, String)> = Vec::new();
+            for (t, o) in ops.into_iter().enumerate() {
+                match o {
+                    Op::Offer => {
+                        let key = k(next);
+                        let could = f.can_offer();
+                        prop_assert_eq!(f.offered(key.0.clone(), key.1.clone(), t as u32), could);
+                        if could {
+                            in_flight.push(key);
+                            next += 1;
+                        }
+                    }
+                    Op::Accept => {
+                        if let Some(c) = f.current().cloned() {
+                            let tid = u64::from(next) * 10 + c.file.len() as u64;
+                            prop_assert!(f.accepted(&c.recording_id, &c.file, tid));
+                            prop_assert_eq!(f.by_transfer(tid), Some((c.recording_id, c.file)));
+                        }
+                    }
+                    Op::AllAcked => {
+                        if let Some(tid) = f.current().and_then(|c| c.transfer_id) {
+                            let was = f.len();
+                            let free = f.all_acked(tid);
+                            prop_assert_eq!(free, f.can_offer());
+                            prop_assert_eq!(f.len(), was);
+                        }
+                    }
+                    Op::Stored(oldest) | Op::Failed(oldest) => {
+                        let pick = if oldest { in_flight.first() } else { in_flight.last() }.cloned();
+                        if let Some(key) = pick {
+                            let left = if matches!(o, Op::Stored(_)) {
+                                stored.push(key.clone());
+                                f.stored(&key.0, &key.1)
+                            } else {
+                                f.failed(&key.0, &key.1)
+                            };
+                            prop_assert!(left.is_some());
+                            in_flight.retain(|x| *x != key);
+                        }
+                        // Acks for files not in flight change nothing.
+                        let len = f.len();
+                        prop_assert_eq!(f.stored("r", "nope"), None);
+                        prop_assert_eq!(f.len(), len);
+                    }
+                    Op::Drain => {
+                        let mut d = f.drain();
+                        d.sort();
+                        in_flight.sort();
+                        prop_assert_eq!(&d, &in_flight);
+                        in_flight.clear();
+                    }
+                }
+                prop_assert!(f.len() <= 2);
+                prop_assert_eq!(f.len(), in_flight.len());
+                for key in &in_flight {
+                    prop_assert!(f.contains(&key.0, &key.1));
+                }
+                for key in &stored {
+                    prop_assert!(!f.contains(&key.0, &key.1));
+                }
+                // Only the current file may have unacked bytes; a finishing one never does.
+                if let Some(fin) = &f.finishing {
+                    prop_assert!(fin.all_acked);
+                }
+                prop_assert!(f.current.is_some() || f.finishing.is_none() || f.can_offer());
+            }
+        }
+    }
+}
