@@ -41,7 +41,8 @@ pub enum OfferDecision {
 }
 
 /// Decides a download offer of a `size`-byte file hashing to `sha256`. `file_name_ok` is the
-/// service's check of the file name as one path component; `free_bytes` the room left.
+/// service's check of the file name as one path component; `free_bytes` the room left (capacity
+/// minus everything the cache holds, partial downloads included).
 pub fn decide_offer(
     size: u64,
     sha256: Sha256,
@@ -59,7 +60,14 @@ pub fn decide_offer(
         HeldFile::Held(_) => OfferDecision::Refuse {
             reason: "a different file of that name is already held".into(),
         },
-        _ if size > free_bytes => OfferDecision::Refuse {
+        // The partial bytes are on disk already (and counted as used): only the rest needs room.
+        HeldFile::Partial(n) if size.saturating_sub(n) > free_bytes => OfferDecision::Refuse {
+            reason: format!(
+                "{} more bytes do not fit the cache ({free_bytes} bytes free)",
+                size.saturating_sub(n)
+            ),
+        },
+        HeldFile::Nothing if size > free_bytes => OfferDecision::Refuse {
             reason: format!("{size} bytes do not fit the cache ({free_bytes} bytes free)"),
         },
         HeldFile::Partial(n) if n <= size => OfferDecision::Accept { offset: n },
@@ -227,6 +235,15 @@ mod tests {
         assert!(matches!(
             decide_offer(4, d, HeldFile::Nothing, true, 3),
             OfferDecision::Refuse { reason } if reason.contains("fit")
+        ));
+        assert_eq!(
+            decide_offer(4, d, HeldFile::Partial(3), true, 1),
+            OfferDecision::Accept { offset: 3 },
+            "a resume needs room only for the bytes it lacks"
+        );
+        assert!(matches!(
+            decide_offer(4, d, HeldFile::Partial(1), true, 2),
+            OfferDecision::Refuse { reason } if reason.contains("3 more bytes")
         ));
         assert!(matches!(
             decide_offer(4, d, HeldFile::Nothing, false, 100),

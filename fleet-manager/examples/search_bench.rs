@@ -222,6 +222,14 @@ fn main() -> anyhow::Result<()> {
             ..Default::default()
         }
     });
+    bench(&store, "number prefix, 100 numbers", 300, |_| {
+        let c = caller(r.next() % CALLERS);
+        SearchQuery {
+            number: c.get(..c.len() - 2).map(str::to_owned),
+            limit,
+            ..Default::default()
+        }
+    });
     bench(&store, "number prefix, 1000 numbers", 300, |_| {
         let c = caller(r.next() % CALLERS);
         SearchQuery {
@@ -232,12 +240,26 @@ fn main() -> anyhow::Result<()> {
     });
     bench(
         &store,
-        "number prefix, 10000 numbers (time walk)",
-        100,
+        "number prefix, 10000 numbers (time probe)",
+        300,
         |_| {
             let c = callee(r.next() % CALLEES);
             SearchQuery {
                 number: c.get(..c.len() - 4).map(str::to_owned),
+                limit,
+                ..Default::default()
+            }
+        },
+    );
+    bench(
+        &store,
+        "prefix 10000 numbers + max_mos 1.0 (budget)",
+        30,
+        |_| {
+            let c = callee(r.next() % CALLEES);
+            SearchQuery {
+                number: c.get(..c.len() - 4).map(str::to_owned),
+                max_mos: Some(1.0),
                 limit,
                 ..Default::default()
             }

@@ -4,6 +4,12 @@
 //! [`decode`] is the dispatcher's first step ([`crate::fleet`]) and what the fuzz target
 //! `manager_inbound` feeds arbitrary bytes; the fuzz crate compiles this file on its own, so it
 //! depends on `tapfleet_schemas` and `std` only.
+//!
+//! Chunks (1 MiB each, the bulk of what arrives) take a fast path: [`chunk_fast`] reads the
+//! CBOR map the schemas crate writes straight from the payload slice and copies `data` once
+//! (ciborium's serde path copies a byte string 4 KiB at a time into a growing buffer). Any
+//! other encoding of the same message falls back to the schemas crate's `decode`, so what is
+//! accepted and the errors are unchanged.
 
 use tapfleet_schemas::{
     Channel, DecodeError, EnrollRequest, JobReply, Manifest, ReportedState, Telemetry, Topic,
@@ -99,7 +105,7 @@ pub fn decode(topic: &str, payload: &[u8]) -> Result<Decoded, InboundError> {
         Channel::Telemetry => cbor::<Telemetry>(payload).map(Msg::Telemetry),
         Channel::Manifests => cbor::<Manifest>(payload).map(|m| Msg::Manifest(Box::new(m))),
         Channel::Replies => cbor::<JobReply>(payload).map(Msg::Reply),
-        Channel::Upload => cbor::<TransferChunk>(payload).map(Msg::Chunk),
+        Channel::Upload => chunk(payload).map(Msg::Chunk),
         Channel::Config | Channel::Jobs | Channel::Acks | Channel::Download => {
             return Err(InboundError::NotInbound);
         }
@@ -111,6 +117,75 @@ pub fn decode(topic: &str, payload: &[u8]) -> Result<Decoded, InboundError> {
         }),
         Err(error) => Err(InboundError::Payload { from, error }),
     }
+}
+
+/// A chunk: the fast path when it applies, else the schemas crate's decode.
+fn chunk(payload: &[u8]) -> Result<TransferChunk, DecodeError> {
+    use tapfleet_schemas::Message;
+    if payload.len() > TransferChunk::MAX_BYTES {
+        return cbor::<TransferChunk>(payload); // the size error, before any parsing
+    }
+    match chunk_fast(payload) {
+        Some(c) => Ok(c),
+        None => cbor::<TransferChunk>(payload),
+    }
+}
+
+/// Reads one CBOR head at `*pos` (definite lengths only): its major type and argument.
+fn head(b: &[u8], pos: &mut usize) -> Option<(u8, u64)> {
+    let first = *b.get(*pos)?;
+    *pos += 1;
+    let (major, info) = (first >> 5, first & 0x1f);
+    let n = match info {
+        0..=23 => return Some((major, u64::from(info))),
+        24 => 1,
+        25 => 2,
+        26 => 4,
+        27 => 8,
+        _ => return None,
+    };
+    let bytes = b.get(*pos..pos.checked_add(n)?)?;
+    *pos += n;
+    Some((
+        major,
+        bytes.iter().fold(0u64, |a, &x| (a << 8) | u64::from(x)),
+    ))
+}
+
+/// The schemas crate's encoding of a [`TransferChunk`] (a definite map of `v`, `transfer_id`,
+/// `offset` and `data`, each once, in any order) at this version, read from the slice; `None`
+/// for anything else (the caller falls back to the full decoder).
+fn chunk_fast(b: &[u8]) -> Option<TransferChunk> {
+    let mut pos = 0;
+    if head(b, &mut pos)? != (5, 4) {
+        return None;
+    }
+    let (mut v, mut transfer_id, mut offset, mut data) = (None, None, None, None);
+    for _ in 0..4 {
+        let (major, len) = head(b, &mut pos)?;
+        if major != 3 {
+            return None;
+        }
+        let end = pos.checked_add(usize::try_from(len).ok()?)?;
+        let key = b.get(pos..end)?;
+        pos = end;
+        let (major, arg) = head(b, &mut pos)?;
+        match (key, major) {
+            (b"v", 0) if v.is_none() => v = Some(u16::try_from(arg).ok()?),
+            (b"transfer_id", 0) if transfer_id.is_none() => transfer_id = Some(arg),
+            (b"offset", 0) if offset.is_none() => offset = Some(arg),
+            (b"data", 2) if data.is_none() => {
+                let end = pos.checked_add(usize::try_from(arg).ok()?)?;
+                data = Some(b.get(pos..end)?);
+                pos = end;
+            }
+            _ => return None,
+        }
+    }
+    if pos != b.len() || v? != tapfleet_schemas::SCHEMA_VERSION {
+        return None;
+    }
+    Some(TransferChunk::new(transfer_id?, offset?, data?.to_vec()))
 }
 
 #[cfg(test)]
@@ -128,6 +203,37 @@ mod tests {
             hostname: "h".into(),
             at_ms: 1,
         }
+    }
+
+    #[test]
+    fn chunks_decode_from_the_slice_as_the_schemas_crate_does() {
+        let t = Topic::edge("acme", "e1", Channel::Upload)
+            .expect("topic")
+            .to_string();
+        for (id, off, len) in [(0, 0, 0), (7, 23, 24), (u64::MAX, 1 << 40, 1024 * 1024)] {
+            let c = TransferChunk::new(id, off, (0..len).map(|i| (i % 251) as u8).collect());
+            let bytes = encode(&c).expect("cbor");
+            assert_eq!(chunk_fast(&bytes).as_ref(), Some(&c));
+            match decode(&t, &bytes).map(|d| d.message) {
+                Ok(Msg::Chunk(d)) => assert_eq!(d, c),
+                other => panic!("{other:?}"),
+            }
+            // Every truncation fails (fast path or fallback) without panicking.
+            for cut in [0, 1, bytes.len() / 2, bytes.len().saturating_sub(1)] {
+                if let Some(b) = bytes.get(..cut) {
+                    assert!(chunk(b).is_err(), "{cut}");
+                }
+            }
+        }
+        // Another version: the fallback's error, as before.
+        let mut c = TransferChunk::new(1, 2, vec![3; 10]);
+        c.v = tapfleet_schemas::SCHEMA_VERSION + 1;
+        let bytes = encode(&c).expect("cbor");
+        assert!(chunk_fast(&bytes).is_none());
+        assert!(matches!(
+            chunk(&bytes),
+            Err(DecodeError::UnsupportedVersion { .. })
+        ));
     }
 
     #[test]

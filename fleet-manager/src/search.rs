@@ -40,9 +40,11 @@ const IDX_CALL: TableDefinition<&[u8], ()> = TableDefinition::new("rec_idx_call"
 /// The most index rows one search request reads (about 35 ms of summary checks on the benchmark
 /// machine).
 pub const SCAN_BUDGET: usize = 100_000;
-/// How a number prefix is planned (see the module doc); tests run every path with small ones.
+/// The planner's limits (see the module doc); tests run every path with small ones.
 #[derive(Debug, Clone, Copy)]
-struct NumberPlan {
+struct Plan {
+    /// Time index rows one request reads at most ([`SCAN_BUDGET`]).
+    scan_budget: usize,
     /// The first round of listing the distinct numbers under a prefix (each next round: 4 times).
     first_numbers: usize,
     /// Time index rows walked per number listed, between rounds.
@@ -53,7 +55,8 @@ struct NumberPlan {
 }
 
 /// Walking one number (two seeks and its rows) costs about as much as checking 8 summaries.
-const NUMBER_PLAN: NumberPlan = NumberPlan {
+const PLAN: Plan = Plan {
+    scan_budget: SCAN_BUDGET,
     first_numbers: 64,
     probe_rows_per_number: 8,
     max_numbers: 2_000,
@@ -514,17 +517,21 @@ impl Store {
 
     /// Runs a search; returns the page of ids.
     pub fn search_ids(&self, q: &SearchQuery) -> Result<Page, StoreError> {
-        self.search_ids_planned(q, NUMBER_PLAN)
+        self.search_ids_planned(q, PLAN)
     }
 
-    fn search_ids_planned(&self, q: &SearchQuery, plan: NumberPlan) -> Result<Page, StoreError> {
+    fn search_ids_planned(&self, q: &SearchQuery, plan: Plan) -> Result<Page, StoreError> {
+        let plan = Plan {
+            scan_budget: plan.scan_budget.max(1),
+            ..plan
+        };
         let tx = dbr(self.db().begin_read())?;
         let time = dbr(tx.open_table(IDX_TIME))?;
         let want = q.limit.clamp(1, MAX_LIMIT) + 1;
         let mut scan = Scan {
             found: BTreeSet::new(),
             want,
-            budget: Some(SCAN_BUDGET),
+            budget: Some(plan.scan_budget),
             stopped_at: None,
             last_checked: None,
         };
@@ -622,13 +629,14 @@ impl Store {
                     break;
                 }
                 let wq = rest.as_ref().unwrap_or(q);
-                if round >= plan.max_numbers {
-                    // Too many numbers: the time walk decides, to the end of the budget.
-                    scan.budget = Some(SCAN_BUDGET.saturating_sub(probed).max(1));
+                let left = plan.scan_budget.saturating_sub(probed);
+                let rows = round.saturating_mul(plan.probe_rows_per_number).max(1);
+                if round >= plan.max_numbers || left <= rows {
+                    // Too many numbers: the time walk goes on alone, to the end of the budget.
+                    scan.budget = Some(left);
                     walk_time(&mut scan, wq)?;
                     break;
                 }
-                let rows = round.saturating_mul(plan.probe_rows_per_number).max(1);
                 scan.budget = Some(rows);
                 walk_time(&mut scan, wq)?;
                 probed += rows;
@@ -798,10 +806,10 @@ mod tests {
     }
 
     fn all_pages(s: &Store, q: SearchQuery) -> Vec<String> {
-        all_pages_planned(s, q, NUMBER_PLAN)
+        all_pages_planned(s, q, PLAN)
     }
 
-    fn all_pages_planned(s: &Store, mut q: SearchQuery, plan: NumberPlan) -> Vec<String> {
+    fn all_pages_planned(s: &Store, mut q: SearchQuery, plan: Plan) -> Vec<String> {
         let mut out = Vec::new();
         loop {
             let p = s.search_ids_planned(&q, plan).expect("search");
@@ -869,11 +877,19 @@ mod tests {
                 ..Default::default()
             },
         ];
+        let small = Plan {
+            scan_budget: 20,
+            first_numbers: 2,
+            probe_rows_per_number: 2,
+            max_numbers: 6,
+        };
         for q in queries {
             let expected = brute(&all, &q);
             for limit in [1, 7, 50, 1000] {
                 let got = all_pages(&s, SearchQuery { limit, ..q.clone() });
                 assert_eq!(got, expected, "{q:?} limit {limit}");
+                let got = all_pages_planned(&s, SearchQuery { limit, ..q.clone() }, small);
+                assert_eq!(got, expected, "{q:?} limit {limit} {small:?}");
             }
         }
     }
@@ -899,21 +915,31 @@ mod tests {
             .collect();
         s.insert_entries(&all).expect("insert");
         let plans = [
-            NUMBER_PLAN,
-            NumberPlan {
+            PLAN,
+            Plan {
+                scan_budget: 1000,
                 first_numbers: 1,
                 probe_rows_per_number: 1,
                 max_numbers: 8,
             },
-            NumberPlan {
+            Plan {
+                scan_budget: 1000,
                 first_numbers: 2,
                 probe_rows_per_number: 3,
                 max_numbers: 100,
             },
-            NumberPlan {
+            Plan {
+                scan_budget: 1000,
                 first_numbers: 4,
                 probe_rows_per_number: 2,
                 max_numbers: 1000,
+            },
+            // The budget runs out in the probes and in the time walk after them.
+            Plan {
+                scan_budget: 25,
+                first_numbers: 2,
+                probe_rows_per_number: 4,
+                max_numbers: 30,
             },
         ];
         let queries = [
@@ -945,7 +971,7 @@ mod tests {
         ];
         for q in queries {
             let expected = brute(&all, &q);
-            assert!(expected.len() > 20, "{q:?} matches {}", expected.len());
+            assert!(expected.len() > 10, "{q:?} matches {}", expected.len());
             for plan in plans {
                 for limit in [3, 50, 1000] {
                     let got = all_pages_planned(&s, SearchQuery { limit, ..q.clone() }, plan);
@@ -953,6 +979,15 @@ mod tests {
                 }
             }
         }
+        let rare = SearchQuery {
+            number: Some("555".into()),
+            max_mos: Some(1.0),
+            complete: Some(false),
+            limit: 50,
+            ..Default::default()
+        };
+        let first = s.search_ids_planned(&rare, plans[4]).expect("search");
+        assert!(first.scan_truncated && first.next.is_some(), "{first:?}");
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! `edge-local` policy; a copy job stores A's recording into edge B (the manager uploads it from
 //! A into its staging, then relays it): B's `held/` folder has the files with the catalog's
 //! SHA-256, the catalog lists `edge:B`, the staging copy is gone; a job started while B is
-//! offline (killed with SIGKILL) waits with a clear status and completes once B is back; a
-//! copy from `edge:B` into a target brings it back. Then the storage policy `edge:B`.
+//! offline (killed with SIGKILL) waits with a clear status, survives a manager restart (the
+//! persisted `relays` record and the resumed job) and completes once B is back; a move from
+//! `edge:A` to `edge:B` leaves only B's copy; a copy from `edge:B` into a target brings it back.
+//! Then the storage policy `edge:B`.
 
 mod common;
 
@@ -69,7 +71,7 @@ fn job(m: &Manager, id: u64) -> serde_json::Value {
 fn a_job_stores_an_edge_local_recording_into_another_edge_even_if_it_is_offline() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
-    let m = Manager::start(root, None, None);
+    let mut m = Manager::start(root, None, None);
     let (a_data, b_data) = (root.join("edge-a"), root.join("edge-b"));
     let a = enroll_at_with_config(
         &m,
@@ -78,7 +80,7 @@ fn a_job_stores_an_edge_local_recording_into_another_edge_even_if_it_is_offline(
         serde_json::json!({"storage": {"target": "edge-local"}}),
     );
     let b = enroll_at_with_config(&m, &b_data, Some("edge-b"), serde_json::json!({}));
-    let (a_pcap, n) = pcap(&root.join("pcap-a"), 2, 41);
+    let (a_pcap, n) = pcap(&root.join("pcap-a"), 3, 41);
     let empty = empty_pcap(root);
     let _edge_a = start_edge_at(&m, "edge-a", &a_data, Some("edge-a"), &a_pcap, &[]);
     let mut edge_b = start_edge_at(&m, "edge-b", &b_data, Some("edge-b"), &empty, &[]);
@@ -129,7 +131,44 @@ fn a_job_stores_an_edge_local_recording_into_another_edge_even_if_it_is_offline(
         "no partial download left"
     );
 
-    // 2. B offline (SIGKILL): the job waits with a clear status and completes once B is back.
+    // 2. A move from A's local storage into B's: B holds it, A's copy is gone, the catalog
+    //    lists only edge:B.
+    let here_a = format!("edge:{a}");
+    let a_rec2 = a_data.join("cache/recordings").join(&ids[2]);
+    let origin2 = root.join("origin-2");
+    std::fs::create_dir_all(&origin2).expect("origin dir");
+    std::fs::copy(a_rec2.join("manifest.json"), origin2.join("manifest.json")).expect("manifest");
+    let out = cli_ok(
+        &m,
+        &["job", "move", &ids[2], "--from", &here_a, "--to", &here_b],
+    );
+    assert!(out.contains("\"done\""), "{out}");
+    let recs = catalog(&m);
+    let r2 = &recs[ids[2].as_str()];
+    assert_held(r2, &b_data.join("cache/held").join(&ids[2]), &origin2);
+    let targets: std::collections::BTreeSet<&str> = r2["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .flat_map(|f| f["locations"].as_array().into_iter().flatten())
+        .chain(r2["manifest_locations"].as_array().into_iter().flatten())
+        .filter_map(|l| l["target"].as_str())
+        .collect();
+    assert_eq!(
+        targets,
+        std::collections::BTreeSet::from([here_b.as_str()]),
+        "only B's copy is cataloged: {r2}"
+    );
+    assert_eq!(locations_in(r2, &here_b).len(), files + 1, "{r2}");
+    assert!(
+        files_under(&a_rec2).is_empty(),
+        "A's copy is deleted: {:?}",
+        files_under(&a_rec2)
+    );
+    assert!(files_under(&m.data.join("relay")).is_empty());
+
+    // 3. B offline (SIGKILL): the job waits with a clear status, the manager restarts meanwhile,
+    //    and the relay completes once B is back.
     edge_b.kill();
     wait_for("edge B offline", Duration::from_secs(30), || {
         online(&m, &b).filter(|o| !*o)
@@ -152,6 +191,13 @@ fn a_job_stores_an_edge_local_recording_into_another_edge_even_if_it_is_offline(
     assert_eq!(waiting["state"], "running", "{waiting}");
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(job(&m, id)["state"], "running", "still waiting for B");
+    m.proc.kill();
+    m.restart();
+    let j = job(&m, id);
+    assert!(
+        j["state"] == "running" || j["state"] == "queued",
+        "the job survives the restart: {j}"
+    );
     let _edge_b = start_edge_at(&m, "edge-b-2", &b_data, Some("edge-b"), &empty, &[]);
     let t1 = std::time::Instant::now();
     let done = wait_for(
@@ -174,7 +220,7 @@ fn a_job_stores_an_edge_local_recording_into_another_edge_even_if_it_is_offline(
     );
     assert!(files_under(&m.data.join("relay")).is_empty());
 
-    // 3. Fetch back from B's local storage (not A's) into a target.
+    // 4. Fetch back from B's local storage (not A's) into a target.
     let out = cli_ok(
         &m,
         &["job", "copy", &ids[0], "--from", &here_b, "--to", "cloud"],

@@ -143,6 +143,29 @@ impl Cache {
         Ok(())
     }
 
+    /// Bytes held for others: every indexed held file plus the partial downloads in
+    /// `held/.incoming/` (on disk already). Counted in the cache's usage; never evicted.
+    pub fn held_bytes(&self) -> Result<u64, CacheError> {
+        let mut total = 0u64;
+        let txn = self.db.begin_read()?;
+        match txn.open_table(HELD) {
+            Ok(table) => {
+                for row in table.iter()? {
+                    let (k, v) = row?;
+                    let e: HeldEntry =
+                        ciborium::from_reader(v.value()).map_err(|e| CacheError::Corrupt {
+                            id: k.value().to_owned(),
+                            reason: e.to_string(),
+                        })?;
+                    total = total.saturating_add(e.bytes());
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(total.saturating_add(partial_bytes(&self.held_root().join(".incoming"))))
+    }
+
     /// Deletes a held recording's files, then its index entry.
     pub fn drop_held(&self, id: &str) -> Result<(), CacheError> {
         let dir = self.held_dir(id)?;
@@ -159,6 +182,21 @@ impl Cache {
         txn.commit()?;
         Ok(())
     }
+}
+
+/// Sum of the file sizes in `incoming/<id>/` (0 when there is none; unreadable entries count 0:
+/// a gauge, not a decision that could lose data).
+fn partial_bytes(incoming: &std::path::Path) -> u64 {
+    let Ok(ids) = std::fs::read_dir(incoming) else {
+        return 0;
+    };
+    ids.flatten()
+        .filter_map(|d| std::fs::read_dir(d.path()).ok())
+        .flat_map(|files| files.flatten())
+        .filter_map(|f| f.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .fold(0u64, u64::saturating_add)
 }
 
 #[cfg(test)]
@@ -179,12 +217,72 @@ mod tests {
         let c = Cache::open(dir.path())?;
         let e = c.held(ID)?.expect("held");
         assert_eq!((e.created_ms, e.bytes(), e.files.len()), (5, 13, 2));
+        // Held bytes and a partial download count as cache usage.
+        let part = c.incoming_path(ID, "audio.wav")?;
+        std::fs::create_dir_all(part.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&part, [0u8; 7]).expect("partial");
+        assert_eq!(c.held_bytes()?, 20);
+        let s = c.summary()?;
+        assert_eq!((s.held_bytes, s.used_bytes), (20, 20));
+        std::fs::remove_file(&part).expect("rm partial");
         assert!(c.incoming_path(ID, "../x").is_err());
         assert!(c.incoming_path("../x", "a").is_err());
         std::fs::create_dir_all(c.held_dir(ID)?).expect("mkdir");
         c.drop_held(ID)?;
         assert!(!c.held_dir(ID)?.exists());
         assert_eq!(c.held(ID)?, None);
+        assert_eq!(c.summary()?.used_bytes, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn held_bytes_fill_the_cache_but_only_own_stored_recordings_are_evicted()
+    -> Result<(), CacheError> {
+        use super::super::policy::to_evict;
+        use tapfleet_schemas::{CacheConfig, FileEntry, Manifest, RecordingKind};
+        const OWN: &str = "20240229T120000Z-deadbeef00010204";
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = Cache::open(dir.path())?;
+        let cfg = CacheConfig {
+            capacity_bytes: 1000,
+            high_water_percent: 80,
+            ..CacheConfig::default()
+        };
+        c.begin(OWN, 1)?;
+        let mut m = Manifest::new(OWN.to_owned(), RecordingKind::Call);
+        m.files.push(FileEntry {
+            name: "call.pcap".to_owned(),
+            size: 100,
+            sha256: Sha256([3; 32]),
+            content_type: "x".to_owned(),
+        });
+        c.finalize(m, 2)?;
+        c.mark_announced(OWN, 3)?;
+        c.mark_file_stored(OWN, "call.pcap", 4)?;
+        c.hold_file(ID, "call.pcap", 600, Sha256([1; 32]), 5)?;
+        let s = c.summary()?;
+        assert_eq!((s.used_bytes, s.held_bytes), (700, 600));
+        let entries = c.entries()?;
+        let by_id = || entries.iter().map(|(id, e)| (id.as_str(), e));
+        assert!(
+            to_evict(&cfg, by_id(), s.used_bytes, 10).is_empty(),
+            "below 80 %"
+        );
+        c.hold_file(ID, "audio.wav", 200, Sha256([2; 32]), 6)?;
+        let s = c.summary()?;
+        assert_eq!(
+            s.used_bytes, 900,
+            "held bytes count toward the high-water mark"
+        );
+        assert_eq!(to_evict(&cfg, by_id(), s.used_bytes, 10), vec![OWN]);
+        c.evict(OWN, 11)?;
+        let s = c.summary()?;
+        assert_eq!(
+            (s.used_bytes, s.held_bytes),
+            (800, 800),
+            "the held recording stays"
+        );
+        assert!(c.held(ID)?.is_some());
         Ok(())
     }
 }

@@ -282,9 +282,15 @@ impl Cache {
         Ok(())
     }
 
-    /// Counts per state and the bytes held locally and not yet stored.
+    /// Counts per state, the bytes on disk (this edge's recordings, recordings held for others
+    /// and their partial downloads) and the bytes not yet stored.
     pub fn summary(&self) -> Result<Summary, CacheError> {
-        let mut s = Summary::default();
+        let held_bytes = self.held_bytes()?;
+        let mut s = Summary {
+            used_bytes: held_bytes,
+            held_bytes,
+            ..Summary::default()
+        };
         for (_, e) in self.entries()? {
             let c = &mut s.counts;
             match e.state {
@@ -340,7 +346,11 @@ impl Cache {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
     pub counts: RecordingCounts,
+    /// Everything the cache occupies, `held_bytes` included: what capacity, high-water mark,
+    /// telemetry and the free-space check of a download count.
     pub used_bytes: u64,
+    /// Recordings held for others and partial downloads (never evicted; in `used_bytes`).
+    pub held_bytes: u64,
     pub backlog_bytes: u64,
     pub backlog_oldest_ms: Option<i64>,
 }

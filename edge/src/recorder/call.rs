@@ -115,21 +115,25 @@ struct Dtmf {
 const _: () = assert!(std::mem::offset_of!(Stream, decoder) <= 256);
 const _: () = assert!(std::mem::size_of::<Stream>() <= 512);
 
-/// A call being recorded.
+/// A call being recorded. `repr(C)`: the fields every packet of the call uses come first (and
+/// the writers' own hot fields first in them), the rest behind.
 #[derive(Debug)]
+#[repr(C)]
 pub struct CallRecording {
+    // Hot: every packet.
+    start_ns: i64,
+    audio: bool,
+    /// At most [`MAX_STREAMS`], found by a linear scan (a call usually has 2-4).
+    streams: Vec<Stream>,
+    linktype_mismatch: u64,
+    pcap: Option<PcapWriter>,
+    wav: Option<WavWriter>,
+    // Cold.
     pub id: String,
     pub dir: PathBuf,
     pub part: u32,
-    start_ns: i64,
-    pcap: Option<PcapWriter>,
-    wav: Option<WavWriter>,
-    /// At most [`MAX_STREAMS`], found by a linear scan (a call usually has 2-4).
-    streams: Vec<Stream>,
     dtmf: Vec<Dtmf>,
-    linktype_mismatch: u64,
     untracked_streams: u64,
-    audio: bool,
     kind: schemas::RecordingKind,
     /// Packets the kernel dropped while this recording was active (see [`Self::note_drops`]).
     capture_drops: u64,

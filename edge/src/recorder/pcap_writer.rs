@@ -129,26 +129,28 @@ struct RecordFormat {
     nano: bool,
 }
 
-/// An open `call.pcap`.
+/// An open `call.pcap`. `repr(C)`: what [`PcapWriter::write`] uses for every packet first.
 #[derive(Debug)]
+#[repr(C)]
 pub struct PcapWriter {
-    path: PathBuf,
-    /// The open file, when within [`MAX_OPEN`].
-    file: Option<Held>,
+    linktype: u16,
+    format: RecordFormat,
+    /// The input's global header when it was classic pcap (records of the same file are copied).
+    classic_header: Option<[u8; 24]>,
     /// Records not yet in the file (capacity `cap`).
     buf: Vec<u8>,
     /// [`BUF_BYTES`], or [`LARGE_BUF_BYTES`] with `grant`.
     cap: usize,
+    packets: u64,
+    // Once per buffer flush or less.
+    path: PathBuf,
+    /// The open file, when within [`MAX_OPEN`].
+    file: Option<Held>,
     /// The pool's bytes this buffer holds beyond [`BUF_BYTES`].
     _grant: Grant,
     hasher: Sha256,
     /// Bytes in the file.
     written: u64,
-    /// The input's global header when it was classic pcap (records of the same file are copied).
-    classic_header: Option<[u8; 24]>,
-    format: RecordFormat,
-    linktype: u16,
-    packets: u64,
 }
 
 impl PcapWriter {

@@ -27,11 +27,10 @@ pub const WIDEBAND_RATE: u32 = 16_000;
 const FRAME_BYTES: usize = 4;
 const HEADER_LEN: u64 = 44;
 
-/// An open `audio.wav`.
+/// An open `audio.wav`. `repr(C)`: what placing samples uses first, the file behind.
 #[derive(Debug)]
+#[repr(C)]
 pub struct WavWriter {
-    path: PathBuf,
-    file: File,
     /// Frames per second.
     rate: u32,
     /// Frames a sample may arrive late and still be placed (1 s).
@@ -50,6 +49,8 @@ pub struct WavWriter {
     written: u64,
     /// Samples that arrived after their frame had left the window.
     pub late_samples: u64,
+    path: PathBuf,
+    file: File,
 }
 
 impl WavWriter {

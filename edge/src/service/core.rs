@@ -4,8 +4,10 @@
 //! Delivery rules it keeps:
 //! - a manifest is re-published (outbox) on every (re)connect and every `OUTBOX_RESEND` until
 //!   the manager's `Ack::Manifest` arrives; only then is the recording `Announced`;
-//! - files of announced recordings are offered one at a time when the cache policy says so (or
-//!   at once on an upload job); an offer without answer is made again;
+//! - files of announced recordings are offered in order when the cache policy says so (or at
+//!   once on an upload job); the next file is offered as soon as every chunk of the current one
+//!   is acknowledged, so at most two are in flight (`inflight.rs`); an offer without answer is
+//!   made again;
 //! - a recording becomes `Stored` only on the manager's `Ack::Stored` for each of its files;
 //! - storage policy `edge-local`: recordings are announced but uploaded only on a job (the
 //!   manager fetching one), and with `edge-local` or `keep_local_copy` nothing is evicted (this
@@ -33,6 +35,7 @@ use tokio::sync::mpsc;
 use super::capture_thread::{self, CaptureCounters, CaptureMsg, Source};
 use super::download::{self, DownloadCmd, DownloadEvent};
 use super::identity::Identity;
+use super::inflight::InFlight;
 use super::metrics::CoreMetrics;
 use super::net::{self, Conn, NetEvent};
 use super::upload::{self, UploadCmd, UploadEvent};
@@ -50,6 +53,10 @@ const OUTBOX_RESEND: Duration = Duration::from_secs(10);
 /// because an offer made while the manager is not subscribed (a broker restart: the edge often
 /// reconnects first) is simply lost.
 const OFFER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A file all acknowledged but not `Stored` this long (the manager lost it, e.g. killed while
+/// the edge stayed connected to another broker) is offered again: the manager resumes it or
+/// answers `Stored` at once.
+const STORED_TIMEOUT: Duration = Duration::from_secs(30);
 const TICK: Duration = Duration::from_millis(500);
 
 /// Everything the core needs to start.
@@ -90,14 +97,6 @@ impl Topics {
             download: t(Channel::Download)?,
         })
     }
-}
-
-/// The file being offered or sent.
-struct Current {
-    recording_id: String,
-    file: String,
-    offered_at: tokio::time::Instant,
-    transfer_id: Option<u64>,
 }
 
 /// The capture thread and what it takes to start it again when capture settings change.
@@ -191,7 +190,8 @@ struct Core {
     download_tx: mpsc::UnboundedSender<DownloadCmd>,
     queue: VecDeque<(String, String)>,
     queued: BTreeSet<(String, String)>,
-    current: Option<Current>,
+    /// The files offered, being sent or waiting for `Stored` (at most two).
+    inflight: InFlight<tokio::time::Instant>,
     connected: bool,
     counters: Arc<CaptureCounters>,
     capture: CaptureCtl,
@@ -280,7 +280,7 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
         download_tx,
         queue: VecDeque::new(),
         queued: BTreeSet::new(),
-        current: None,
+        inflight: InFlight::default(),
         connected: false,
         counters,
         capture,
@@ -564,8 +564,8 @@ impl Core {
                 offset,
             } => {
                 if !self
-                    .current
-                    .as_ref()
+                    .inflight
+                    .current()
                     .is_some_and(|c| c.recording_id == recording_id && c.file == file)
                 {
                     return Ok(()); // a stale accept
@@ -574,9 +574,7 @@ impl Core {
                 let size = std::fs::metadata(&path)
                     .with_context(|| format!("{}", path.display()))?
                     .len();
-                if let Some(cur) = self.current.as_mut() {
-                    cur.transfer_id = Some(transfer_id);
-                }
+                self.inflight.accepted(&recording_id, &file, transfer_id);
                 let _ = self.upload_tx.send(UploadCmd::Start {
                     transfer_id,
                     path,
@@ -604,19 +602,13 @@ impl Core {
                 let whole = self
                     .cache
                     .mark_file_stored(&recording_id, &file, now_ms())?;
-                if self
-                    .current
-                    .as_ref()
-                    .is_some_and(|c| c.recording_id == recording_id && c.file == file)
-                {
-                    self.current = None;
-                    let _ = self.upload_tx.send(UploadCmd::Cancel);
+                if let Some(left) = self.inflight.stored(&recording_id, &file) {
+                    if left.cancel_upload {
+                        let _ = self.upload_tx.send(UploadCmd::Cancel);
+                    }
                     // The next file at once, not at the next tick (one file per tick would cap
                     // delivery at two files a second).
-                    let windows = self.edge_config().cache.upload_windows;
-                    if self.connected && policy::upload_window_open(&windows, now_ms()) {
-                        self.offer_next().await?;
-                    }
+                    self.offer_next_now().await?;
                 }
                 if whole {
                     tracing::info!(recording = %recording_id, "recording stored");
@@ -631,13 +623,10 @@ impl Core {
                 self.errors += 1;
                 self.transfer_failures += 1;
                 tracing::warn!(recording = %recording_id, file, reason, "transfer failed; will offer again");
-                if self
-                    .current
-                    .as_ref()
-                    .is_some_and(|c| c.recording_id == recording_id && c.file == file)
-                {
-                    let _ = self.upload_tx.send(UploadCmd::Cancel);
-                    self.current = None;
+                if let Some(left) = self.inflight.failed(&recording_id, &file) {
+                    if left.cancel_upload {
+                        let _ = self.upload_tx.send(UploadCmd::Cancel);
+                    }
                     self.enqueue(recording_id, file, false);
                 }
             }
@@ -735,6 +724,13 @@ impl Core {
             }
             UploadEvent::AllAcked { transfer_id } => {
                 tracing::debug!(transfer_id, "all chunks acknowledged; waiting for stored");
+                // The manager commits this file while the next one is sent.
+                if self
+                    .inflight
+                    .all_acked(transfer_id, tokio::time::Instant::now())
+                {
+                    self.offer_next_now().await?;
+                }
             }
             UploadEvent::Failed {
                 transfer_id,
@@ -743,8 +739,9 @@ impl Core {
                 self.errors += 1;
                 self.transfer_failures += 1;
                 tracing::warn!(transfer_id, reason, "upload failed");
-                if let Some(cur) = self.current.take_if(|c| c.transfer_id == Some(transfer_id)) {
-                    self.enqueue(cur.recording_id, cur.file, false);
+                if let Some((recording_id, file)) = self.inflight.by_transfer(transfer_id) {
+                    self.inflight.failed(&recording_id, &file);
+                    self.enqueue(recording_id, file, false);
                 }
             }
         }
@@ -776,6 +773,14 @@ impl Core {
                     }
                 }
             }
+        }
+        if let Some(f) = self.inflight.finishing()
+            && f.acked_at.is_some_and(|t| t.elapsed() >= STORED_TIMEOUT)
+        {
+            let (recording_id, file) = (f.recording_id.clone(), f.file.clone());
+            tracing::warn!(recording = %recording_id, file, "no stored ack; offering again");
+            self.inflight.failed(&recording_id, &file);
+            self.enqueue(recording_id, file, true);
         }
         if self.connected && policy::upload_window_open(&cfg.cache.upload_windows, now_ms()) {
             self.offer_next().await?;
@@ -823,11 +828,7 @@ impl Core {
 
     fn enqueue(&mut self, recording_id: String, file: String, front: bool) {
         let key = (recording_id, file);
-        let is_current = self
-            .current
-            .as_ref()
-            .is_some_and(|c| c.recording_id == key.0 && c.file == key.1);
-        if is_current || !self.queued.insert(key.clone()) {
+        if self.inflight.contains(&key.0, &key.1) || !self.queued.insert(key.clone()) {
             return;
         }
         if front {
@@ -837,19 +838,34 @@ impl Core {
         }
     }
 
-    /// After a reconnect the manager may have lost the transfer: offer it again.
+    /// After a reconnect the manager may have lost the transfers: offer them again (in their
+    /// order, before the rest of the queue).
     fn restart_current(&mut self) {
-        if let Some(cur) = self.current.take() {
+        let keys = self.inflight.drain();
+        if !keys.is_empty() {
             let _ = self.upload_tx.send(UploadCmd::Cancel);
-            self.enqueue(cur.recording_id, cur.file, true);
+        }
+        for (recording_id, file) in keys.into_iter().rev() {
+            self.enqueue(recording_id, file, true);
         }
     }
 
+    /// Offers the next file now when connected and inside an upload window.
+    async fn offer_next_now(&mut self) -> anyhow::Result<()> {
+        let windows = self.edge_config().cache.upload_windows;
+        if self.connected && policy::upload_window_open(&windows, now_ms()) {
+            self.offer_next().await?;
+        }
+        Ok(())
+    }
+
     async fn offer_next(&mut self) -> anyhow::Result<()> {
-        if let Some(cur) = &self.current {
+        if let Some(cur) = self.inflight.current() {
             if cur.transfer_id.is_none() && cur.offered_at.elapsed() >= OFFER_TIMEOUT {
                 tracing::warn!(recording = %cur.recording_id, file = %cur.file, "no answer to offer; offering again");
-                self.restart_current();
+                let key = (cur.recording_id.clone(), cur.file.clone());
+                self.inflight.failed(&key.0, &key.1);
+                self.enqueue(key.0, key.1, true);
             } else {
                 return Ok(());
             }
@@ -888,12 +904,8 @@ impl Core {
                 }),
             );
             self.publish(&self.topics.replies, false, &offer).await?;
-            self.current = Some(Current {
-                recording_id,
-                file,
-                offered_at: tokio::time::Instant::now(),
-                transfer_id: None,
-            });
+            self.inflight
+                .offered(recording_id, file, tokio::time::Instant::now());
             break;
         }
         Ok(())

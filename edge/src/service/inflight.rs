@@ -16,8 +16,8 @@ pub struct Slot<T> {
     pub offered_at: T,
     /// Set by the manager's `Accept`.
     pub transfer_id: Option<u64>,
-    /// Every chunk acknowledged (only ever set on `current` while another file is finishing).
-    pub all_acked: bool,
+    /// When every chunk was acknowledged (the wait for `Stored` starts).
+    pub acked_at: Option<T>,
 }
 
 /// What to do after a file left the in-flight set.
@@ -45,6 +45,7 @@ impl<T> Default for InFlight<T> {
 
 impl<T> InFlight<T> {
     /// A new file may be offered now.
+    #[cfg(test)]
     pub fn can_offer(&self) -> bool {
         self.current.is_none()
     }
@@ -55,6 +56,7 @@ impl<T> InFlight<T> {
     }
 
     /// How many files are in flight (0..=2).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         usize::from(self.current.is_some()) + usize::from(self.finishing.is_some())
     }
@@ -77,7 +79,7 @@ impl<T> InFlight<T> {
             file,
             offered_at: now,
             transfer_id: None,
-            all_acked: false,
+            acked_at: None,
         });
         true
     }
@@ -94,9 +96,9 @@ impl<T> InFlight<T> {
     }
 
     /// Every chunk of a transfer acknowledged. Returns true when the next file may be offered.
-    pub fn all_acked(&mut self, transfer_id: u64) -> bool {
+    pub fn all_acked(&mut self, transfer_id: u64, now: T) -> bool {
         match self.current.as_mut() {
-            Some(c) if c.transfer_id == Some(transfer_id) => c.all_acked = true,
+            Some(c) if c.transfer_id == Some(transfer_id) => c.acked_at = Some(now),
             _ => return false,
         }
         self.promote()
@@ -114,6 +116,11 @@ impl<T> InFlight<T> {
         let left = self.remove(recording_id, file);
         self.promote();
         left
+    }
+
+    /// The file waiting for `Stored` while another is sent, if any.
+    pub fn finishing(&self) -> Option<&Slot<T>> {
+        self.finishing.as_ref()
     }
 
     /// The key of the file with this transfer id, if in flight.
@@ -147,7 +154,7 @@ impl<T> InFlight<T> {
         } else if is(&self.current) {
             let c = self.current.take();
             Some(Left {
-                cancel_upload: !c.is_some_and(|c| c.all_acked),
+                cancel_upload: c.is_none_or(|c| c.acked_at.is_none()),
             })
         } else {
             None
@@ -157,7 +164,7 @@ impl<T> InFlight<T> {
     /// Moves an all-acknowledged current file to finishing when that slot is free. True when
     /// the current slot is free afterwards.
     fn promote(&mut self) -> bool {
-        if self.finishing.is_none() && self.current.as_ref().is_some_and(|c| c.all_acked) {
+        if self.finishing.is_none() && self.current.as_ref().is_some_and(|c| c.acked_at.is_some()) {
             self.finishing = self.current.take();
         }
         self.current.is_none()
@@ -179,12 +186,12 @@ mod tests {
         assert!(f.offered("r".into(), "a".into(), 0));
         assert!(!f.offered("r".into(), "b".into(), 0));
         assert!(f.accepted("r", "a", 1));
-        assert!(f.all_acked(1));
+        assert!(f.all_acked(1, 0));
         assert!(f.can_offer() && f.contains("r", "a"));
         assert!(f.offered("r".into(), "b".into(), 1));
         assert!(f.accepted("r", "b", 2));
         // b all acked while a still commits: b waits, nothing new is offered.
-        assert!(!f.all_acked(2));
+        assert!(!f.all_acked(2, 1));
         assert!(!f.can_offer());
         assert_eq!(
             f.stored("r", "a"),
@@ -249,7 +256,7 @@ mod tests {
                     Op::AllAcked => {
                         if let Some(tid) = f.current().and_then(|c| c.transfer_id) {
                             let was = f.len();
-                            let free = f.all_acked(tid);
+                            let free = f.all_acked(tid, t as u32);
                             prop_assert_eq!(free, f.can_offer());
                             prop_assert_eq!(f.len(), was);
                         }
@@ -289,7 +296,7 @@ mod tests {
                 }
                 // Only the current file may have unacked bytes; a finishing one never does.
                 if let Some(fin) = &f.finishing {
-                    prop_assert!(fin.all_acked);
+                    prop_assert!(fin.acked_at.is_some());
                 }
                 prop_assert!(f.current.is_some() || f.finishing.is_none() || f.can_offer());
             }

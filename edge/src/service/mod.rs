@@ -16,6 +16,7 @@ mod capture_thread;
 mod core;
 mod download;
 pub mod identity;
+mod inflight;
 mod metrics;
 mod net;
 pub mod recover;
