@@ -56,7 +56,7 @@ pub fn main(args: CacheArgs) -> anyhow::Result<()> {
                 }
                 let s = cache.summary()?;
                 println!(
-                    "{} recordings: {} recording, {} finalized, {} announced, {} stored, {} evicted; {} B held, {} B not yet stored",
+                    "{} recordings: {} recording, {} finalized, {} announced, {} stored, {} evicted; {} B used (of which {} B held for other edges), {} B not yet stored",
                     entries.len(),
                     s.counts.recording,
                     s.counts.finalized,
@@ -64,6 +64,7 @@ pub fn main(args: CacheArgs) -> anyhow::Result<()> {
                     s.counts.stored,
                     s.counts.evicted,
                     s.used_bytes,
+                    s.held_bytes,
                     s.backlog_bytes
                 );
             }
