@@ -14,8 +14,9 @@
 //! the digest decides: the service syncs and renames the file into place, indexes it and
 //! answers `DownloadStored`, or deletes it and answers `DownloadFailed`.
 
-use sha2::Digest;
 use tapfleet_schemas::Sha256;
+
+pub use crate::transfer::{ChunkDecision, Completion, Receiver};
 
 /// What the edge has of an offered file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,138 +76,11 @@ pub fn decide_offer(
     }
 }
 
-/// The digest of a finished download.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Completion {
-    pub sha256: Sha256,
-    pub matches: bool,
-}
-
-/// What to do with one chunk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChunkDecision {
-    /// Append `data[skip..]`, then ack `next_offset`; with `done`, the file is complete: keep it
-    /// only if `done.matches`.
-    Write {
-        skip: usize,
-        next_offset: u64,
-        done: Option<Completion>,
-    },
-    /// Write nothing; ack `next_offset` again (a duplicate, or a gap to rewind over).
-    ReAck { next_offset: u64, gap: bool },
-    /// The chunk runs past the offered size: fail the download.
-    Overrun { reason: String },
-}
-
-/// One file being received.
-#[derive(Clone)]
-pub struct Receiver {
-    size: u64,
-    expected: Sha256,
-    next: u64,
-    hasher: sha2::Sha256,
-}
-
-impl std::fmt::Debug for Receiver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Receiver")
-            .field("size", &self.size)
-            .field("next", &self.next)
-            .finish()
-    }
-}
-
-impl Receiver {
-    /// A download of `size` bytes that must hash to `expected`, from byte 0.
-    pub fn new(size: u64, expected: Sha256) -> Receiver {
-        Receiver {
-            size,
-            expected,
-            next: 0,
-            hasher: sha2::Sha256::new(),
-        }
-    }
-
-    /// A download resumed over `prefix`, the bytes an interrupted download left on disk (at most
-    /// `size`; longer is cut).
-    pub fn resume(size: u64, expected: Sha256, prefix: &[u8]) -> Receiver {
-        let mut r = Receiver::new(size, expected);
-        let keep = usize::try_from(size).map_or(prefix.len(), |s| s.min(prefix.len()));
-        let prefix = prefix.get(..keep).unwrap_or(&[]);
-        r.hasher.update(prefix);
-        r.next = prefix.len() as u64;
-        r
-    }
-
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
-    /// The first byte not yet received.
-    pub fn next_offset(&self) -> u64 {
-        self.next
-    }
-
-    pub fn is_complete(&self) -> bool {
-        self.next >= self.size
-    }
-
-    /// The digest of what was received so far (the file's, once complete).
-    pub fn completion(&self) -> Completion {
-        let sha256 = Sha256(self.hasher.clone().finalize().into());
-        Completion {
-            sha256,
-            matches: sha256 == self.expected,
-        }
-    }
-
-    /// Takes one chunk.
-    pub fn on_chunk(&mut self, offset: u64, data: &[u8]) -> ChunkDecision {
-        let Some(end) = offset.checked_add(data.len() as u64) else {
-            return ChunkDecision::Overrun {
-                reason: "chunk offset overflows".into(),
-            };
-        };
-        if offset > self.next {
-            return ChunkDecision::ReAck {
-                next_offset: self.next,
-                gap: true,
-            };
-        }
-        if end <= self.next {
-            return ChunkDecision::ReAck {
-                next_offset: self.next,
-                gap: false,
-            };
-        }
-        if end > self.size {
-            return ChunkDecision::Overrun {
-                reason: format!(
-                    "chunk ends at byte {end}, past the file's size {}",
-                    self.size
-                ),
-            };
-        }
-        let skip = usize::try_from(self.next - offset).unwrap_or(usize::MAX);
-        let Some(fresh) = data.get(skip..) else {
-            return ChunkDecision::Overrun {
-                reason: "chunk offset out of range".into(),
-            };
-        };
-        self.hasher.update(fresh);
-        self.next = end;
-        ChunkDecision::Write {
-            skip,
-            next_offset: self.next,
-            done: self.is_complete().then(|| self.completion()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use sha2::Digest;
 
     fn sha(data: &[u8]) -> Sha256 {
         Sha256(sha2::Sha256::digest(data).into())

@@ -1,6 +1,8 @@
-//! The sending side of a file transfer, pure: which byte range to send next, given the manager's
-//! acknowledgements and the time. No IO and no clock: the service reads the file, publishes the
-//! chunks and feeds acks and `now` back in.
+//! Both sides of a file transfer, pure. [`Sender`]: which byte range to send next, given the
+//! receiver's acknowledgements and the time. [`Receiver`]: what to write and acknowledge for each
+//! chunk, and the digest at the end (the manager's mover for uploads, an edge for downloads). No IO
+//! and no clock: the services read and write the files, publish chunks and acks, and feed acks
+//! and `now` back in.
 //!
 //! Protocol (see `tapfleet_schemas`): after the manager accepted an offer at `offset`, the edge
 //! sends offset-addressed chunks while fewer than `window` bytes are unacknowledged. The manager
@@ -8,6 +10,9 @@
 //! PUBACK does not). When no ack makes progress for `stall_timeout_ns`, the sender goes back to
 //! the last acknowledged offset and sends again (go-back-N): a chunk lost anywhere between the
 //! edge and the manager is re-sent, a duplicate is harmless (the manager re-acks it).
+
+use sha2::Digest;
+use tapfleet_schemas::Sha256;
 
 /// A byte range of the file to publish as one chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +172,147 @@ impl RateLimiter {
             0
         } else {
             (-self.tokens / self.bytes_per_sec as f64 * 1e9).ceil() as i64
+        }
+    }
+}
+
+// ---- The receiving side (the manager for uploads, an edge for downloads) ----
+//
+// Chunk rules (offsets are byte positions in the file, `next` the first byte not yet received):
+// `offset == next`: append, hash, advance, ack the new `next` (every chunk is acked); an overlap
+// (`offset < next < offset + len`): append only the new tail; a duplicate (`offset + len <=
+// next`) or a gap (`offset > next`): write nothing, re-ack `next` so the sender rewinds; bytes
+// beyond the offered size: the transfer fails.
+
+/// The digest of a finished transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completion {
+    pub sha256: Sha256,
+    pub matches: bool,
+}
+
+/// What to do with one chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkDecision {
+    /// Append `data[skip..]`, then ack `next_offset`; with `done`, the file is complete: keep it
+    /// only if `done.matches`.
+    Write {
+        skip: usize,
+        next_offset: u64,
+        done: Option<Completion>,
+    },
+    /// Write nothing; ack `next_offset` again (a duplicate, or a gap to rewind over).
+    ReAck { next_offset: u64, gap: bool },
+    /// The chunk runs past the offered size: fail the transfer.
+    Overrun { reason: String },
+}
+
+/// One file being received.
+#[derive(Clone)]
+pub struct Receiver {
+    size: u64,
+    expected: Sha256,
+    next: u64,
+    hasher: sha2::Sha256,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("size", &self.size)
+            .field("next", &self.next)
+            .finish()
+    }
+}
+
+impl Receiver {
+    /// A transfer of `size` bytes that must hash to `expected`, from byte 0.
+    pub fn new(size: u64, expected: Sha256) -> Receiver {
+        Receiver {
+            size,
+            expected,
+            next: 0,
+            hasher: sha2::Sha256::new(),
+        }
+    }
+
+    /// A transfer resumed over `prefix`, the bytes an interrupted transfer left on disk (at most
+    /// `size`; longer is cut).
+    pub fn resume(size: u64, expected: Sha256, prefix: &[u8]) -> Receiver {
+        let mut r = Receiver::new(size, expected);
+        let keep = usize::try_from(size).map_or(prefix.len(), |s| s.min(prefix.len()));
+        let prefix = prefix.get(..keep).unwrap_or(&[]);
+        r.hasher.update(prefix);
+        r.next = prefix.len() as u64;
+        r
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The digest the sender announced.
+    pub fn expected(&self) -> Sha256 {
+        self.expected
+    }
+
+    /// The first byte not yet received.
+    pub fn next_offset(&self) -> u64 {
+        self.next
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.next >= self.size
+    }
+
+    /// The digest of what was received so far (the file's, once complete).
+    pub fn completion(&self) -> Completion {
+        let sha256 = Sha256(self.hasher.clone().finalize().into());
+        Completion {
+            sha256,
+            matches: sha256 == self.expected,
+        }
+    }
+
+    /// Takes one chunk.
+    pub fn on_chunk(&mut self, offset: u64, data: &[u8]) -> ChunkDecision {
+        let Some(end) = offset.checked_add(data.len() as u64) else {
+            return ChunkDecision::Overrun {
+                reason: "chunk offset overflows".into(),
+            };
+        };
+        if offset > self.next {
+            return ChunkDecision::ReAck {
+                next_offset: self.next,
+                gap: true,
+            };
+        }
+        if end <= self.next {
+            return ChunkDecision::ReAck {
+                next_offset: self.next,
+                gap: false,
+            };
+        }
+        if end > self.size {
+            return ChunkDecision::Overrun {
+                reason: format!(
+                    "chunk ends at byte {end}, past the file's size {}",
+                    self.size
+                ),
+            };
+        }
+        let skip = usize::try_from(self.next - offset).unwrap_or(usize::MAX);
+        let Some(fresh) = data.get(skip..) else {
+            return ChunkDecision::Overrun {
+                reason: "chunk offset out of range".into(),
+            };
+        };
+        self.hasher.update(fresh);
+        self.next = end;
+        ChunkDecision::Write {
+            skip,
+            next_offset: self.next,
+            done: self.is_complete().then(|| self.completion()),
         }
     }
 }

@@ -1,9 +1,9 @@
 //! The receive side of one file transfer as a pure state machine: no IO, no clock.
 //!
-//! [`decide_offer`] answers a [`TransferOffer`] from what the catalog knows; [`Transfer`] follows
-//! the chunks of an accepted offer. The caller writes exactly the bytes a decision tells it to,
-//! publishes the acks it names, and on [`ChunkDecision::Write`] with `done` closes the writer and
-//! compares digests.
+//! [`decide_offer`] answers a [`TransferOffer`] from what the catalog knows; [`Transfer`] (the
+//! shared `tapfleet_edge::transfer::Receiver`) follows the chunks of an accepted offer. The caller
+//! writes exactly the bytes a decision tells it to, publishes the acks it names, and on
+//! [`ChunkDecision::Write`] with `done` closes the writer and compares digests.
 //!
 //! Chunk rules (offsets are byte positions in the file, `next` the first byte not yet received):
 //! - `offset == next`: append, hash, advance, ack the new `next` (every chunk is acked: acks are
@@ -13,8 +13,10 @@
 //!   the sender rewinds;
 //! - bytes beyond the offered size: the transfer fails.
 
-use sha2::Digest;
 use tapfleet_schemas::{Sha256, TransferOffer};
+
+/// One file being received: the transfer protocol's receiver, shared with the edge's downloads.
+pub use tapfleet_edge::transfer::{ChunkDecision, Completion, Receiver as Transfer};
 
 /// How [`decide_offer`] answers an offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,137 +82,11 @@ pub fn decide_offer(
     }
 }
 
-/// The result of a finished transfer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Completion {
-    /// SHA-256 of the bytes received.
-    pub sha256: Sha256,
-    /// Whether it equals the offered digest.
-    pub matches: bool,
-}
-
-/// What to do with one chunk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChunkDecision {
-    /// Write `data[skip..]`, then ack `next_offset`. With `done`, the file is complete: close it
-    /// and keep it only if `done.matches`.
-    Write {
-        skip: usize,
-        next_offset: u64,
-        done: Option<Completion>,
-    },
-    /// Write nothing; ack `next_offset` again (a duplicate, or a gap the sender must rewind over).
-    ReAck { next_offset: u64, gap: bool },
-    /// The chunk runs past the offered size: fail the transfer.
-    Overrun { reason: String },
-}
-
-/// One file being received.
-#[derive(Clone)]
-pub struct Transfer {
-    size: u64,
-    expected: Sha256,
-    next: u64,
-    hasher: sha2::Sha256,
-}
-
-impl std::fmt::Debug for Transfer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transfer")
-            .field("size", &self.size)
-            .field("next", &self.next)
-            .finish()
-    }
-}
-
-impl Transfer {
-    /// A transfer of `size` bytes that must hash to `expected`.
-    pub fn new(size: u64, expected: Sha256) -> Self {
-        Transfer {
-            size,
-            expected,
-            next: 0,
-            hasher: sha2::Sha256::new(),
-        }
-    }
-
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
-    pub fn expected(&self) -> Sha256 {
-        self.expected
-    }
-
-    /// The first byte not yet received.
-    pub fn next_offset(&self) -> u64 {
-        self.next
-    }
-
-    /// Whether every byte was received.
-    pub fn is_complete(&self) -> bool {
-        self.next >= self.size
-    }
-
-    /// The digest of an empty transfer (size 0) or of a transfer already complete.
-    pub fn completion(&self) -> Completion {
-        let sha256 = Sha256(self.hasher.clone().finalize().into());
-        Completion {
-            sha256,
-            matches: sha256 == self.expected,
-        }
-    }
-
-    /// Takes one chunk.
-    pub fn on_chunk(&mut self, offset: u64, data: &[u8]) -> ChunkDecision {
-        let len = data.len() as u64;
-        let Some(end) = offset.checked_add(len) else {
-            return ChunkDecision::Overrun {
-                reason: "chunk offset overflows".into(),
-            };
-        };
-        if offset > self.next {
-            return ChunkDecision::ReAck {
-                next_offset: self.next,
-                gap: true,
-            };
-        }
-        if end <= self.next {
-            return ChunkDecision::ReAck {
-                next_offset: self.next,
-                gap: false,
-            };
-        }
-        if end > self.size {
-            return ChunkDecision::Overrun {
-                reason: format!(
-                    "chunk ends at byte {end}, past the file's size {}",
-                    self.size
-                ),
-            };
-        }
-        // offset <= next < end <= size: the new bytes are data[next - offset..].
-        let skip = usize::try_from(self.next - offset).unwrap_or(usize::MAX);
-        let Some(fresh) = data.get(skip..) else {
-            return ChunkDecision::Overrun {
-                reason: "chunk offset out of range".into(),
-            };
-        };
-        self.hasher.update(fresh);
-        self.next = end;
-        let done = self.is_complete().then(|| self.completion());
-        ChunkDecision::Write {
-            skip,
-            next_offset: self.next,
-            done,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use sha2::Digest;
 
     fn sha(data: &[u8]) -> Sha256 {
         Sha256(sha2::Sha256::digest(data).into())
