@@ -13,19 +13,8 @@
 use std::net::IpAddr;
 use std::str::FromStr;
 
-/// A call's direction (the manifest's `direction`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum CallDirection {
-    /// From outside the site to inside it.
-    Inbound,
-    /// From inside the site to outside it.
-    Outbound,
-    /// Both ends inside the site.
-    Internal,
-    /// No networks configured, no INVITE seen, or both ends outside the site.
-    #[default]
-    Unknown,
-}
+/// A call's direction: the manifest's own type.
+pub use tapfleet_schemas::CallDirection;
 
 /// An IPv4 or IPv6 network, `address/prefix` (a bare address is a host: /32 or /128).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

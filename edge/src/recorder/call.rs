@@ -525,7 +525,7 @@ impl CallRecording {
         m.linked = std::mem::take(&mut self.linked);
         m.caller = party(&dialog.caller);
         m.callee = party(&dialog.callee);
-        m.direction = call_direction(dialog.direction);
+        m.direction = dialog.direction;
         // A later part starts where the one before it was cut.
         m.start_ns = if self.part > 1 {
             self.start_ns
@@ -649,16 +649,6 @@ fn party(p: &Party) -> schemas::Party {
         number: p.user.clone(),
         display_name: p.display_name.clone(),
         tag: p.tag.clone(),
-    }
-}
-
-fn call_direction(d: crate::calls::direction::CallDirection) -> schemas::CallDirection {
-    use crate::calls::direction::CallDirection as D;
-    match d {
-        D::Inbound => schemas::CallDirection::Inbound,
-        D::Outbound => schemas::CallDirection::Outbound,
-        D::Internal => schemas::CallDirection::Internal,
-        D::Unknown => schemas::CallDirection::Unknown,
     }
 }
 
