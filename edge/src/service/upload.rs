@@ -44,7 +44,8 @@ pub enum UploadCmd {
 /// What the upload task reports back.
 #[derive(Debug)]
 pub enum UploadEvent {
-    /// Every byte acknowledged; the core waits for the manager's `Stored`.
+    /// Every byte acknowledged: the core offers its next file while waiting for this one's
+    /// `Stored` (the task sends one transfer at a time).
     AllAcked {
         transfer_id: u64,
     },
