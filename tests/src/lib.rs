@@ -162,6 +162,17 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 pub const API_TOKEN: &str = "tapfleet-e2e-admin-token-0123456789";
 
 /// `Authorization` header value for [`API_TOKEN`].
+/// `tapfleet-manager serve` on a data folder and a loopback HTTP port, with the tests' API
+/// token; callers add the broker and other flags.
+pub fn manager_serve(data: &Path, http_port: u16) -> Command {
+    let mut cmd = Command::new(bin("tapfleet-manager"));
+    cmd.args(["serve", "--data"])
+        .arg(data)
+        .args(["--http", &format!("127.0.0.1:{http_port}")])
+        .env("TAPFLEET_API_TOKEN", API_TOKEN);
+    cmd
+}
+
 pub fn bearer() -> String {
     format!("Bearer {API_TOKEN}")
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tapfleet_callgen::{CodecChoice, GenOptions, generate_to_file};
 use tapfleet_tests::webdriver::Browser;
-use tapfleet_tests::{API_TOKEN, Proc, bearer, bin, bin_dir, free_port, get_json, wait_for};
+use tapfleet_tests::{Proc, bearer, bin, bin_dir, free_port, get_json, wait_for};
 
 const ADMIN_PASSWORD: &str = "dashboard-test-password";
 const T: Duration = Duration::from_secs(30);
@@ -70,14 +70,10 @@ fn dashboard_and_api_against_a_running_fleet() {
     )
     .expect("config");
     let (http_port, mqtt_port) = (free_port(), free_port());
-    let mut cmd = Command::new(bin("tapfleet-manager"));
-    cmd.args(["serve", "--data"])
-        .arg(dir.path().join("manager"))
-        .args(["--http", &format!("127.0.0.1:{http_port}")])
-        .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt_port}")])
+    let mut cmd = tapfleet_tests::manager_serve(&dir.path().join("manager"), http_port);
+    cmd.args(["--mqtt-listen", &format!("127.0.0.1:{mqtt_port}")])
         .arg("--config")
         .arg(&cfg)
-        .env("TAPFLEET_API_TOKEN", API_TOKEN)
         .env("TAPFLEET_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("RUST_LOG", "info");
     let _manager = Proc::start("manager", cmd, dir.path());

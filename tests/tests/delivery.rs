@@ -33,13 +33,8 @@ fn start_manager() -> Fleet {
 
 fn start_manager_in(dir: tempfile::TempDir, mqtt_port: u16, broker_args: &[&str]) -> Fleet {
     let http_port = free_port();
-    let mut cmd = Command::new(bin("tapfleet-manager"));
-    cmd.args(["serve", "--data"])
-        .arg(dir.path().join("manager"))
-        .args(["--http", &format!("127.0.0.1:{http_port}")])
-        .args(broker_args)
-        .env("TAPFLEET_API_TOKEN", tapfleet_tests::API_TOKEN)
-        .env("RUST_LOG", "info");
+    let mut cmd = tapfleet_tests::manager_serve(&dir.path().join("manager"), http_port);
+    cmd.args(broker_args).env("RUST_LOG", "info");
     let manager = Proc::start("manager", cmd, dir.path());
     let http = format!("http://127.0.0.1:{http_port}");
     wait_for("manager /healthz", Duration::from_secs(30), || {

@@ -15,13 +15,9 @@ fn an_edge_enrolls_delivers_over_tls_with_its_certificate_and_is_revoked() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (http_port, tls_port) = (free_port(), free_port());
     let http = format!("http://127.0.0.1:{http_port}");
-    let mut cmd = Command::new(bin("tapfleet-manager"));
-    cmd.args(["serve", "--data"])
-        .arg(dir.path().join("manager"))
-        .args(["--http", &format!("127.0.0.1:{http_port}")])
-        .args(["--mqtt-listen", &format!("127.0.0.1:{}", free_port())])
+    let mut cmd = tapfleet_tests::manager_serve(&dir.path().join("manager"), http_port);
+    cmd.args(["--mqtt-listen", &format!("127.0.0.1:{}", free_port())])
         .args(["--mqtt-tls-listen", &format!("127.0.0.1:{tls_port}")])
-        .env("TAPFLEET_API_TOKEN", tapfleet_tests::API_TOKEN)
         .env("RUST_LOG", "info");
     let manager = Proc::start("manager", cmd, dir.path());
     wait_for("manager /healthz", Duration::from_secs(30), || {

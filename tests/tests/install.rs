@@ -91,15 +91,11 @@ fn install_script_installs_an_unprivileged_edge_that_enrolls() {
     let (http_port, tls_port) = (free_port(), free_port());
     let http = format!("http://127.0.0.1:{http_port}");
     let edge_bin = bin("tapfleet-edge");
-    let mut cmd = Command::new(bin("tapfleet-manager"));
-    cmd.args(["serve", "--data"])
-        .arg(dir.path().join("manager"))
-        .args(["--http", &format!("127.0.0.1:{http_port}")])
-        .args(["--mqtt-listen", &format!("127.0.0.1:{}", free_port())])
+    let mut cmd = tapfleet_tests::manager_serve(&dir.path().join("manager"), http_port);
+    cmd.args(["--mqtt-listen", &format!("127.0.0.1:{}", free_port())])
         .args(["--mqtt-tls-listen", &format!("127.0.0.1:{tls_port}")])
         .arg("--edge-binary")
         .arg(&edge_bin)
-        .env("TAPFLEET_API_TOKEN", tapfleet_tests::API_TOKEN)
         .env("RUST_LOG", "info");
     let _manager = Proc::start("manager", cmd, dir.path());
     wait_for("manager /healthz", Duration::from_secs(30), || {
@@ -278,14 +274,10 @@ fn a_manager_without_an_edge_binary_says_so() {
     let dir = tempfile::tempdir().expect("tempdir");
     let http_port = free_port();
     let http = format!("http://127.0.0.1:{http_port}");
-    let mut cmd = Command::new(bin("tapfleet-manager"));
-    cmd.args(["serve", "--data"])
-        .arg(dir.path().join("manager"))
-        .args(["--http", &format!("127.0.0.1:{http_port}")])
-        .args(["--mqtt-listen", &format!("127.0.0.1:{}", free_port())])
+    let mut cmd = tapfleet_tests::manager_serve(&dir.path().join("manager"), http_port);
+    cmd.args(["--mqtt-listen", &format!("127.0.0.1:{}", free_port())])
         .arg("--edge-binary")
-        .arg(dir.path().join("no-such-binary"))
-        .env("TAPFLEET_API_TOKEN", tapfleet_tests::API_TOKEN);
+        .arg(dir.path().join("no-such-binary"));
     let _manager = Proc::start("manager", cmd, dir.path());
     wait_for("manager /healthz", Duration::from_secs(30), || {
         ureq::get(&format!("{http}/healthz")).call().ok()

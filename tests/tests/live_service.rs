@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tapfleet_tests::sipp::SippCalls;
-use tapfleet_tests::{API_TOKEN, Proc, bearer, bin, free_port, get_json, require_tool, wait_for};
+use tapfleet_tests::{Proc, bearer, bin, free_port, get_json, require_tool, wait_for};
 
 const CALLS: usize = 3;
 
@@ -48,12 +48,8 @@ fn the_service_records_sipp_calls_live_with_the_managers_capture_settings() {
     let root = tmp.path();
     let (http_port, mqtt_port) = (free_port(), free_port());
     let data = root.join("manager");
-    let mut cmd = Command::new(bin("tapfleet-manager"));
-    cmd.args(["serve", "--data"])
-        .arg(&data)
-        .args(["--http", &format!("127.0.0.1:{http_port}")])
-        .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt_port}")])
-        .env("TAPFLEET_API_TOKEN", API_TOKEN);
+    let mut cmd = tapfleet_tests::manager_serve(&data, http_port);
+    cmd.args(["--mqtt-listen", &format!("127.0.0.1:{mqtt_port}")]);
     let _manager = Proc::start("manager", cmd, root);
     let http = format!("http://127.0.0.1:{http_port}");
     wait_for("manager /healthz", Duration::from_secs(30), || {

@@ -34,14 +34,10 @@ fn start_manager_named(root: &Path, config: &str, name: &str) -> Manager {
     let cfg = root.join("manager.toml");
     std::fs::write(&cfg, config).expect("manager.toml");
     let data = root.join("manager");
-    let mut cmd = Command::new(bin("tapfleet-manager"));
-    cmd.args(["serve", "--data"])
-        .arg(&data)
-        .args(["--http", &format!("127.0.0.1:{http_port}")])
-        .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt_port}")])
+    let mut cmd = tapfleet_tests::manager_serve(&data, http_port);
+    cmd.args(["--mqtt-listen", &format!("127.0.0.1:{mqtt_port}")])
         .arg("--config")
         .arg(&cfg)
-        .env("TAPFLEET_API_TOKEN", API_TOKEN)
         .env("RUST_LOG", "info");
     let proc = Proc::start(name, cmd, root);
     let http = format!("http://127.0.0.1:{http_port}");
