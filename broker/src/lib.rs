@@ -23,6 +23,8 @@ mod config;
 mod credentials;
 #[cfg(feature = "server")]
 pub mod gate;
+#[cfg(feature = "server")]
+pub mod local;
 pub mod mqtt;
 #[cfg(feature = "server")]
 pub mod pki;

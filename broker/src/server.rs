@@ -17,6 +17,7 @@ pub use crate::credentials::{
 pub use crate::gate::GateCounts;
 pub use crate::gate::PeerCert;
 use crate::gate::{self, Gate, GateStats};
+pub use crate::local::{LocalLinkError, LocalReceiver, LocalSender};
 pub use crate::pki::{FleetCa, Issued, PkiError, Secret};
 pub use crate::tls::{server_config, server_config_from_files};
 use std::sync::Arc;
@@ -60,6 +61,7 @@ pub struct BrokerHandle {
     thread: thread::JoinHandle<()>,
     gate_thread: thread::JoinHandle<()>,
     stats: Arc<GateStats>,
+    connector: crate::local::Connector,
 }
 
 impl BrokerHandle {
@@ -81,6 +83,15 @@ impl BrokerHandle {
     /// The store that decides logins (shared: changes apply to the next CONNECT).
     pub fn credentials(&self) -> &CredentialStore {
         &self.credentials
+    }
+
+    /// A client inside this process ([`crate::local`]): it reaches rumqttd's router directly,
+    /// not through the gate. Blocks until the router acknowledges the link.
+    pub fn connect_local(
+        &self,
+        client_id: &str,
+    ) -> Result<(LocalSender, LocalReceiver), LocalLinkError> {
+        (self.connector.0)(client_id)
     }
 
     /// Whether the broker's threads are still running.
@@ -143,13 +154,35 @@ pub fn start(cfg: BrokerConfig, creds: CredentialStore) -> Result<BrokerHandle, 
             });
         }
     }
+    // rumqttd's router on its own thread, then its v4 listener (what `rumqttd::Broker::start`
+    // does, minus what we keep off: metrics, bridge, console). Done by hand so that local links
+    // get `dynamic_filters` (`Broker::link` cannot set it).
+    let router_tx = rumqttd::Router::new(rcfg.id, rcfg.router.clone()).spawn();
+    let connector = crate::local::connector!(router_tx.clone());
+    let server = rcfg
+        .v4
+        .as_ref()
+        .and_then(|v| v.values().next().cloned())
+        .ok_or_else(|| BrokerError::Config("no v4 listener".into()))?;
     let thread = thread::Builder::new()
         .name("tapfleet-broker".into())
         .spawn(move || {
-            let mut broker = rumqttd::Broker::new(rcfg);
-            if let Err(e) = broker.start() {
-                tracing::error!(error = %e, "broker stopped");
-            }
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "broker runtime");
+                    return;
+                }
+            };
+            let mut server = rumqttd::Server::new(server, router_tx, rumqttd::protocol::v4::V4);
+            runtime.block_on(async move {
+                if let Err(e) = server.start(rumqttd::LinkType::Remote).await {
+                    tracing::error!(error = %e, "broker stopped");
+                }
+            });
         })
         .map_err(BrokerError::Thread)?;
     let deadline = Instant::now() + START_TIMEOUT;
@@ -206,5 +239,6 @@ pub fn start(cfg: BrokerConfig, creds: CredentialStore) -> Result<BrokerHandle, 
         thread,
         gate_thread,
         stats,
+        connector,
     })
 }

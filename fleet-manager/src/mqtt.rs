@@ -1,4 +1,6 @@
-//! The manager's MQTT client (rumqttc over TCP, also to the embedded broker).
+//! The manager's MQTT client: rumqttc over TCP to an external broker, or the embedded broker's
+//! in-process link ([`spawn_local`]: no gate, no TCP, no MQTT encoding; received payloads are the
+//! router's own buffers).
 //!
 //! Two tasks, so that no publish is ever awaited where the event loop is polled:
 //! - the *poller* polls the event loop and forwards CONNACKs and PUBLISHes as [`Inbound`] into a
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use tapfleet_broker::{LocalReceiver, LocalSender};
 use tapfleet_schemas::{Message, Topic};
 use tokio::sync::{mpsc, watch};
 
@@ -104,13 +107,74 @@ pub fn options(s: &ClientSettings) -> MqttOptions {
     o
 }
 
+/// Starts the poller and the sender of a client of the embedded broker's in-process link; they
+/// stop when `stop` turns true. The link is up from the start (one [`Inbound::Connected`]) and
+/// lives as long as the process: the broker is in the same process.
+pub fn spawn_local(
+    (mut sender, mut receiver): (LocalSender, LocalReceiver),
+    inbound: mpsc::Sender<Inbound>,
+    mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
+    stop: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut stop_rx = stop.clone();
+    let poller = tokio::spawn(async move {
+        if inbound.send(Inbound::Connected).await.is_err() {
+            return;
+        }
+        loop {
+            let next = tokio::select! {
+                n = receiver.next() => n,
+                _ = stop_rx.changed() => return,
+            };
+            match next {
+                Ok((topic, payload)) => {
+                    if inbound
+                        .send(Inbound::Publish { topic, payload })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "embedded broker link lost");
+                    return;
+                }
+            }
+        }
+    });
+    let mut stop_tx = stop;
+    let sender = tokio::spawn(async move {
+        loop {
+            let out = tokio::select! {
+                o = outgoing.recv() => o,
+                _ = stop_tx.changed() => None,
+            };
+            let Some(out) = out else { return };
+            let r = match out {
+                Outgoing::Publish {
+                    topic,
+                    payload,
+                    retain,
+                    ..
+                } => sender.publish(topic, Bytes::from(payload), retain).await,
+                Outgoing::Subscribe { filter } => sender.subscribe(filter).await,
+            };
+            if let Err(e) = r {
+                tracing::error!(error = %e, "embedded broker link: request not queued");
+            }
+        }
+    });
+    vec![poller, sender]
+}
+
 /// Starts the poller and the sender; they stop when `stop` turns true.
 pub fn spawn(
     settings: &ClientSettings,
     inbound: mpsc::Sender<Inbound>,
     outgoing: mpsc::UnboundedReceiver<Outgoing>,
     stop: watch::Receiver<bool>,
-) -> (AsyncClient, Vec<tokio::task::JoinHandle<()>>) {
+) -> Vec<tokio::task::JoinHandle<()>> {
     let (client, mut eventloop) = AsyncClient::new(options(settings), 1024);
     // Acks are small writes: Nagle + delayed ACKs would hold each one ~40 ms.
     let mut net = eventloop.network_options();
@@ -118,7 +182,7 @@ pub fn spawn(
     eventloop.set_network_options(net);
     let poller = tokio::spawn(poll(eventloop, inbound, stop.clone()));
     let sender = tokio::spawn(send(client.clone(), outgoing, stop));
-    (client, vec![poller, sender])
+    vec![poller, sender]
 }
 
 async fn poll(mut el: EventLoop, inbound: mpsc::Sender<Inbound>, mut stop: watch::Receiver<bool>) {

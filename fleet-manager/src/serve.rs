@@ -147,7 +147,7 @@ pub async fn run(
 
     // The broker and the manager's own MQTT identity.
     let creds_file = opts.data.join("broker-credentials.toml");
-    let (settings, sink, _broker) = match &opts.broker {
+    let (settings, sink, _broker, local) = match &opts.broker {
         None => {
             let creds = CredentialStore::new();
             for (user, c) in store.credentials()? {
@@ -196,9 +196,16 @@ pub async fn run(
                 ..BrokerConfig::default()
             };
             let c2 = creds.clone();
-            let handle = tokio::task::spawn_blocking(move || tapfleet_broker::start(bcfg, c2))
-                .await?
-                .context("starting the embedded broker")?;
+            // The manager's own client is the broker's in-process link (not the gate).
+            let (handle, local) = tokio::task::spawn_blocking(move || {
+                let handle =
+                    tapfleet_broker::start(bcfg, c2).context("starting the embedded broker")?;
+                let link = handle
+                    .connect_local(MANAGER_USERNAME)
+                    .context("linking to the embedded broker")?;
+                anyhow::Ok((handle, link))
+            })
+            .await??;
             let addr = handle.local_addr();
             let host = if addr.ip().is_unspecified() {
                 "127.0.0.1".to_owned()
@@ -216,7 +223,7 @@ pub async fn run(
                 file: creds_file,
                 extra_user: None,
             };
-            (settings, sink, Some(handle))
+            (settings, sink, Some(handle), Some(local))
         }
         Some(url) => {
             anyhow::ensure!(
@@ -244,7 +251,7 @@ pub async fn run(
                 file: creds_file,
                 extra_user,
             };
-            (settings, sink, None)
+            (settings, sink, None, None)
         }
     };
     sink.write_file(&store)
@@ -265,7 +272,10 @@ pub async fn run(
     let (inbound_tx, inbound_rx) = mpsc::channel(256);
     let (mover_tx, mover_rx) = mpsc::channel(64);
     let telemetry_task = crate::telemetry::spawn_persist(store.clone(), stop_rx.clone());
-    let (_client, mqtt_tasks) = crate::mqtt::spawn(&settings, inbound_tx, outgoing, stop_rx);
+    let mqtt_tasks = match local {
+        Some(link) => crate::mqtt::spawn_local(link, inbound_tx, outgoing, stop_rx),
+        None => crate::mqtt::spawn(&settings, inbound_tx, outgoing, stop_rx),
+    };
     let mover = Mover::new(
         store.clone(),
         targets.clone(),

@@ -548,6 +548,11 @@ impl Core {
             AckBody::Manifest { recording_id } => {
                 if self.cache.mark_announced(&recording_id, now_ms())? {
                     tracing::debug!(recording = %recording_id, "manifest acknowledged");
+                    // Its files may be queued already (an upload job): offer now, not at the
+                    // next tick.
+                    if !self.queue.is_empty() {
+                        self.offer_next_now().await?;
+                    }
                 }
             }
             AckBody::ManifestRefused {
@@ -711,7 +716,12 @@ impl Core {
             },
         };
         let reply = JobReply::new(Some(job.job_id), reply);
-        self.publish(&self.topics.replies, false, &reply).await
+        self.publish(&self.topics.replies, false, &reply).await?;
+        // An upload job queued files: offer the first now, not at the next tick.
+        if !self.queue.is_empty() {
+            self.offer_next_now().await?;
+        }
+        Ok(())
     }
 
     async fn on_upload(&mut self, ev: UploadEvent) -> anyhow::Result<()> {
@@ -870,6 +880,9 @@ impl Core {
                 return Ok(());
             }
         }
+        // Files of recordings whose manifest the manager has not acknowledged yet wait in the
+        // queue (an upload job can arrive before the manifest's ack).
+        let mut not_yet = Vec::new();
         while let Some(key) = self.queue.pop_front() {
             self.queued.remove(&key);
             let (recording_id, file) = key;
@@ -879,6 +892,10 @@ impl Core {
                     else {
                         continue;
                     };
+                    if entry.state == State::Finalized && !entry.stored_files.contains(&file) {
+                        not_yet.push((recording_id, file));
+                        continue;
+                    }
                     if entry.stored_files.contains(&file) || entry.state != State::Announced {
                         continue;
                     }
@@ -907,6 +924,9 @@ impl Core {
             self.inflight
                 .offered(recording_id, file, tokio::time::Instant::now());
             break;
+        }
+        for (recording_id, file) in not_yet.into_iter().rev() {
+            self.enqueue(recording_id, file, true);
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! Throughput: the window of unacknowledged bytes is [`UPLOAD_WINDOW_BYTES`] (the manager acks
 //! each chunk as soon as its writer task has it, so the window covers the MQTT round trip, not
 //! the disk); each chunk is read with one positioned read on the blocking pool straight into
-//! the reused buffer and encoded into a payload sized for it (no regrowing copies).
+//! its payload, behind the chunk's CBOR envelope (`TransferChunk::encoded_prefix`: no copy).
 
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -75,10 +75,9 @@ pub async fn run(
 ) {
     let mut active: Option<Active> = None;
     let mut limiter: Option<RateLimiter> = None;
-    let mut buf = Vec::new();
     loop {
         if let Some(a) = active.as_mut() {
-            if let Err(reason) = pump(a, &client, &topic, &mut buf, &tx, limiter.as_mut()).await {
+            if let Err(reason) = pump(a, &client, &topic, &tx, limiter.as_mut()).await {
                 let _ = tx.send(UploadEvent::Failed {
                     transfer_id: a.transfer_id,
                     reason,
@@ -159,29 +158,25 @@ fn sender_config(cfg: SenderConfig, capped: bool) -> SenderConfig {
     }
 }
 
-/// Reads `len` bytes at `offset` into `buf` (reused), on the blocking pool.
-async fn read_at(
+/// The payload of the chunk of `len` bytes at `offset`: its CBOR envelope, then the file's bytes
+/// read straight into the payload (no copy), on the blocking pool.
+async fn read_chunk(
     file: &Arc<std::fs::File>,
-    mut buf: Vec<u8>,
+    transfer_id: u64,
     offset: u64,
     len: usize,
 ) -> Result<Vec<u8>, String> {
     let file = file.clone();
     tokio::task::spawn_blocking(move || {
-        buf.resize(len, 0);
-        file.read_exact_at(&mut buf, offset).map(|()| buf)
+        let mut payload = TransferChunk::encoded_prefix(transfer_id, offset, len);
+        let head = payload.len();
+        payload.resize(head + len, 0);
+        let data = payload.get_mut(head..).unwrap_or_default();
+        file.read_exact_at(data, offset).map(|()| payload)
     })
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())
-}
-
-/// Encodes a chunk into a payload allocated once at its final size (the schema's CBOR: the
-/// same bytes as `tapfleet_schemas::encode`).
-fn encode_chunk(chunk: &TransferChunk) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(chunk.data.len() + 64);
-    ciborium::into_writer(chunk, &mut out).map_err(|e| e.to_string())?;
-    Ok(out)
 }
 
 /// Publishes every chunk the window allows now.
@@ -189,7 +184,6 @@ async fn pump(
     a: &mut Active,
     client: &AsyncClient,
     topic: &str,
-    buf: &mut Vec<u8>,
     tx: &UnboundedSender<UploadEvent>,
     mut limiter: Option<&mut RateLimiter>,
 ) -> Result<(), String> {
@@ -200,16 +194,7 @@ async fn pump(
                 tokio::time::sleep(Duration::from_nanos(wait.unsigned_abs())).await;
             }
         }
-        let data = read_at(
-            &a.file,
-            std::mem::take(buf),
-            range.offset,
-            range.len as usize,
-        )
-        .await?;
-        let chunk = TransferChunk::new(a.transfer_id, range.offset, data);
-        let payload = encode_chunk(&chunk)?;
-        *buf = chunk.data;
+        let payload = read_chunk(&a.file, a.transfer_id, range.offset, range.len as usize).await?;
         client
             .publish(topic, QoS::AtLeastOnce, false, payload)
             .await
@@ -235,8 +220,7 @@ mod tests {
         assert_eq!(sender_config(cfg, false).window_bytes, UPLOAD_WINDOW_BYTES);
         // The largest chunk with its envelope fits the MQTT packet limit of both sides.
         let chunk = TransferChunk::new(u64::MAX, u64::MAX, vec![0xa5; MAX_CHUNK_BYTES as usize]);
-        let bytes = encode_chunk(&chunk).expect("encode");
-        assert_eq!(bytes, tapfleet_schemas::encode(&chunk).expect("encode"));
+        let bytes = tapfleet_schemas::encode(&chunk).expect("encode");
         assert!(
             bytes.len() + 1024 < super::super::net::MAX_PACKET,
             "{}",
