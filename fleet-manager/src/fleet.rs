@@ -26,7 +26,9 @@ use tokio::sync::mpsc;
 
 use crate::catalog::{RecordingState, validate_manifest};
 use crate::enroll::{random_hex, sanitize_edge_id, unique_edge_id};
-use crate::inbound::{Decoded, EdgeRef, InboundError, Msg};
+use bytes::Bytes;
+
+use crate::inbound::{ChunkData, Decoded, EdgeRef, InboundError, Msg};
 use crate::metrics::{Metrics, inc};
 use crate::mover::MoverCmd;
 use crate::mqtt::{Inbound, Outbox};
@@ -160,7 +162,7 @@ impl Fleet {
     pub async fn handle(&mut self, msg: Inbound) -> anyhow::Result<()> {
         match msg {
             Inbound::Connected => self.on_connected(),
-            Inbound::Publish { topic, payload } => self.on_publish(&topic, &payload).await,
+            Inbound::Publish { topic, payload } => self.on_publish(&topic, payload).await,
         }
     }
 
@@ -182,9 +184,9 @@ impl Fleet {
         Ok(())
     }
 
-    async fn on_publish(&mut self, topic: &str, payload: &[u8]) -> anyhow::Result<()> {
+    async fn on_publish(&mut self, topic: &str, payload: Bytes) -> anyhow::Result<()> {
         // Decoded without IO first (`inbound`, fuzzed); a failure is counted and logged.
-        let Decoded { from, message } = match crate::inbound::decode(topic, payload) {
+        let Decoded { from, message } = match crate::inbound::decode(topic, &payload) {
             Ok(i) => i,
             Err(e) => {
                 inc(&self.metrics.decode_errors_total);
@@ -206,13 +208,19 @@ impl Fleet {
                     tracing::warn!(%tenant, %edge, %topic, "message from an edge that is not enrolled");
                     return Ok(());
                 }
-                self.on_edge(&tenant, &edge, message).await
+                self.on_edge(&tenant, &edge, message, &payload).await
             }
             (None, _) => Ok(()),
         }
     }
 
-    async fn on_edge(&mut self, tenant: &str, edge: &str, message: Msg) -> anyhow::Result<()> {
+    async fn on_edge(
+        &mut self,
+        tenant: &str,
+        edge: &str,
+        message: Msg,
+        payload: &Bytes,
+    ) -> anyhow::Result<()> {
         match message {
             Msg::StateCleared | Msg::Enroll { .. } => {}
             Msg::State(s) => {
@@ -260,11 +268,20 @@ impl Fleet {
                     }
                 }
             }
-            Msg::Chunk(chunk) => {
+            Msg::Chunk(c) => {
+                // The data stays in the payload's buffer: no copy.
+                let data = match c.data {
+                    ChunkData::InPayload(r) => payload.slice(r),
+                    ChunkData::Owned(v) => Bytes::from(v),
+                };
                 let cmd = MoverCmd::Chunk {
                     tenant: tenant.to_owned(),
                     edge: edge.to_owned(),
-                    chunk,
+                    chunk: crate::mover::Chunk {
+                        transfer_id: c.transfer_id,
+                        offset: c.offset,
+                        data,
+                    },
                 };
                 self.mover.send(cmd).await?;
             }

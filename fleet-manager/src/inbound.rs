@@ -6,10 +6,11 @@
 //! depends on `tapfleet_schemas` and `std` only.
 //!
 //! Chunks (1 MiB each, the bulk of what arrives) take a fast path: [`chunk_fast`] reads the
-//! CBOR map the schemas crate writes straight from the payload slice and copies `data` once
-//! (ciborium's serde path copies a byte string 4 KiB at a time into a growing buffer). Any
-//! other encoding of the same message falls back to the schemas crate's `decode`, so what is
-//! accepted and the errors are unchanged.
+//! CBOR map the schemas crate writes straight from the payload slice and gives `data` as a range
+//! of the payload (the caller slices its shared buffer: nothing copied; ciborium's serde path
+//! copies a byte string 4 KiB at a time into a growing buffer). Any other encoding of the same
+//! message falls back to the schemas crate's `decode`, so what is accepted and the errors are
+//! unchanged.
 
 use tapfleet_schemas::{
     Channel, DecodeError, EnrollRequest, JobReply, Manifest, ReportedState, Telemetry, Topic,
@@ -31,7 +32,39 @@ pub enum Msg {
     Telemetry(Telemetry),
     Manifest(Box<Manifest>),
     Reply(JobReply),
-    Chunk(TransferChunk),
+    Chunk(ChunkIn),
+}
+
+/// A decoded [`TransferChunk`] whose data may still be in the payload.
+#[derive(Debug)]
+pub struct ChunkIn {
+    pub transfer_id: u64,
+    pub offset: u64,
+    pub data: ChunkData,
+}
+
+impl ChunkIn {
+    /// The chunk's data, given the payload it was decoded from.
+    pub fn data<'a>(&'a self, payload: &'a [u8]) -> &'a [u8] {
+        match &self.data {
+            ChunkData::InPayload(r) => payload.get(r.clone()).unwrap_or_default(),
+            ChunkData::Owned(v) => v,
+        }
+    }
+
+    /// Whether this is `c`, given the payload it was decoded from.
+    pub fn is(&self, c: &TransferChunk, payload: &[u8]) -> bool {
+        self.transfer_id == c.transfer_id && self.offset == c.offset && self.data(payload) == c.data
+    }
+}
+
+/// Where a chunk's data is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChunkData {
+    /// These bytes of the payload (the fast path).
+    InPayload(std::ops::Range<usize>),
+    /// Decoded out of another encoding.
+    Owned(Vec<u8>),
 }
 
 /// The edge a per-edge message names (its tenant and id, from the topic).
@@ -120,14 +153,19 @@ pub fn decode(topic: &str, payload: &[u8]) -> Result<Decoded, InboundError> {
 }
 
 /// A chunk: the fast path when it applies, else the schemas crate's decode.
-fn chunk(payload: &[u8]) -> Result<TransferChunk, DecodeError> {
+fn chunk(payload: &[u8]) -> Result<ChunkIn, DecodeError> {
     use tapfleet_schemas::Message;
+    let owned = |c: TransferChunk| ChunkIn {
+        transfer_id: c.transfer_id,
+        offset: c.offset,
+        data: ChunkData::Owned(c.data),
+    };
     if payload.len() > TransferChunk::MAX_BYTES {
-        return cbor::<TransferChunk>(payload); // the size error, before any parsing
+        return cbor::<TransferChunk>(payload).map(owned); // the size error, before any parsing
     }
     match chunk_fast(payload) {
         Some(c) => Ok(c),
-        None => cbor::<TransferChunk>(payload),
+        None => cbor::<TransferChunk>(payload).map(owned),
     }
 }
 
@@ -155,7 +193,7 @@ fn head(b: &[u8], pos: &mut usize) -> Option<(u8, u64)> {
 /// The schemas crate's encoding of a [`TransferChunk`] (a definite map of `v`, `transfer_id`,
 /// `offset` and `data`, each once, in any order) at this version, read from the slice; `None`
 /// for anything else (the caller falls back to the full decoder).
-fn chunk_fast(b: &[u8]) -> Option<TransferChunk> {
+fn chunk_fast(b: &[u8]) -> Option<ChunkIn> {
     let mut pos = 0;
     if head(b, &mut pos)? != (5, 4) {
         return None;
@@ -176,7 +214,8 @@ fn chunk_fast(b: &[u8]) -> Option<TransferChunk> {
             (b"offset", 0) if offset.is_none() => offset = Some(arg),
             (b"data", 2) if data.is_none() => {
                 let end = pos.checked_add(usize::try_from(arg).ok()?)?;
-                data = Some(b.get(pos..end)?);
+                b.get(pos..end)?;
+                data = Some(pos..end);
                 pos = end;
             }
             _ => return None,
@@ -185,7 +224,11 @@ fn chunk_fast(b: &[u8]) -> Option<TransferChunk> {
     if pos != b.len() || v? != tapfleet_schemas::SCHEMA_VERSION {
         return None;
     }
-    Some(TransferChunk::new(transfer_id?, offset?, data?.to_vec()))
+    Some(ChunkIn {
+        transfer_id: transfer_id?,
+        offset: offset?,
+        data: ChunkData::InPayload(data?),
+    })
 }
 
 #[cfg(test)]
@@ -213,9 +256,11 @@ mod tests {
         for (id, off, len) in [(0, 0, 0), (7, 23, 24), (u64::MAX, 1 << 40, 1024 * 1024)] {
             let c = TransferChunk::new(id, off, (0..len).map(|i| (i % 251) as u8).collect());
             let bytes = encode(&c).expect("cbor");
-            assert_eq!(chunk_fast(&bytes).as_ref(), Some(&c));
+            let fast = chunk_fast(&bytes).expect("fast path");
+            assert!(fast.is(&c, &bytes));
+            assert!(matches!(fast.data, ChunkData::InPayload(_)));
             match decode(&t, &bytes).map(|d| d.message) {
-                Ok(Msg::Chunk(d)) => assert_eq!(d, c),
+                Ok(Msg::Chunk(d)) => assert!(d.is(&c, &bytes)),
                 other => panic!("{other:?}"),
             }
             // Every truncation fails (fast path or fallback) without panicking.

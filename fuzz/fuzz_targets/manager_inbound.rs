@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 #[path = "../../fleet-manager/src/inbound.rs"]
 mod inbound;
 
-use inbound::{InboundError, Msg, decode};
+use inbound::{ChunkData, InboundError, Msg, decode};
 
 const TOPICS: [&str; 9] = [
     "tapfleet/v1/enroll/s1/request",
@@ -33,13 +33,19 @@ fuzz_target!(|data: &[u8]| {
     match decode(topic, payload) {
         Ok(d) => {
             let channel = topic.rsplit('/').next().unwrap_or_default();
-            let fits = match d.message {
+            let fits = match &d.message {
                 Msg::Enroll { .. } => channel == "request",
                 Msg::State(_) | Msg::StateCleared => channel == "state",
                 Msg::Telemetry(_) => channel == "telemetry",
                 Msg::Manifest(_) => channel == "manifests",
                 Msg::Reply(_) => channel == "replies",
-                Msg::Chunk(_) => channel == "upload",
+                Msg::Chunk(c) => {
+                    // Data left in the payload is a range inside it.
+                    if let ChunkData::InPayload(r) = &c.data {
+                        assert!(r.start <= r.end && r.end <= payload.len(), "{r:?}");
+                    }
+                    channel == "upload"
+                }
             };
             assert!(fits, "{topic}: decoded as another channel's message");
         }

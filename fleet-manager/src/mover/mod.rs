@@ -31,7 +31,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use opendal::Operator;
-use tapfleet_schemas::{Ack, AckBody, Channel, Sha256, Topic, TransferChunk, TransferOffer};
+use tapfleet_schemas::{Ack, AckBody, Channel, Sha256, Topic, TransferOffer};
+
+/// A chunk of an upload, its data a slice of the MQTT payload it came in.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    pub transfer_id: u64,
+    pub offset: u64,
+    pub data: Bytes,
+}
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -55,7 +63,7 @@ pub enum MoverCmd {
     Chunk {
         tenant: String,
         edge: String,
-        chunk: TransferChunk,
+        chunk: Chunk,
     },
     /// Every file is stored: write `manifest.json` (again) and mark the recording stored.
     Finalize {
@@ -92,7 +100,7 @@ enum WorkerCmd {
     Chunk {
         tenant: String,
         edge: String,
-        chunk: TransferChunk,
+        chunk: Chunk,
     },
     Finalize {
         recording_id: String,
@@ -546,12 +554,7 @@ impl Worker {
         Some(a.rec)
     }
 
-    async fn on_chunk(
-        &mut self,
-        tenant: &str,
-        edge: &str,
-        chunk: TransferChunk,
-    ) -> anyhow::Result<()> {
+    async fn on_chunk(&mut self, tenant: &str, edge: &str, chunk: Chunk) -> anyhow::Result<()> {
         let ctx = self.ctx.clone();
         inc(&ctx.metrics.chunks_received_total);
         let id = chunk.transfer_id;
@@ -601,9 +604,8 @@ impl Worker {
                 next_offset,
                 done,
             } => {
-                // No copy: the chunk's buffer goes to the writer task as it is.
-                let data = Bytes::from(chunk.data);
-                let data = data.slice(skip.min(data.len())..);
+                // No copy: the payload's buffer goes to the writer task as it is.
+                let data = chunk.data.slice(skip.min(chunk.data.len())..);
                 if a.tx.send(WriteOp::Data(data)).await.is_err() {
                     // The writer task failed (and answered `TransferFailed`) or is gone.
                     self.drop_transfer(id);
