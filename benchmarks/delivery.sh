@@ -50,15 +50,21 @@ PY
 nrecs=$(ls "$work/recs" | wc -l)
 python3 -c "import struct,sys;sys.stdout.buffer.write(struct.pack('<IHHiIII',0xa1b2c3d4,2,4,0,0,65535,1))" > "$work/empty.pcap"
 cat "$work"/recs/*/* > /dev/null   # every reader starts from the page cache
-start=$(date +%s.%N); cp -r "$work/recs" "$work/copy"; end=$(date +%s.%N)
-cp_s=$(python3 -c "print(max($end - $start, 1e-3))")
-rm -rf "$work/copy"; sync
+# cp's time varies by tens of percent from one copy to the next: the median of three.
+cp_time() { # [sync]: seconds of one `cp -r` (then sync, if asked) of the recordings
+  local start end
+  start=$(date +%s.%N); cp -r "$work/recs" "$work/copy"; [ -z "${1:-}" ] || sync; end=$(date +%s.%N)
+  rm -rf "$work/copy"; sync
+  python3 -c "print(max($end - $start, 1e-3))"
+}
+median3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+cp_all=("$(cp_time)" "$(cp_time)" "$(cp_time)")
+cp_s=$(median3 "${cp_all[@]}")
 # The manager fsyncs every file before it answers Stored (the edge may then delete its copy):
 # cp followed by sync is the like-for-like reference, printed beside the goal's plain cp.
-start=$(date +%s.%N); cp -r "$work/recs" "$work/copy"; sync; end=$(date +%s.%N)
-cps_s=$(python3 -c "print(max($end - $start, 1e-3))")
-rm -rf "$work/copy"; sync
-echo "recordings: $nrecs ($nfiles files, $(python3 -c "print(f'{$nbytes/1e6:.0f}')") MB); cp -r: ${cp_s} s; cp -r + sync: ${cps_s} s"
+cps_all=("$(cp_time sync)" "$(cp_time sync)" "$(cp_time sync)")
+cps_s=$(median3 "${cps_all[@]}")
+echo "recordings: $nrecs ($nfiles files, $(python3 -c "print(f'{$nbytes/1e6:.0f}')") MB); cp -r: median ${cp_s} s of ${cp_all[*]}; cp -r + sync: median ${cps_s} s of ${cps_all[*]}"
 
 run() { # broker kind: embedded | mosquitto
   local kind=$1 run=$work/run-$1 http mqtt broker_pid mgr_pid edge_pid
