@@ -14,9 +14,24 @@
 //! the digest decides: the service syncs and renames the file into place, indexes it and
 //! answers `DownloadStored`, or deletes it and answers `DownloadFailed`.
 
+//!
+//! Room: simultaneous downloads must not together overfill the cache, so each accepted offer
+//! reserves its file's full size in [`Reservations`] (in memory) until the file is stored
+//! (indexed), failed, replaced by a new offer of the same file, or abandoned (no chunk for
+//! [`ABANDON_MS`]). [`Reservations::decide`] counts every reserved file at its full size instead
+//! of its partial file's current size, so a second offer that would not fit beside the first is
+//! refused. After a restart there are no reservations: partial files count by their size on disk
+//! (the cache's usage), and the manager offers them again (resume).
+
+use std::collections::HashMap;
+
 use tapfleet_schemas::Sha256;
 
 pub use crate::transfer::{ChunkDecision, Completion, Receiver};
+
+/// A reserved download without a chunk for this long is abandoned (its reservation released,
+/// its partial file kept and counted by its size on disk).
+pub const ABANDON_MS: i64 = 60_000;
 
 /// What the edge has of an offered file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +91,137 @@ pub fn decide_offer(
     }
 }
 
+/// A download accepted and not finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reserved {
+    transfer_id: u64,
+    size: u64,
+    last_ms: i64,
+}
+
+/// The room the cache has for a download offer, as measured by the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Room {
+    pub capacity_bytes: u64,
+    /// Everything the cache holds on disk (partial files included).
+    pub used_bytes: u64,
+    /// The size on disk of the reserved downloads' partial files, measured *before* `used_bytes`
+    /// (a partial file growing in between is then counted a little high, never low).
+    pub reserved_on_disk: u64,
+}
+
+/// The downloads accepted and not finished, by (recording, file), each reserving its full size
+/// (pure: times are passed in).
+#[derive(Debug, Clone, Default)]
+pub struct Reservations {
+    by_file: HashMap<(String, String), Reserved>,
+}
+
+impl Reservations {
+    /// Decides an offer with the room the reservations leave, and reserves the file's size when
+    /// it is accepted. A reservation of the same file (an earlier offer) is replaced: its
+    /// partial file then counts by its size on disk, as `have` says (measure `room` after
+    /// [`Reservations::release`] of that file).
+    #[allow(clippy::too_many_arguments)]
+    pub fn decide(
+        &mut self,
+        transfer_id: u64,
+        recording_id: &str,
+        file: &str,
+        size: u64,
+        sha256: Sha256,
+        have: HeldFile,
+        file_name_ok: bool,
+        room: Room,
+        now_ms: i64,
+    ) -> OfferDecision {
+        self.release(recording_id, file);
+        let d = decide_offer(size, sha256, have, file_name_ok, self.free_bytes(room));
+        if matches!(d, OfferDecision::Accept { .. }) {
+            self.by_file.insert(
+                (recording_id.to_owned(), file.to_owned()),
+                Reserved {
+                    transfer_id,
+                    size,
+                    last_ms: now_ms,
+                },
+            );
+        }
+        d
+    }
+
+    /// Room left: capacity minus what the cache holds on disk, each reserved download counted
+    /// at its full size instead of its partial file's size on disk.
+    pub fn free_bytes(&self, room: Room) -> u64 {
+        let used = room
+            .used_bytes
+            .saturating_sub(room.reserved_on_disk)
+            .saturating_add(self.reserved_bytes());
+        room.capacity_bytes.saturating_sub(used)
+    }
+
+    /// The bytes reserved (full sizes).
+    pub fn reserved_bytes(&self) -> u64 {
+        self.by_file
+            .values()
+            .fold(0u64, |a, r| a.saturating_add(r.size))
+    }
+
+    /// The reserved files (to measure their partial files).
+    pub fn files(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.by_file.keys().map(|(r, f)| (r.as_str(), f.as_str()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_file.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_file.is_empty()
+    }
+
+    /// A chunk of `transfer_id` arrived: it is alive.
+    pub fn touch(&mut self, transfer_id: u64, now_ms: i64) {
+        if let Some(r) = self
+            .by_file
+            .values_mut()
+            .find(|r| r.transfer_id == transfer_id)
+        {
+            r.last_ms = now_ms;
+        }
+    }
+
+    /// The file is stored (indexed) or its offer replaced: the reservation goes. Returns the
+    /// transfer it was reserved for.
+    pub fn release(&mut self, recording_id: &str, file: &str) -> Option<u64> {
+        self.by_file
+            .remove(&(recording_id.to_owned(), file.to_owned()))
+            .map(|r| r.transfer_id)
+    }
+
+    /// The transfer failed: its reservation goes (if it is still the file's transfer).
+    pub fn release_transfer(&mut self, transfer_id: u64) -> bool {
+        let before = self.by_file.len();
+        self.by_file.retain(|_, r| r.transfer_id != transfer_id);
+        self.by_file.len() != before
+    }
+
+    /// Releases the reservations without a chunk for `idle_ms`; returns their transfer ids (the
+    /// service stops those transfers: a later chunk is refused and the manager offers again).
+    pub fn expire(&mut self, now_ms: i64, idle_ms: i64) -> Vec<u64> {
+        let mut gone = Vec::new();
+        self.by_file.retain(|_, r| {
+            let keep = now_ms.saturating_sub(r.last_ms) < idle_ms;
+            if !keep {
+                gone.push(r.transfer_id);
+            }
+            keep
+        });
+        gone.sort_unstable();
+        gone
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +269,231 @@ mod tests {
             decide_offer(4, d, HeldFile::Nothing, false, 100),
             OfferDecision::Refuse { .. }
         ));
+    }
+
+    fn room(capacity_bytes: u64, used_bytes: u64, reserved_on_disk: u64) -> Room {
+        Room {
+            capacity_bytes,
+            used_bytes,
+            reserved_on_disk,
+        }
+    }
+
+    #[test]
+    fn a_second_offer_that_does_not_fit_beside_the_first_is_refused() {
+        let d = sha(b"x");
+        let mut r = Reservations::default();
+        // 100 bytes of room: a 60-byte download is accepted and reserves its size.
+        let first = r.decide(
+            1,
+            "r",
+            "a",
+            60,
+            d,
+            HeldFile::Nothing,
+            true,
+            room(100, 0, 0),
+            0,
+        );
+        assert_eq!(first, OfferDecision::Accept { offset: 0 });
+        // 10 bytes of it are on disk (in the cache's usage): still 60 reserved in all.
+        assert_eq!(r.free_bytes(room(100, 10, 10)), 40);
+        let second = r.decide(
+            2,
+            "r",
+            "b",
+            50,
+            d,
+            HeldFile::Nothing,
+            true,
+            room(100, 10, 10),
+            1,
+        );
+        assert!(
+            matches!(&second, OfferDecision::Refuse { reason } if reason.contains("50 bytes do not fit the cache (40 bytes free)")),
+            "{second:?}"
+        );
+        assert_eq!(r.len(), 1, "a refused offer reserves nothing");
+        assert_eq!(
+            r.decide(
+                3,
+                "r",
+                "c",
+                40,
+                d,
+                HeldFile::Nothing,
+                true,
+                room(100, 10, 10),
+                1
+            ),
+            OfferDecision::Accept { offset: 0 }
+        );
+        assert_eq!(r.free_bytes(room(100, 10, 10)), 0);
+        // Stored: `a` is indexed (60 in the cache's usage) and released.
+        assert_eq!(r.release("r", "a"), Some(1));
+        assert_eq!(r.free_bytes(room(100, 60, 0)), 0);
+        // A failed transfer releases; a re-offer of the same file replaces its reservation,
+        // its partial file then counting by its size on disk.
+        assert!(r.release_transfer(3));
+        assert!(!r.release_transfer(3));
+        assert_eq!(
+            r.decide(
+                4,
+                "r",
+                "a2",
+                30,
+                d,
+                HeldFile::Nothing,
+                true,
+                room(100, 60, 0),
+                5
+            ),
+            OfferDecision::Accept { offset: 0 }
+        );
+        assert_eq!(r.release("r", "a2"), Some(4));
+        assert_eq!(
+            r.decide(
+                5,
+                "r",
+                "a2",
+                30,
+                d,
+                HeldFile::Partial(20),
+                true,
+                room(100, 80, 0),
+                6
+            ),
+            OfferDecision::Accept { offset: 20 }
+        );
+        assert_eq!(r.reserved_bytes(), 30);
+        // Abandoned: no chunk for ABANDON_MS.
+        r.touch(5, 1000);
+        assert!(r.expire(1000 + ABANDON_MS - 1, ABANDON_MS).is_empty());
+        assert_eq!(r.expire(1000 + ABANDON_MS, ABANDON_MS), vec![5]);
+        assert!(r.is_empty());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Offer { file: u8, size: u64 },
+        Write { pick: usize, bytes: u64 },
+        Stored { pick: usize },
+        Failed { pick: usize, delete: bool },
+        Idle,
+        Restart,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..5, 0u64..120).prop_map(|(file, size)| Op::Offer { file, size }),
+            4 => (any::<usize>(), 0u64..60).prop_map(|(pick, bytes)| Op::Write { pick, bytes }),
+            2 => any::<usize>().prop_map(|pick| Op::Stored { pick }),
+            1 => (any::<usize>(), any::<bool>()).prop_map(|(pick, delete)| Op::Failed { pick, delete }),
+            1 => Just(Op::Idle),
+            1 => Just(Op::Restart),
+        ]
+    }
+
+    proptest! {
+        /// The reservations against a model of the cache's disk, with downloads accepted,
+        /// written, stored, failed, abandoned and the edge restarting (reservations lost,
+        /// partial files kept): what the cache holds plus what the open downloads will still
+        /// write never exceeds the capacity, and an offer is refused exactly when the bytes it
+        /// lacks do not fit beside everything held and reserved.
+        #[test]
+        fn accepted_downloads_never_overfill_the_cache(
+            capacity in 0u64..400,
+            held0 in 0u64..400,
+            ops in proptest::collection::vec(op(), 0..80),
+        ) {
+            let d = sha(b"x");
+            let mut held = held0.min(capacity);
+            let mut partial: HashMap<u8, u64> = HashMap::new();
+            // Open downloads (the service's download task): transfer id -> (file, size).
+            let mut open: Vec<(u64, u8, u64)> = Vec::new();
+            let mut r = Reservations::default();
+            let mut now = 0i64;
+            let name = |f: u8| format!("f{f}");
+            for (tid, o) in (1u64..).zip(ops) {
+                now += 1000;
+                match o {
+                    Op::Offer { file, size } => {
+                        // The service: a new offer replaces the file's open download.
+                        if let Some(old) = r.release("r", &name(file)) {
+                            open.retain(|(t, _, _)| *t != old);
+                        }
+                        open.retain(|(_, f, _)| *f != file);
+                        let reserved_on_disk: u64 = r
+                            .files()
+                            .filter_map(|(_, f)| f.strip_prefix('f')?.parse::<u8>().ok())
+                            .map(|f| partial.get(&f).copied().unwrap_or(0))
+                            .sum();
+                        let used = held + partial.values().sum::<u64>();
+                        let have = partial.get(&file).map_or(HeldFile::Nothing, |n| HeldFile::Partial(*n));
+                        // What fits, by the model: everything else committed stays.
+                        let others: u64 = held
+                            + partial.iter().filter(|(f, _)| **f != file && !open.iter().any(|(_, o, _)| o == *f)).map(|(_, n)| n).sum::<u64>()
+                            + open.iter().map(|(_, _, s)| s).sum::<u64>()
+                            + partial.get(&file).copied().unwrap_or(0);
+                        let lacks = match have { HeldFile::Partial(n) if n <= size => size - n, _ => size };
+                        let fits = match have {
+                            HeldFile::Partial(n) => size.saturating_sub(n) <= capacity.saturating_sub(others),
+                            _ => size <= capacity.saturating_sub(others),
+                        };
+                        let dec = r.decide(tid, "r", &name(file), size, d, have, true,
+                            Room { capacity_bytes: capacity, used_bytes: used, reserved_on_disk }, now);
+                        prop_assert_eq!(matches!(dec, OfferDecision::Accept { .. }), fits, "{:?} lacks {}", dec, lacks);
+                        if let OfferDecision::Accept { offset } = dec {
+                            partial.insert(file, offset);
+                            open.push((tid, file, size));
+                        }
+                    }
+                    Op::Write { pick, bytes } => {
+                        if let Some((t, f, size)) = open.get(pick % open.len().max(1)).copied() {
+                            let p = partial.entry(f).or_insert(0);
+                            *p = (*p + bytes).min(size);
+                            r.touch(t, now);
+                        }
+                    }
+                    Op::Stored { pick } => {
+                        if let Some((t, f, size)) = open.get(pick % open.len().max(1)).copied() {
+                            // The last byte, verified, renamed into place and indexed.
+                            partial.remove(&f);
+                            held += size;
+                            open.retain(|(o, _, _)| *o != t);
+                            prop_assert_eq!(r.release("r", &name(f)), Some(t));
+                        }
+                    }
+                    Op::Failed { pick, delete } => {
+                        if let Some((t, f, _)) = open.get(pick % open.len().max(1)).copied() {
+                            if delete {
+                                partial.remove(&f);
+                            }
+                            open.retain(|(o, _, _)| *o != t);
+                            prop_assert!(r.release_transfer(t));
+                        }
+                    }
+                    Op::Idle => {
+                        now += ABANDON_MS;
+                        let gone = r.expire(now, ABANDON_MS);
+                        let mut was: Vec<u64> = open.iter().map(|(t, _, _)| *t).collect();
+                        was.sort_unstable();
+                        prop_assert_eq!(&gone, &was);
+                        open.clear();
+                    }
+                    Op::Restart => {
+                        r = Reservations::default();
+                        open.clear();
+                    }
+                }
+                // Held + partial files nobody writes + the full size of every open download.
+                let committed = held
+                    + partial.iter().filter(|(f, _)| !open.iter().any(|(_, o, _)| o == *f)).map(|(_, n)| n).sum::<u64>()
+                    + open.iter().map(|(_, _, s)| s).sum::<u64>();
+                prop_assert!(committed <= capacity.max(held0.min(capacity)), "{} > {}", committed, capacity);
+                prop_assert_eq!(r.len(), open.len());
+            }
+        }
     }
 
     #[test]

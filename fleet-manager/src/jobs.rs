@@ -757,7 +757,7 @@ impl Jobs {
             .map_err(|e| e.to_string())?;
         let total = recording_bytes(e);
         loop {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
             let Some(r) = relay::get(&self.store, &rid, dest).map_err(|e| e.to_string())? else {
                 // A storage-policy relay of the same recording finished (and removed its record).
                 let now = self.fresh(&rid)?;

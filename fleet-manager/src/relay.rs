@@ -22,6 +22,11 @@
 //! `DownloadStored` does not come (the edge answers it at once when it holds the file), and a
 //! `DownloadFailed` (a refused offer, a digest mismatch, an edge that restarted and forgot the
 //! transfer) re-offers after a pause; the edge resumes from the bytes its partial file holds.
+//! Which files are in flight is the pure [`Lane`], one per destination edge across every relay
+//! into it: at most [`MAX_IN_FLIGHT`] (the next file is offered once the current one is all
+//! acknowledged, so the edge's sync and index of one file overlap the transfer of the next),
+//! oldest relay first, `manifest.json` only after every other file of its recording is stored.
+//! Lanes of different edges are independent.
 //!
 //! Persistence: each relay is a [`RelayRecord`] in the `relays` table (key `recording\0edge`),
 //! written by a job or by the mover's hook [`on_stored`] (a recording complete in staging whose
@@ -55,6 +60,10 @@ use crate::targets::Targets;
 pub const STAGING: &str = "_relay";
 
 const RELAYS: TableDefinition<&str, &[u8]> = TableDefinition::new("relays");
+
+/// Wakes the relay task when a relay is requested (it also looks every [`REFRESH`]), so a
+/// relay starts at once rather than at the next look.
+static WAKE: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
 /// Where the manager stores an upload whose storage policy is `policy`: `edge:<id>` goes to
 /// [`STAGING`] first, anything else is itself.
@@ -212,6 +221,16 @@ impl FileSend {
         matches!(self.phase, Phase::Stored)
     }
 
+    /// Every byte is acknowledged: only the edge's `DownloadStored` is awaited (the edge syncs
+    /// and indexes the file meanwhile).
+    pub fn is_all_acked(&self) -> bool {
+        match &self.phase {
+            Phase::Send(s) => s.is_done(),
+            Phase::AwaitStored { .. } => true,
+            Phase::Offer { .. } | Phase::Stored => false,
+        }
+    }
+
     /// Bytes the edge acknowledged (of the current attempt).
     pub fn acked(&self) -> u64 {
         match &self.phase {
@@ -227,6 +246,109 @@ impl FileSend {
 
     pub fn failures(&self) -> u64 {
         self.failures
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Pure: which files are in flight to one edge.
+
+/// Most files in flight to one edge: the one being sent and one waiting for its
+/// `DownloadStored` (as the edge's uploads, `edge/src/service/inflight.rs`).
+pub const MAX_IN_FLIGHT: usize = 2;
+
+/// The files in flight to one destination edge, across every relay into it (pure). A file is
+/// started (offered) when fewer than [`MAX_IN_FLIGHT`] are in flight and every one in flight is
+/// all acknowledged, so the edge's sync and index of file N (and the manager's catalog write)
+/// overlap the transfer of file N+1 while the unacknowledged bytes stay one file's window. A
+/// file leaves only when stored. Relays are served oldest first; `manifest.json` (each relay's
+/// last file) starts only once every other file of its recording is stored.
+#[derive(Debug, Clone)]
+pub struct Lane<K> {
+    /// (relay, file index), oldest first.
+    files: Vec<(K, usize)>,
+}
+
+impl<K> Default for Lane<K> {
+    fn default() -> Self {
+        Lane { files: Vec::new() }
+    }
+}
+
+impl<K: Clone + PartialEq> Lane<K> {
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    pub fn contains(&self, relay: &K, file: usize) -> bool {
+        self.files.iter().any(|(k, i)| k == relay && *i == file)
+    }
+
+    /// Forgets a relay's files (it finished or was dropped).
+    pub fn forget(&mut self, relay: &K) {
+        self.files.retain(|(k, _)| k != relay);
+    }
+
+    /// Drops stored files, polls the files in flight and starts the next ones while there is
+    /// room; returns what to publish, in order. `relays`: every relay into this edge, oldest
+    /// first, with its files' state machines (`manifest.json` last).
+    pub fn schedule(
+        &mut self,
+        relays: &mut [(K, &mut [FileSend])],
+        now_ns: i64,
+    ) -> Vec<(K, usize, SendAction)> {
+        let mut out = Vec::new();
+        loop {
+            self.files.retain(|(k, i)| {
+                relays
+                    .iter()
+                    .find(|(r, _)| r == k)
+                    .and_then(|(_, files)| files.get(*i))
+                    .is_some_and(|f| !f.is_stored())
+            });
+            let mut all_acked = true;
+            for (k, i) in &self.files {
+                let Some(f) = relays
+                    .iter_mut()
+                    .find(|(r, _)| r == k)
+                    .and_then(|(_, files)| files.get_mut(*i))
+                else {
+                    continue;
+                };
+                while let Some(a) = f.poll(now_ns) {
+                    out.push((k.clone(), *i, a));
+                }
+                all_acked &= f.is_all_acked();
+            }
+            if self.files.len() >= MAX_IN_FLIGHT || !all_acked {
+                return out;
+            }
+            let next = relays.iter().find_map(|(k, files)| {
+                next_file(files, |i| self.contains(k, i)).map(|i| (k.clone(), i))
+            });
+            match next {
+                Some(n) => self.files.push(n),
+                None => return out,
+            }
+        }
+    }
+}
+
+/// A relay's next file to start: the first neither stored nor in flight; the last one
+/// (`manifest.json`) only once every other file is stored.
+pub fn next_file(files: &[FileSend], in_flight: impl Fn(usize) -> bool) -> Option<usize> {
+    let last = files.len().checked_sub(1)?;
+    let i = files
+        .iter()
+        .enumerate()
+        .position(|(i, f)| !f.is_stored() && !in_flight(i))?;
+    if i < last || files.iter().take(last).all(FileSend::is_stored) {
+        Some(i)
+    } else {
+        None
     }
 }
 
@@ -360,6 +482,7 @@ pub fn request(
         updated_ms: now_ms(),
     };
     put(store, &r)?;
+    WAKE.notify_one();
     Ok(r)
 }
 
@@ -424,6 +547,8 @@ pub fn spawn(store: Arc<Store>, targets: Targets, outbox: Outbox, inbox: &RelayI
             cfg: SendConfig::default(),
             active: HashMap::new(),
             by_transfer: HashMap::new(),
+            lanes: HashMap::new(),
+            seq: 0,
         };
         tokio::spawn(r.run(rx));
     }
@@ -441,15 +566,16 @@ struct FileJob {
     sha256: Sha256,
     source: Source,
     transfer_id: u64,
-    sm: FileSend,
 }
 
 struct Active {
     rec: RelayRecord,
     tenant: String,
     files: Vec<FileJob>,
-    /// The file being sent.
-    idx: usize,
+    /// Each file's state machine (same order as `files`).
+    sends: Vec<FileSend>,
+    /// Order of start: the lane serves the oldest relay first.
+    seq: u64,
     online: bool,
     last_write: tokio::time::Instant,
 }
@@ -462,6 +588,9 @@ struct Relay {
     active: HashMap<String, Active>,
     /// transfer id -> relay key.
     by_transfer: HashMap<u64, String>,
+    /// Destination edge -> its files in flight.
+    lanes: HashMap<String, Lane<String>>,
+    seq: u64,
 }
 
 const TICK: Duration = Duration::from_millis(100);
@@ -481,6 +610,7 @@ impl Relay {
                     Some((edge, body)) => self.on_reply(&edge, body, mono_ns(epoch)).await,
                     None => return,
                 },
+                () = WAKE.notified() => last_refresh = None,
                 () = tokio::time::sleep(TICK) => {}
             }
             if last_refresh.is_none_or(|t| t.elapsed() >= REFRESH) {
@@ -489,9 +619,11 @@ impl Relay {
                     tracing::warn!(error = %e, "relays not refreshed");
                 }
             }
-            let keys: Vec<String> = self.active.keys().cloned().collect();
-            for k in keys {
-                self.pump(&k, mono_ns(epoch)).await;
+            let mut edges: Vec<String> = self.active.values().map(|a| a.rec.edge.clone()).collect();
+            edges.sort();
+            edges.dedup();
+            for edge in edges {
+                self.pump(&edge, mono_ns(epoch)).await;
             }
         }
     }
@@ -506,15 +638,17 @@ impl Relay {
             let online = self.store.edge(&rec.edge)?.is_some_and(|e| e.online);
             if let Some(a) = self.active.get_mut(&k) {
                 if a.online && !online {
-                    for f in &mut a.files {
-                        f.sm.pause();
+                    for f in &mut a.sends {
+                        f.pause();
                     }
                 }
                 a.online = online;
                 continue;
             }
             match self.prepare(rec.clone(), online)? {
-                Ok(a) => {
+                Ok(mut a) => {
+                    self.seq += 1;
+                    a.seq = self.seq;
                     for f in &a.files {
                         self.by_transfer.insert(f.transfer_id, k.clone());
                     }
@@ -582,7 +716,6 @@ impl Relay {
                     path: loc.path.clone(),
                 },
                 transfer_id: self.store.next_id("transfer")?,
-                sm: FileSend::new(self.cfg, f.size),
             });
         }
         // Last: `manifest.json`, the same bytes the edge and every target have.
@@ -594,28 +727,33 @@ impl Relay {
             sha256: crate::mover::commit::sha256(&json),
             source: Source::Bytes(json),
             transfer_id: self.store.next_id("transfer")?,
-            sm: FileSend::new(self.cfg, size),
         });
         let here = edge_target(&rec.edge);
         // Files the destination already holds (a relay resumed after a restart) are skipped.
-        let idx = files
+        let sends: Vec<FileSend> = files
             .iter()
-            .take_while(|f| {
-                if f.name == "manifest.json" {
+            .map(|f| {
+                let mut sm = FileSend::new(self.cfg, f.size);
+                let held = if f.name == "manifest.json" {
                     e.manifest_locations.iter().any(|l| l.target == here)
                 } else {
                     e.is_stored_in(&f.name, &here)
+                };
+                if held {
+                    sm.on_stored();
                 }
+                sm
             })
-            .count();
+            .collect();
         rec.source = Some(source);
         rec.total_bytes = files.iter().map(|f| f.size).sum();
-        rec.done_bytes = files.iter().take(idx).map(|f| f.size).sum();
+        rec.done_bytes = stored_bytes(&files, &sends);
         Ok(Ok(Active {
             rec,
             tenant: e.tenant.clone(),
             files,
-            idx,
+            sends,
+            seq: 0,
             online,
             last_write: tokio::time::Instant::now(),
         }))
@@ -640,38 +778,77 @@ impl Relay {
         put(&self.store, &rec)
     }
 
-    /// Publishes what the current file's state machine says.
-    async fn pump(&mut self, k: &str, now: i64) {
-        let Some(a) = self.active.get_mut(k) else {
+    /// Publishes what the lane of `edge` says: the files in flight to that edge, across its
+    /// relays (at most [`MAX_IN_FLIGHT`], see [`Lane`]).
+    async fn pump(&mut self, edge: &str, now: i64) {
+        let mut keys: Vec<(u64, String)> = self
+            .active
+            .iter()
+            .filter(|(_, a)| a.rec.edge == edge)
+            .map(|(k, a)| (a.seq, k.clone()))
+            .collect();
+        keys.sort();
+        // Relays with every file stored (e.g. resumed after a restart) finish here.
+        for (_, k) in &keys {
+            if self
+                .active
+                .get(k)
+                .is_some_and(|a| a.sends.iter().all(FileSend::is_stored))
+            {
+                self.finish(k).await;
+            }
+        }
+        keys.retain(|(_, k)| self.active.contains_key(k));
+        let Some(first) = keys.first().and_then(|(_, k)| self.active.get(k)) else {
+            self.lanes.remove(edge);
             return;
         };
-        if a.idx >= a.files.len() {
-            self.finish(k).await;
-            return;
-        }
-        let (tenant, edge) = (a.tenant.clone(), a.rec.edge.clone());
-        if !a.online {
+        let tenant = first.tenant.clone();
+        if !first.online {
             let status = format!("waiting: edge {edge} is offline (resumes when it is back)");
-            if a.rec.status != status {
-                a.rec.status = status;
-                a.rec.updated_ms = now_ms();
-                let _ = put(&self.store, &a.rec);
-                tracing::info!(recording_id = %a.rec.recording_id, %edge, "relay waiting for the edge");
+            for (_, k) in &keys {
+                let Some(a) = self.active.get_mut(k) else {
+                    continue;
+                };
+                if a.rec.status != status {
+                    a.rec.status.clone_from(&status);
+                    a.rec.updated_ms = now_ms();
+                    let _ = put(&self.store, &a.rec);
+                    tracing::info!(recording_id = %a.rec.recording_id, %edge, "relay waiting for the edge");
+                }
             }
             return;
         }
         let (Ok(jobs), Ok(download)) = (
-            Topic::edge(&tenant, &edge, Channel::Jobs),
-            Topic::edge(&tenant, &edge, Channel::Download),
+            Topic::edge(&tenant, edge, Channel::Jobs),
+            Topic::edge(&tenant, edge, Channel::Download),
         ) else {
             return;
         };
-        let rid = a.rec.recording_id.clone();
-        let Some(f) = a.files.get_mut(a.idx) else {
-            return;
+        let lane = self.lanes.entry(edge.to_owned()).or_default();
+        let actions = {
+            let mut by_key: HashMap<&String, &mut Active> = self
+                .active
+                .iter_mut()
+                .filter(|(_, a)| a.rec.edge == edge)
+                .collect();
+            let mut relays: Vec<(String, &mut [FileSend])> = Vec::new();
+            for (_, k) in &keys {
+                if let Some(a) = by_key.remove(k) {
+                    relays.push((k.clone(), a.sends.as_mut_slice()));
+                }
+            }
+            lane.schedule(&mut relays, now)
         };
-        let mut sent_offer = false;
-        while let Some(action) = f.sm.poll(now) {
+        let mut offered: Vec<(String, usize)> = Vec::new();
+        for (k, i, action) in actions {
+            let Some(a) = self.active.get_mut(&k) else {
+                continue;
+            };
+            let rid = a.rec.recording_id.clone();
+            let (Some(f), Some(sm)) = (a.files.get(i), a.sends.get_mut(i)) else {
+                continue;
+            };
             match action {
                 SendAction::Offer => {
                     let job = Job::new(
@@ -685,41 +862,65 @@ impl Relay {
                         },
                     );
                     self.outbox.send(&jobs, &job);
-                    sent_offer = true;
+                    offered.push((k.clone(), i));
                     tracing::debug!(recording_id = %rid, %edge, file = %f.name, transfer_id = f.transfer_id, "download offered");
                 }
-                SendAction::Chunk(r) => match read_range(&f.source, r).await {
-                    Ok(data) => {
-                        let chunk = TransferChunk::new(f.transfer_id, r.offset, data);
-                        self.outbox.send(&download, &chunk);
+                SendAction::Chunk(r) => {
+                    if sm.is_stored() {
+                        continue; // stored meanwhile (a late `DownloadStored`)
                     }
-                    Err(reason) => {
-                        tracing::warn!(recording_id = %rid, file = %f.name, %reason, "relay source unreadable; retrying");
-                        f.sm.on_failed(now);
-                        break;
+                    match read_range(&f.source, r).await {
+                        Ok(data) => {
+                            let chunk = TransferChunk::new(f.transfer_id, r.offset, data);
+                            self.outbox.send(&download, &chunk);
+                        }
+                        Err(reason) => {
+                            tracing::warn!(recording_id = %rid, file = %f.name, %reason, "relay source unreadable; retrying");
+                            sm.on_failed(now);
+                        }
                     }
-                },
+                }
             }
         }
-        let status = if sent_offer && f.sm.offers() > 1 {
-            format!(
-                "offering {} to edge {edge} (attempt {}; waiting for its answer)",
-                f.name,
-                f.sm.offers()
-            )
-        } else {
-            format!("sending {} to edge {edge}", f.name)
-        };
-        let done: u64 = a.files.iter().take(a.idx).map(|f| f.size).sum::<u64>()
-            + a.files.get(a.idx).map_or(0, |f| f.sm.acked());
-        if (a.rec.status != status || a.rec.done_bytes != done)
-            && a.last_write.elapsed() >= Duration::from_millis(250)
-        {
-            a.rec.status = status;
-            a.rec.done_bytes = done;
-            a.rec.updated_ms = now_ms();
-            a.last_write = tokio::time::Instant::now();
-            let _ = put(&self.store, &a.rec);
+        let lane = self.lanes.get(edge);
+        for (_, k) in &keys {
+            let Some(a) = self.active.get_mut(k) else {
+                continue;
+            };
+            let sending: Vec<usize> = (0..a.files.len())
+                .filter(|i| lane.is_some_and(|l| l.contains(k, *i)))
+                .collect();
+            let status = match sending.first() {
+                None => format!("queued behind other relays into edge {edge}"),
+                Some(&i) => {
+                    let (name, offers) = (
+                        a.files.get(i).map_or("", |f| f.name.as_str()),
+                        a.sends.get(i).map_or(0, FileSend::offers),
+                    );
+                    if offered.contains(&(k.clone(), i)) && offers > 1 {
+                        format!(
+                            "offering {name} to edge {edge} (attempt {offers}; waiting for its answer)"
+                        )
+                    } else {
+                        format!("sending {name} to edge {edge}")
+                    }
+                }
+            };
+            let done = stored_bytes(&a.files, &a.sends)
+                + sending
+                    .iter()
+                    .filter_map(|i| a.sends.get(*i))
+                    .map(FileSend::acked)
+                    .sum::<u64>();
+            if (a.rec.status != status || a.rec.done_bytes != done)
+                && a.last_write.elapsed() >= Duration::from_millis(250)
+            {
+                a.rec.status = status;
+                a.rec.done_bytes = done;
+                a.rec.updated_ms = now_ms();
+                a.last_write = tokio::time::Instant::now();
+                let _ = put(&self.store, &a.rec);
+            }
         }
     }
 
@@ -745,20 +946,20 @@ impl Relay {
         let Some(pos) = a.files.iter().position(|f| f.transfer_id == tid) else {
             return;
         };
-        if pos != a.idx {
-            return; // a late reply for a file already stored
-        }
-        let Some(f) = a.files.get_mut(pos) else {
+        let (Some(f), Some(sm)) = (a.files.get(pos), a.sends.get_mut(pos)) else {
             return;
         };
+        if sm.is_stored() {
+            return; // a late reply for a file already stored
+        }
         match body {
             ReplyBody::DownloadAccept { offset, .. } => {
                 tracing::info!(%edge, file = %f.name, transfer_id = tid, offset, "download accepted");
-                f.sm.on_accept(offset, now);
+                sm.on_accept(offset, now);
             }
-            ReplyBody::DownloadChunk { next_offset, .. } => f.sm.on_ack(next_offset, now),
+            ReplyBody::DownloadChunk { next_offset, .. } => sm.on_ack(next_offset, now),
             ReplyBody::DownloadStored { sha256, .. } if sha256 == f.sha256 => {
-                f.sm.on_stored();
+                sm.on_stored();
                 let rid = a.rec.recording_id.clone();
                 let here = edge_target(edge);
                 let r = if f.name == "manifest.json" {
@@ -781,23 +982,26 @@ impl Relay {
                 };
                 if let Err(e) = r {
                     tracing::error!(error = %e, "relay location not cataloged; will offer again");
-                    f.sm.on_failed(now);
+                    // Not stored after all: the catalog has no location for it yet.
+                    *sm = FileSend::new(self.cfg, f.size);
+                    sm.on_failed(now);
                     return;
                 }
                 tracing::info!(%edge, recording_id = %rid, file = %f.name, size = f.size, "file stored in the edge's local storage");
-                a.rec.done_bytes = a.files.iter().take(pos + 1).map(|f| f.size).sum();
-                a.idx += 1;
-                if a.idx >= a.files.len() {
+                a.rec.done_bytes = stored_bytes(&a.files, &a.sends);
+                // Only once the edge confirmed every file (`manifest.json` last): the staging
+                // copy may go.
+                if a.sends.iter().all(FileSend::is_stored) {
                     self.finish(&k).await;
                 }
             }
             ReplyBody::DownloadStored { .. } => {
                 tracing::warn!(%edge, file = %f.name, "edge stored a file with another digest");
-                f.sm.on_failed(now);
+                sm.on_failed(now);
             }
             ReplyBody::DownloadFailed { reason, .. } => {
                 tracing::warn!(%edge, file = %f.name, transfer_id = tid, %reason, "download failed; offering again");
-                f.sm.on_failed(now);
+                sm.on_failed(now);
                 a.rec.status = format!("edge {edge}: {reason} (offering again)");
                 a.rec.updated_ms = now_ms();
                 let _ = put(&self.store, &a.rec);
@@ -813,6 +1017,9 @@ impl Relay {
         };
         for f in &a.files {
             self.by_transfer.remove(&f.transfer_id);
+        }
+        if let Some(lane) = self.lanes.get_mut(&a.rec.edge) {
+            lane.forget(&k.to_owned());
         }
         let mut rec = a.rec;
         let rid = rec.recording_id.clone();
@@ -870,6 +1077,16 @@ impl Relay {
         tracing::info!(recording_id = %rid, "staging copy deleted");
         Ok(())
     }
+}
+
+/// Bytes of the files the edge confirmed.
+fn stored_bytes(files: &[FileJob], sends: &[FileSend]) -> u64 {
+    files
+        .iter()
+        .zip(sends)
+        .filter(|(_, s)| s.is_stored())
+        .map(|(f, _)| f.size)
+        .sum()
 }
 
 fn staged_paths(e: &RecordingEntry) -> Vec<String> {
@@ -975,6 +1192,182 @@ mod tests {
         assert_eq!(upload_target("edge:b"), STAGING);
         assert_eq!(upload_target("cloud"), "cloud");
         assert_eq!(upload_target("edge-local"), "edge-local");
+    }
+
+    #[test]
+    fn the_next_file_is_offered_while_the_current_one_finishes() {
+        let c = cfg(10, 2);
+        let mut a = vec![
+            FileSend::new(c, 20),
+            FileSend::new(c, 5),
+            FileSend::new(c, 3),
+        ];
+        let mut b = vec![FileSend::new(c, 4), FileSend::new(c, 3)];
+        let mut lane: Lane<&str> = Lane::default();
+        let out = lane.schedule(&mut [("a", a.as_mut_slice()), ("b", b.as_mut_slice())], 0);
+        assert_eq!(
+            out,
+            vec![("a", 0, SendAction::Offer)],
+            "one file offered at first"
+        );
+        a[0].on_accept(0, 1);
+        let out = lane.schedule(&mut [("a", a.as_mut_slice()), ("b", b.as_mut_slice())], 1);
+        assert_eq!(out.len(), 2, "the window: {out:?}");
+        a[0].on_ack(20, 2);
+        // a/0 all acked, its `DownloadStored` pending: a/1 is offered meanwhile.
+        let out = lane.schedule(&mut [("a", a.as_mut_slice()), ("b", b.as_mut_slice())], 2);
+        assert_eq!(out, vec![("a", 1, SendAction::Offer)]);
+        a[1].on_accept(0, 3);
+        let out = lane.schedule(&mut [("a", a.as_mut_slice()), ("b", b.as_mut_slice())], 3);
+        assert_eq!(
+            out,
+            vec![("a", 1, SendAction::Chunk(ChunkRange { offset: 0, len: 5 }))]
+        );
+        a[1].on_ack(5, 3);
+        // Two in flight (a/1 all acked too): nothing more until one is stored; the manifest of
+        // `a` never before a/0 and a/1 are stored, so `b` comes next.
+        let out = lane.schedule(&mut [("a", a.as_mut_slice()), ("b", b.as_mut_slice())], 3);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(lane.len(), 2);
+        a[1].on_stored();
+        let out = lane.schedule(&mut [("a", a.as_mut_slice()), ("b", b.as_mut_slice())], 4);
+        assert_eq!(out, vec![("b", 0, SendAction::Offer)]);
+        a[0].on_stored();
+        b[0].on_stored();
+        let out = lane.schedule(&mut [("a", a.as_mut_slice()), ("b", b.as_mut_slice())], 5);
+        assert_eq!(out, vec![("a", 2, SendAction::Offer)], "a's manifest last");
+        assert_eq!(next_file(&b, |_| false), Some(1));
+        assert_eq!(next_file(&[], |_| false), None);
+    }
+
+    proptest! {
+        /// The lane over relays of several recordings into one edge, with lost offers, chunks
+        /// and replies, `DownloadStored` answered late (the edge syncs and indexes), refusals
+        /// and the edge going offline: at most two files in flight, a file starts only when
+        /// every file in flight is all acknowledged, only files in flight are sent,
+        /// `manifest.json` starts (and so is confirmed) only after every other file of its
+        /// recording is confirmed, and every relay completes with every file confirmed.
+        #[test]
+        fn at_most_two_files_in_flight_per_edge_and_manifests_last(
+            sizes in proptest::collection::vec(proptest::collection::vec(0u64..400, 1..4), 1..4),
+            chunk in 1u32..100,
+            window_chunks in 1u64..4,
+            loss in 0u64..20,
+            fail in 0u64..5,
+            offline in 0u64..3,
+            stored_delay in 0i64..400,
+            seed in any::<u64>(),
+        ) {
+            let c = cfg(chunk, window_chunks);
+            let mut rng = seed | 1;
+            let mut roll = move |pct: u64| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng % 100 < pct
+            };
+            let mut sends: Vec<Vec<FileSend>> = sizes
+                .iter()
+                .map(|r| r.iter().map(|s| FileSend::new(c, *s)).collect())
+                .collect();
+            // The edge: bytes received per file, confirmed files, `DownloadStored` due.
+            let mut received: Vec<Vec<u64>> = sizes.iter().map(|r| vec![0; r.len()]).collect();
+            let mut held: Vec<Vec<bool>> = sizes.iter().map(|r| vec![false; r.len()]).collect();
+            let mut due: Vec<(i64, usize, usize)> = Vec::new();
+            let mut lane: Lane<usize> = Lane::default();
+            let mut now = 0i64;
+            let mut down = 0u32;
+            let mut steps = 0u64;
+            while !sends.iter().flatten().all(FileSend::is_stored) {
+                steps += 1;
+                prop_assert!(steps < 200_000, "no progress");
+                now += 50;
+                if down > 0 {
+                    down -= 1;
+                    continue;
+                }
+                if roll(offline) {
+                    for f in sends.iter_mut().flatten() {
+                        f.pause();
+                    }
+                    down = 5;
+                    continue;
+                }
+                let before = lane.files.clone();
+                let actions = {
+                    let mut relays: Vec<(usize, &mut [FileSend])> =
+                        sends.iter_mut().map(Vec::as_mut_slice).enumerate().collect();
+                    lane.schedule(&mut relays, now)
+                };
+                prop_assert!(lane.len() <= MAX_IN_FLIGHT);
+                let new: Vec<(usize, usize)> =
+                    lane.files.iter().filter(|f| !before.contains(f)).cloned().collect();
+                prop_assert!(new.len() <= 1, "one file started at a time: {:?}", new);
+                for (r, i) in &new {
+                    for (r2, i2) in lane.files.iter().filter(|f| *f != &(*r, *i)) {
+                        prop_assert!(sends[*r2][*i2].is_all_acked(), "started beside an unacked file");
+                    }
+                    if *i + 1 == sends[*r].len() {
+                        prop_assert!(sends[*r][..*i].iter().all(FileSend::is_stored), "manifest last");
+                    }
+                }
+                for (r, i, action) in actions {
+                    prop_assert!(lane.contains(&r, i), "only files in flight are sent");
+                    if roll(loss) {
+                        continue;
+                    }
+                    let size = sizes[r][i];
+                    let reply = match action {
+                        SendAction::Offer if held[r][i] => Some(ReplyBody::DownloadStored {
+                            transfer_id: 0, recording_id: String::new(), file: String::new(), sha256: Sha256([0; 32]),
+                        }),
+                        SendAction::Offer if roll(fail) => Some(ReplyBody::DownloadFailed {
+                            transfer_id: 0, recording_id: String::new(), file: String::new(), reason: "refused".into(),
+                        }),
+                        SendAction::Offer => {
+                            if received[r][i] >= size {
+                                due.push((now + stored_delay, r, i));
+                            }
+                            Some(ReplyBody::DownloadAccept { transfer_id: 0, offset: received[r][i] })
+                        }
+                        SendAction::Chunk(ch) => {
+                            if ch.offset == received[r][i] {
+                                received[r][i] += u64::from(ch.len);
+                                if received[r][i] >= size {
+                                    due.push((now + stored_delay, r, i));
+                                }
+                            }
+                            Some(ReplyBody::DownloadChunk { transfer_id: 0, next_offset: received[r][i] })
+                        }
+                    };
+                    if roll(loss) {
+                        continue;
+                    }
+                    let f = &mut sends[r][i];
+                    match reply {
+                        Some(ReplyBody::DownloadAccept { offset, .. }) => f.on_accept(offset, now),
+                        Some(ReplyBody::DownloadChunk { next_offset, .. }) => f.on_ack(next_offset, now),
+                        Some(ReplyBody::DownloadStored { .. }) => f.on_stored(),
+                        Some(ReplyBody::DownloadFailed { .. }) => f.on_failed(now),
+                        _ => {}
+                    }
+                }
+                // The edge confirms what it synced and indexed (the reply may be lost).
+                let (ready, later): (Vec<_>, Vec<_>) = due.into_iter().partition(|(t, _, _)| *t <= now);
+                due = later;
+                for (_, r, i) in ready {
+                    held[r][i] = true;
+                    if i + 1 == held[r].len() {
+                        prop_assert!(held[r].iter().all(|h| *h), "manifest.json confirmed last");
+                    }
+                    if !roll(loss) {
+                        sends[r][i].on_stored();
+                    }
+                }
+            }
+            prop_assert!(held.iter().flatten().all(|h| *h));
+            prop_assert!(lane.schedule(&mut [], now).is_empty());
+        }
     }
 
     /// The edge side as the service runs it: a receiver per open transfer, the partial file

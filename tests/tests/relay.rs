@@ -7,7 +7,8 @@
 //! offline (killed with SIGKILL) waits with a clear status, survives a manager restart (the
 //! persisted `relays` record and the resumed job) and completes once B is back; a move from
 //! `edge:A` to `edge:B` leaves only B's copy; a copy from `edge:B` into a target brings it back.
-//! Then the storage policy `edge:B`.
+//! Then the storage policy `edge:B`. Then an edge whose cache cannot hold the files: its
+//! refusal ("do not fit the cache") shows in the job, which completes once the edge has room.
 
 mod common;
 
@@ -19,12 +20,16 @@ use tapfleet_callgen::{GenOptions, generate_to_file};
 use tapfleet_tests::{sha256_file, wait_for};
 
 fn pcap(dir: &Path, calls: u32, seed: u64) -> (std::path::PathBuf, usize) {
+    pcap_of(dir, calls, seed, 2.0)
+}
+
+fn pcap_of(dir: &Path, calls: u32, seed: u64, duration_s: f64) -> (std::path::PathBuf, usize) {
     std::fs::create_dir_all(dir).expect("dir");
     let p = dir.join("calls.pcap");
     let opts = GenOptions {
         calls,
         concurrency: calls,
-        duration_s: 2.0,
+        duration_s,
         seed,
         ..GenOptions::default()
     };
@@ -285,4 +290,91 @@ fn storage_policy_edge_relays_each_recording_into_that_edge() {
     wait_for("staging emptied", Duration::from_secs(10), || {
         files_under(&m.data.join("relay")).is_empty().then_some(())
     });
+}
+
+#[test]
+fn an_edge_refuses_a_download_its_cache_cannot_hold_until_it_has_room() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let m = Manager::start(root, None, None);
+    let (a_data, b_data) = (root.join("edge-a"), root.join("edge-b"));
+    let a = enroll_at_with_config(
+        &m,
+        &a_data,
+        Some("edge-a"),
+        serde_json::json!({"storage": {"target": "edge-local"}}),
+    );
+    // B's cache holds 1 MiB (the least a config may say); each file of a 90 s call is larger.
+    let b = enroll_at_with_config(
+        &m,
+        &b_data,
+        Some("edge-b"),
+        serde_json::json!({"cache": {"capacity_bytes": 1u64 << 20}}),
+    );
+    let (a_pcap, n) = pcap_of(&root.join("pcap-a"), 1, 47, 90.0);
+    let empty = empty_pcap(root);
+    let _edge_a = start_edge_at(&m, "edge-a", &a_data, Some("edge-a"), &a_pcap, &[]);
+    let _edge_b = start_edge_at(&m, "edge-b", &b_data, Some("edge-b"), &empty, &[]);
+    let recs = wait_stored(&m, n, Duration::from_secs(60));
+    let id = recs.keys().next().expect("a recording").clone();
+    let sizes: Vec<u64> = recs[id.as_str()]["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter_map(|f| f["size"].as_u64())
+        .collect();
+    assert!(sizes.iter().all(|s| *s > 1 << 20), "{sizes:?}");
+    let here_b = format!("edge:{b}");
+    wait_for("edge B online", Duration::from_secs(20), || {
+        online(&m, &b).filter(|o| *o)
+    });
+    let (status, v) = api_send(
+        &m,
+        "POST",
+        "/api/v1/jobs",
+        &serde_json::json!({"kind": "copy", "recording_id": id, "from": format!("edge:{a}"), "to": here_b}),
+    );
+    assert!((200..300).contains(&status), "{status} {v}");
+    let job_id = v["id"].as_u64().expect("job id");
+    // The edge's refusal reaches the job's status; nothing is written into B's cache.
+    let refused = wait_for(
+        "the job says B has no room",
+        Duration::from_secs(30),
+        || {
+            let j = job(&m, job_id);
+            j["status"]
+                .as_str()
+                .is_some_and(|s| s.contains("do not fit the cache"))
+                .then_some(j)
+        },
+    );
+    assert_eq!(refused["state"], "running", "{refused}");
+    assert!(
+        files_under(&b_data.join("cache/held")).is_empty(),
+        "nothing held or partial in B: {:?}",
+        files_under(&b_data.join("cache/held"))
+    );
+    // Room made (a new config): the relay offers again and completes.
+    let (status, v) = api_send(
+        &m,
+        "PUT",
+        &format!("/api/v1/edges/{b}/config"),
+        &serde_json::json!({"cache": {"capacity_bytes": 1u64 << 30}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let done = wait_for(
+        "the job done once B has room",
+        Duration::from_secs(30),
+        || {
+            let j = job(&m, job_id);
+            (j["state"] != "running" && j["state"] != "queued").then_some(j)
+        },
+    );
+    assert_eq!(done["state"], "done", "{done}");
+    let r = &catalog(&m)[id.as_str()];
+    assert_held(
+        r,
+        &b_data.join("cache/held").join(&id),
+        &a_data.join("cache/recordings").join(&id),
+    );
 }

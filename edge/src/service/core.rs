@@ -13,8 +13,11 @@
 //!   manager fetching one), and with `edge-local` or `keep_local_copy` nothing is evicted (this
 //!   cache is a copy the catalog lists as `edge:<edge_id>`).
 //! - recordings held for others (`cache::held`, downloads from the manager): a `Download` job
-//!   already held is answered `DownloadStored` here, else handed to the download task; its
-//!   `Verified` is indexed before `DownloadStored` is sent. Upload and delete jobs reach held
+//!   already held is answered `DownloadStored` here; else the offer is decided here with the
+//!   room left (`receive::Reservations`: every accepted, unfinished download reserves its full
+//!   size until it is indexed, fails, is re-offered or sits a minute without a chunk), refused
+//!   with `DownloadFailed` or handed to the download task; its `Verified` is indexed (and the
+//!   reservation released) before `DownloadStored` is sent. Upload and delete jobs reach held
 //!   recordings too (a fetch back, a move away); nothing else uploads or evicts them.
 
 use std::collections::{BTreeSet, VecDeque};
@@ -43,6 +46,7 @@ use super::{BrokerAddr, now_ms};
 use crate::cache::{Cache, State, policy};
 use crate::calls::direction::SiteNetworks;
 use crate::inbound::{Inbound, InboundError};
+use crate::receive::{ABANDON_MS, HeldFile, OfferDecision, Reservations, Room};
 use crate::recorder::{RecorderEvent, RecorderOptions};
 use crate::transfer::SenderConfig;
 
@@ -188,6 +192,8 @@ struct Core {
     /// The bulk connection (downloads arrive on it).
     bulk: AsyncClient,
     download_tx: mpsc::UnboundedSender<DownloadCmd>,
+    /// Downloads accepted and not finished: their sizes count as used (in memory only).
+    reservations: Reservations,
     queue: VecDeque<(String, String)>,
     queued: BTreeSet<(String, String)>,
     /// The files offered, being sent or waiting for `Stored` (at most two).
@@ -278,6 +284,7 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
         upload_tx,
         bulk,
         download_tx,
+        reservations: Reservations::default(),
         queue: VecDeque::new(),
         queued: BTreeSet::new(),
         inflight: InFlight::default(),
@@ -429,6 +436,7 @@ impl Core {
                     Ok(Inbound::Ack(ack)) => self.on_ack(ack).await?,
                     Ok(Inbound::Job(job)) => self.on_job(job).await?,
                     Ok(Inbound::Chunk(chunk)) => {
+                        self.reservations.touch(chunk.transfer_id, now_ms());
                         let _ = self.download_tx.send(DownloadCmd::Chunk(chunk));
                     }
                     Err(InboundError::Invalid(reason)) => self.on_config(Err(reason)).await?,
@@ -760,6 +768,13 @@ impl Core {
 
     async fn on_tick(&mut self) -> anyhow::Result<()> {
         let now = tokio::time::Instant::now();
+        for transfer_id in self.reservations.expire(now_ms(), ABANDON_MS) {
+            tracing::warn!(
+                transfer_id,
+                "download abandoned (no chunk for a minute): its reservation is released"
+            );
+            let _ = self.download_tx.send(DownloadCmd::Abandon { transfer_id });
+        }
         if self.connected && now.duration_since(self.last_outbox) >= OUTBOX_RESEND {
             self.send_outbox().await?;
         }
@@ -982,19 +997,65 @@ impl Core {
                 reason: e.to_string(),
             },
             (None, Ok((part, dest_dir))) => {
-                let cfg = self.edge_config();
-                let used = self.cache.summary()?.used_bytes;
-                let _ = self.download_tx.send(DownloadCmd::Offer {
+                // A new offer of a file replaces its open download (and reservation).
+                if let Some(old) = self.reservations.release(&recording_id, &file) {
+                    let _ = self
+                        .download_tx
+                        .send(DownloadCmd::Abandon { transfer_id: old });
+                }
+                // The reserved partial files first, then the whole cache (see `Room`).
+                let reserved_on_disk: u64 = self
+                    .reservations
+                    .files()
+                    .filter_map(|(r, f)| self.cache.incoming_path(r, f).ok())
+                    .filter_map(|p| std::fs::metadata(p).ok())
+                    .map(|m| m.len())
+                    .sum();
+                let room = Room {
+                    capacity_bytes: self.edge_config().cache.capacity_bytes,
+                    used_bytes: self.cache.summary()?.used_bytes,
+                    reserved_on_disk,
+                };
+                let have = match std::fs::metadata(&part) {
+                    Ok(m) => HeldFile::Partial(m.len()),
+                    Err(_) => HeldFile::Nothing,
+                };
+                let free_bytes = self.reservations.free_bytes(room);
+                match self.reservations.decide(
                     transfer_id,
-                    recording_id,
-                    file,
+                    &recording_id,
+                    &file,
                     size,
                     sha256,
-                    part,
-                    dest_dir,
-                    free_bytes: cfg.cache.capacity_bytes.saturating_sub(used),
-                });
-                return Ok(());
+                    have,
+                    true,
+                    room,
+                    now_ms(),
+                ) {
+                    OfferDecision::Refuse { reason } => {
+                        self.transfer_failures += 1;
+                        tracing::warn!(transfer_id, recording = %recording_id, file, size, reason, "download refused");
+                        ReplyBody::DownloadFailed {
+                            transfer_id,
+                            recording_id,
+                            file,
+                            reason,
+                        }
+                    }
+                    OfferDecision::Accept { .. } | OfferDecision::AlreadyHeld => {
+                        let _ = self.download_tx.send(DownloadCmd::Offer {
+                            transfer_id,
+                            recording_id,
+                            file,
+                            size,
+                            sha256,
+                            part,
+                            dest_dir,
+                            free_bytes,
+                        });
+                        return Ok(());
+                    }
+                }
             }
         };
         self.publish(&self.topics.replies, false, &JobReply::new(None, reply))
@@ -1010,8 +1071,12 @@ impl Core {
                 size,
                 sha256,
             } => {
-                self.cache
-                    .hold_file(&recording_id, &file, size, sha256, now_ms())?;
+                let held = self
+                    .cache
+                    .hold_file(&recording_id, &file, size, sha256, now_ms());
+                // Indexed (its bytes in the cache's usage) or failed: no longer reserved.
+                self.reservations.release_transfer(transfer_id);
+                held?;
                 tracing::info!(recording = %recording_id, file, size, "file held for the fleet");
                 let reply = ReplyBody::DownloadStored {
                     transfer_id,
@@ -1027,7 +1092,11 @@ impl Core {
                     .download_bytes_total
                     .fetch_add(bytes, Ordering::Relaxed);
             }
-            DownloadEvent::Failed { reason } => {
+            DownloadEvent::Failed {
+                transfer_id,
+                reason,
+            } => {
+                self.reservations.release_transfer(transfer_id);
                 self.transfer_failures += 1;
                 tracing::warn!(reason, "download failed");
             }

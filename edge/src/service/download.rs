@@ -2,19 +2,25 @@
 //! recordings it holds for others, `held/` in the cache), as the pure [`crate::receive`] state
 //! machine decides, and answers on the edge's `replies` topic.
 //!
-//! Per file: the core hands over an offer (`JobAction::Download`) it did not answer itself;
-//! this task opens `held/.incoming/<id>/<file>.part`, hashes what an interrupted download left
-//! there (resume: the accept names that length), answers `DownloadAccept{offset}`, then writes
+//! Per file: the core hands over an offer (`JobAction::Download`) it accepted (it decides the
+//! room, reserving the file's size: `receive::Reservations`); this task opens
+//! `held/.incoming/<id>/<file>.part`, hashes what an interrupted download left there (resume:
+//! the accept names that length), answers `DownloadAccept{offset}`, then writes
 //! each chunk from the `download` topic as the receiver says and acknowledges it
 //! (`DownloadChunk{next_offset}`). At the last byte: a digest mismatch deletes the partial file
 //! and answers `DownloadFailed`; a match syncs the file, renames it into `held/<id>/<file>`,
-//! syncs the folder and reports `Verified` to the core, which commits the index and only then
-//! answers `DownloadStored`. Chunks of a transfer this task does not know (an edge restart) are
-//! answered `DownloadFailed`, so the manager offers the file again and resumes.
+//! syncs the folder (on a blocking thread: the next file's chunks, which the manager sends
+//! meanwhile, keep being written) and reports `Verified` to the core, which commits the index
+//! and only then answers `DownloadStored`. Chunks of a transfer this task does not know (an
+//! edge restart) are answered `DownloadFailed`, so the manager offers the file again and
+//! resumes; so are those of a transfer the core abandoned (`Abandon`: its reservation expired or
+//! a new offer replaced it). An offer of a file being placed is answered `DownloadFailed` (the
+//! manager offers it again and then finds it held).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Seek, Write};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use rumqttc::{AsyncClient, QoS};
 use tapfleet_schemas::{JobReply, ReplyBody, Sha256, TransferChunk, encode};
@@ -39,6 +45,11 @@ pub enum DownloadCmd {
         free_bytes: u64,
     },
     Chunk(TransferChunk),
+    /// The core released the transfer's reservation (abandoned, or replaced by a new offer):
+    /// stop it; its partial file stays (a later offer resumes it).
+    Abandon {
+        transfer_id: u64,
+    },
 }
 
 /// What the task reports to the core.
@@ -57,6 +68,7 @@ pub enum DownloadEvent {
         bytes: u64,
     },
     Failed {
+        transfer_id: u64,
         reason: String,
     },
 }
@@ -70,6 +82,46 @@ struct Active {
     rx: Receiver,
 }
 
+/// Publishes replies on the edge's `replies` topic; knows the partial files being placed.
+#[derive(Clone)]
+struct Replies {
+    client: AsyncClient,
+    topic: String,
+    /// Partial files being synced and renamed on a blocking thread.
+    placing: Arc<Mutex<HashSet<PathBuf>>>,
+}
+
+impl Replies {
+    fn is_placing(&self, part: &std::path::Path) -> bool {
+        self.placing.lock().is_ok_and(|p| p.contains(part))
+    }
+
+    fn set_placing(&self, part: &std::path::Path, on: bool) {
+        if let Ok(mut p) = self.placing.lock() {
+            if on {
+                p.insert(part.to_path_buf());
+            } else {
+                p.remove(part);
+            }
+        }
+    }
+
+    async fn publish(&self, body: ReplyBody) {
+        match encode(&JobReply::new(None, body)) {
+            Ok(payload) => {
+                if let Err(e) = self
+                    .client
+                    .publish(&self.topic, QoS::AtLeastOnce, false, payload)
+                    .await
+                {
+                    tracing::warn!(error = %e, "download reply not published");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "download reply not encoded"),
+        }
+    }
+}
+
 /// Runs until the command channel closes.
 pub async fn run(
     client: AsyncClient,
@@ -77,11 +129,28 @@ pub async fn run(
     mut cmds: UnboundedReceiver<DownloadCmd>,
     events: UnboundedSender<DownloadEvent>,
 ) {
+    let out = Replies {
+        client,
+        topic: replies,
+        placing: Arc::default(),
+    };
     let mut active: HashMap<u64, Active> = HashMap::new();
     while let Some(cmd) = cmds.recv().await {
         // File IO blocks: each step runs in `block_in_place` (the service's runtime is
         // multi-threaded), so the state stays here without locks.
         let replies_out: Vec<ReplyBody> = match cmd {
+            DownloadCmd::Offer {
+                transfer_id,
+                recording_id,
+                file,
+                part,
+                ..
+            } if out.is_placing(&part) => vec![ReplyBody::DownloadFailed {
+                transfer_id,
+                recording_id,
+                file,
+                reason: "the file is being stored: offer it again".into(),
+            }],
             DownloadCmd::Offer {
                 transfer_id,
                 recording_id,
@@ -111,15 +180,15 @@ pub async fn run(
                         tracing::info!(transfer_id, recording = %recording_id, file, size, offset, "download accepted");
                         let complete = a.rx.is_complete();
                         active.insert(transfer_id, a);
-                        let mut out = vec![ReplyBody::DownloadAccept {
+                        let mut replies = vec![ReplyBody::DownloadAccept {
                             transfer_id,
                             offset,
                         }];
                         if complete {
                             // Every byte was already here (or the file is empty): finish now.
-                            out.extend(finish(&mut active, transfer_id, &events).await);
+                            replies.extend(finish(&mut active, transfer_id, &events, &out));
                         }
-                        out
+                        replies
                     }
                     Err(reason) => vec![ReplyBody::DownloadFailed {
                         transfer_id,
@@ -129,25 +198,27 @@ pub async fn run(
                     }],
                 }
             }
-            DownloadCmd::Chunk(chunk) => on_chunk(&mut active, chunk, &events).await,
+            DownloadCmd::Chunk(chunk) => on_chunk(&mut active, chunk, &events, &out),
+            DownloadCmd::Abandon { transfer_id } => {
+                if let Some(a) = active.remove(&transfer_id) {
+                    tracing::info!(transfer_id, recording = %a.recording_id, file = %a.file, "download stopped");
+                }
+                Vec::new()
+            }
         };
         for body in replies_out {
-            if let ReplyBody::DownloadFailed { reason, .. } = &body {
+            if let ReplyBody::DownloadFailed {
+                transfer_id,
+                reason,
+                ..
+            } = &body
+            {
                 let _ = events.send(DownloadEvent::Failed {
+                    transfer_id: *transfer_id,
                     reason: reason.clone(),
                 });
             }
-            match encode(&JobReply::new(None, body)) {
-                Ok(payload) => {
-                    if let Err(e) = client
-                        .publish(&replies, QoS::AtLeastOnce, false, payload)
-                        .await
-                    {
-                        tracing::warn!(error = %e, "download reply not published");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "download reply not encoded"),
-            }
+            out.publish(body).await;
         }
     }
 }
@@ -196,10 +267,11 @@ fn open_part(
     Ok((out, rx))
 }
 
-async fn on_chunk(
+fn on_chunk(
     active: &mut HashMap<u64, Active>,
     chunk: TransferChunk,
     events: &UnboundedSender<DownloadEvent>,
+    replies: &Replies,
 ) -> Vec<ReplyBody> {
     let id = chunk.transfer_id;
     let Some(mut a) = active.remove(&id) else {
@@ -255,18 +327,21 @@ async fn on_chunk(
                 next_offset,
             }];
             if done.is_some() {
-                out.extend(finish(active, id, events).await);
+                out.extend(finish(active, id, events, replies));
             }
             out
         }
     }
 }
 
-/// The last byte is in: verify, sync, rename into place, report to the core.
-async fn finish(
+/// The last byte is in: verify; then sync and rename into place on a blocking thread (this
+/// task goes on with the next file's chunks) and report `Verified` to the core, or answer
+/// `DownloadFailed`.
+fn finish(
     active: &mut HashMap<u64, Active>,
     id: u64,
     events: &UnboundedSender<DownloadEvent>,
+    replies: &Replies,
 ) -> Vec<ReplyBody> {
     let Some(a) = active.remove(&id) else {
         return Vec::new();
@@ -283,25 +358,43 @@ async fn finish(
             reason: format!("sha256 mismatch: received {}", done.sha256),
         }];
     }
-    let placed = tokio::task::block_in_place(|| place(a));
-    match placed {
-        Ok(()) => {
-            let _ = events.send(DownloadEvent::Verified {
-                transfer_id: id,
-                recording_id: rid,
-                file,
-                size,
-                sha256: done.sha256,
-            });
-            Vec::new() // the core answers `DownloadStored` once the index has it
+    let (events, replies) = (events.clone(), replies.clone());
+    let part = a.part.clone();
+    replies.set_placing(&part, true);
+    tokio::spawn(async move {
+        let placed = match tokio::task::spawn_blocking(move || place(a)).await {
+            Ok(r) => r,
+            Err(e) => Err(format!("placing the file: {e}")),
+        };
+        replies.set_placing(&part, false);
+        match placed {
+            // The core answers `DownloadStored` once the index has it.
+            Ok(()) => {
+                let _ = events.send(DownloadEvent::Verified {
+                    transfer_id: id,
+                    recording_id: rid,
+                    file,
+                    size,
+                    sha256: done.sha256,
+                });
+            }
+            Err(reason) => {
+                let _ = events.send(DownloadEvent::Failed {
+                    transfer_id: id,
+                    reason: reason.clone(),
+                });
+                replies
+                    .publish(ReplyBody::DownloadFailed {
+                        transfer_id: id,
+                        recording_id: rid,
+                        file,
+                        reason,
+                    })
+                    .await;
+            }
         }
-        Err(reason) => vec![ReplyBody::DownloadFailed {
-            transfer_id: id,
-            recording_id: rid,
-            file,
-            reason,
-        }],
-    }
+    });
+    Vec::new()
 }
 
 /// fsync the file, rename it into `held/<id>/`, fsync the folder.
