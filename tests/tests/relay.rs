@@ -233,6 +233,16 @@ fn a_job_stores_an_edge_local_recording_into_another_edge_even_if_it_is_offline(
     assert!(out.contains("\"done\""), "{out}");
     let recs = catalog(&m);
     assert_target_exact(&m, "cloud", &recs, 1);
+
+    // 5. A recording A already uploaded once (into the relay's staging: A counts it stored) is
+    // copied from A into a target: A sends its files again.
+    let out = cli_ok(
+        &m,
+        &["job", "copy", &ids[1], "--from", &here_a, "--to", "cloud"],
+    );
+    assert!(out.contains("\"done\""), "{out}");
+    let recs = catalog(&m);
+    assert_target_exact(&m, "cloud", &recs, 2);
 }
 
 #[test]

@@ -196,6 +196,9 @@ struct Core {
     reservations: Reservations,
     queue: VecDeque<(String, String)>,
     queued: BTreeSet<(String, String)>,
+    /// Files of recordings stored already that a job asked to upload again (a copy into another
+    /// target): offered despite their state, until stored.
+    again: BTreeSet<(String, String)>,
     /// The files offered, being sent or waiting for `Stored` (at most two).
     inflight: InFlight<tokio::time::Instant>,
     connected: bool,
@@ -287,6 +290,7 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
         reservations: Reservations::default(),
         queue: VecDeque::new(),
         queued: BTreeSet::new(),
+        again: BTreeSet::new(),
         inflight: InFlight::default(),
         connected: false,
         counters,
@@ -612,6 +616,7 @@ impl Core {
                 ..
             } => {
                 tracing::info!(recording = %recording_id, file, target, location, "file stored");
+                self.again.remove(&(recording_id.clone(), file.clone()));
                 let whole = self
                     .cache
                     .mark_file_stored(&recording_id, &file, now_ms())?;
@@ -701,7 +706,28 @@ impl Core {
                     }
                     ReplyBody::Done
                 }
-                Some(e) if e.state == State::Stored => ReplyBody::Done,
+                Some(e) if e.state == State::Stored => {
+                    // Stored in one target; the manager wants another copy (e.g. a copy job into
+                    // the cloud after a relay): send the files again while they are still here.
+                    let mut again = 0;
+                    for f in e.manifest.iter().flat_map(|m| m.files.iter()) {
+                        if (files.is_empty() || files.contains(&f.name))
+                            && self.local_file(&recording_id, &f.name)?.is_file()
+                        {
+                            self.again.insert((recording_id.clone(), f.name.clone()));
+                            self.enqueue(recording_id.clone(), f.name.clone(), true);
+                            again += 1;
+                        }
+                    }
+                    if again == 0 {
+                        ReplyBody::Failed {
+                            reason: "stored, and its files are no longer in this edge's cache"
+                                .to_owned(),
+                        }
+                    } else {
+                        ReplyBody::Done
+                    }
+                }
                 Some(e) => ReplyBody::Failed {
                     reason: format!("recording is {:?}", e.state),
                 },
@@ -827,6 +853,10 @@ impl Core {
         .map(str::to_owned)
         .collect();
         for id in evict {
+            // Not while a job has it uploaded again.
+            if self.again.iter().any(|(r, _)| *r == id) {
+                continue;
+            }
             self.cache.evict(&id, now_ms())?;
         }
         let every = Duration::from_secs(match cfg.telemetry_interval_secs {
@@ -907,11 +937,17 @@ impl Core {
                     else {
                         continue;
                     };
+                    let again = self.again.contains(&(recording_id.clone(), file.clone()));
                     if entry.state == State::Finalized && !entry.stored_files.contains(&file) {
                         not_yet.push((recording_id, file));
                         continue;
                     }
-                    if entry.stored_files.contains(&file) || entry.state != State::Announced {
+                    if again && entry.state != State::Stored {
+                        self.again.remove(&(recording_id.clone(), file.clone()));
+                    }
+                    if !(again && entry.state == State::Stored)
+                        && (entry.stored_files.contains(&file) || entry.state != State::Announced)
+                    {
                         continue;
                     }
                     (f.size, f.sha256)
