@@ -521,6 +521,32 @@ impl CallTracker {
         })
     }
 
+    /// [`Self::route_media`], with where the route's entry is in memory and its size (a
+    /// prefetch hint: the entry's key is just before the route).
+    pub fn route_media_at(
+        &self,
+        src: SocketAddr,
+        dst: SocketAddr,
+    ) -> Option<(MediaRoute, usize, usize)> {
+        let entry = std::mem::size_of::<(SocketAddr, MediaRoute)>();
+        let before = std::mem::size_of::<SocketAddr>();
+        if let Some(r) = self.routes.get(&dst) {
+            return Some((
+                *r,
+                (r as *const MediaRoute as usize).saturating_sub(before),
+                entry,
+            ));
+        }
+        self.routes.get(&src).map(|r| {
+            let at = (r as *const MediaRoute as usize).saturating_sub(before);
+            let route = MediaRoute {
+                direction: r.direction.flip(),
+                ..*r
+            };
+            (route, at, entry)
+        })
+    }
+
     /// Notes a media packet of a call and returns the call's dialog (one lookup for both).
     pub fn touch_dialog(&mut self, key: CallKey, now_ns: i64) -> Option<&Dialog> {
         let d = self.dialogs.get_mut(&key)?;

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use tapfleet_schemas as schemas;
 
 use super::pcap_writer::PcapWriter;
+use super::prefetch::{Hint, slot};
 use super::video::{self, VideoCodec, VideoTrack};
 use super::wav_writer::{NARROWBAND_RATE, WIDEBAND_RATE, WavWriter};
 use crate::calls::{CallEnd, Dialog, MediaDirection, MediaRoute, Party};
@@ -56,7 +57,8 @@ const VIDEO_PROBES: u32 = 3000;
 const VIDEO_CLOCK: u32 = 90_000;
 
 /// One RTP stream of a call. `repr(C)` keeps the fields every packet reads or writes together at
-/// the front (the scan's key, the payload type cache, timestamps, statistics: ~4 cache lines) and
+/// the front (the scan's key, the payload type cache, timestamps, statistics, the prefetch hint:
+/// ~5 cache lines) and
 /// the cold rest (names, notes, probes, the boxed video writer) behind them, so a packet touches
 /// few cache lines of a record that is not in cache.
 #[derive(Debug)]
@@ -77,6 +79,9 @@ struct Stream {
     /// Extended RTP timestamp and WAV frame that correspond.
     anchor: Option<(i64, i64)>,
     stats: StreamStats,
+    /// Where the records of the RTP packet that followed this stream's last one are
+    /// ([`super::prefetch`]).
+    next: Hint,
     /// The stream's decoder (made on its first decodable packet, again if the codec changes).
     decoder: Option<AudioDecoder>,
     // Cold: new streams, payload type changes, probes, the manifest.
@@ -110,9 +115,9 @@ struct Dtmf {
     direction: MediaDirection,
 }
 
-// The per-packet part of a stream stays within its first 256 bytes and the whole record small
-// (it was 880 bytes with the video writer inline): see [`Stream`].
-const _: () = assert!(std::mem::offset_of!(Stream, decoder) <= 256);
+// The per-packet part of a stream stays within its first 256 bytes plus its prefetch hint, and
+// the whole record small (it was 880 bytes with the video writer inline): see [`Stream`].
+const _: () = assert!(std::mem::offset_of!(Stream, decoder) <= 256 + std::mem::size_of::<Hint>());
 const _: () = assert!(std::mem::size_of::<Stream>() <= 512);
 
 /// A call being recorded. `repr(C)`: the fields every packet of the call uses come first (and
@@ -125,9 +130,13 @@ pub struct CallRecording {
     audio: bool,
     /// At most [`MAX_STREAMS`], found by a linear scan (a call usually has 2-4).
     streams: Vec<Stream>,
+    /// The stream of the last RTP packet ([`Self::on_rtp`]), and of each direction's.
+    last_stream: usize,
+    last_by_dir: [usize; 2],
     linktype_mismatch: u64,
-    pcap: Option<PcapWriter>,
+    // The WAV writer whole, then the pcap writer's per-packet fields: one prefetch span.
     wav: Option<WavWriter>,
+    pcap: Option<PcapWriter>,
     // Cold.
     pub id: String,
     pub dir: PathBuf,
@@ -186,6 +195,8 @@ impl CallRecording {
             pcap: Some(pcap),
             wav: None,
             streams: Vec::new(),
+            last_stream: 0,
+            last_by_dir: [0; 2],
             dtmf: Vec::new(),
             linktype_mismatch: 0,
             untracked_streams: 0,
@@ -272,10 +283,16 @@ impl CallRecording {
         pkt: &rtp::RtpPacket<'_>,
         arrival_ns: i64,
     ) -> io::Result<()> {
-        let found = self
-            .streams
-            .iter()
-            .position(|s| s.ssrc == pkt.ssrc && s.src == src && s.dst == dst);
+        // Streams are unique by (SSRC, source, destination): the direction's last stream is
+        // tried first (the only one a prefetch hint brought into the cache), then all.
+        let matches = |s: &Stream| s.ssrc == pkt.ssrc && s.src == src && s.dst == dst;
+        let dir = usize::from(route.direction == MediaDirection::CalleeToCaller);
+        let guess = self.last_by_dir.get(dir).copied().unwrap_or(0);
+        let found = if self.streams.get(guess).is_some_and(matches) {
+            Some(guess)
+        } else {
+            self.streams.iter().position(matches)
+        };
         let idx = match found {
             Some(i) => i,
             None => {
@@ -313,6 +330,7 @@ impl CallRecording {
                     video_probes: 0,
                     video_note: None,
                     srtp: route.srtp,
+                    next: Hint::default(),
                 });
                 self.streams.len() - 1
             }
@@ -320,6 +338,12 @@ impl CallRecording {
         let Some(s) = self.streams.get_mut(idx) else {
             return Ok(());
         };
+        // What the packet after this stream's last one touched is likely needed next.
+        s.next.issue();
+        self.last_stream = idx;
+        if let Some(d) = self.last_by_dir.get_mut(dir) {
+            *d = idx;
+        }
         let (mut kind, mut clock) = match s.pt_cache {
             Some((pt, kind, clock)) if pt == pkt.payload_type => (kind, clock),
             _ => {
@@ -415,8 +439,12 @@ impl CallRecording {
                             as i64
                     }
                 };
-                let arrival_frame = ((i128::from(arrival_ns - self.start_ns) * i128::from(rate))
-                    / 1_000_000_000) as i64;
+                // In i64 unless it would overflow (a 128-bit division is a library call).
+                let since = arrival_ns - self.start_ns;
+                let arrival_frame = match since.checked_mul(i64::from(rate)) {
+                    Some(x) => x / 1_000_000_000,
+                    None => ((i128::from(since) * i128::from(rate)) / 1_000_000_000) as i64,
+                };
                 let (a_ts, a_frame) = match s.anchor {
                     Some((t, f))
                         if ((f + frames(ext - t)) - arrival_frame).abs() <= i64::from(rate) =>
@@ -483,6 +511,49 @@ impl CallRecording {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Adds to `h` where the next packet of the last RTP packet's stream goes: this call's hot
+    /// fields, the stream, the pcap buffer's tail and the stream's next WAV slots.
+    pub(super) fn hint_last(&self, h: &mut Hint) {
+        use std::mem::offset_of;
+        // The map's key is just before the call; its per-packet fields end with the pcap
+        // writer's.
+        let key = std::mem::size_of::<crate::calls::CallKey>();
+        let at = self as *const Self as usize;
+        h.set(
+            slot::CALL,
+            at.saturating_sub(key),
+            key + offset_of!(CallRecording, pcap) + PcapWriter::HOT_BYTES,
+        );
+        if let Some(s) = self.streams.get(self.last_stream) {
+            h.set(
+                slot::STREAM,
+                s as *const Stream as usize,
+                offset_of!(Stream, decoder),
+            );
+        }
+        if let Some(p) = &self.pcap {
+            // The record header and the payload's start (the copy streams the rest).
+            h.set(slot::PCAP, p.tail(), 128);
+        }
+        if let Some(w) = &self.wav {
+            // The first slots (the stores stream on).
+            let (at, bytes) = w.next_slot();
+            h.set(slot::WAV, at, bytes.min(128));
+        }
+    }
+
+    /// The stream of the last RTP packet.
+    pub(super) fn last_stream(&self) -> usize {
+        self.last_stream
+    }
+
+    /// Notes where the records of the RTP packet that followed stream `stream`'s last one are.
+    pub(super) fn set_next_hint(&mut self, stream: usize, h: Hint) {
+        if let Some(s) = self.streams.get_mut(stream) {
+            s.next = h;
+        }
     }
 
     /// Accounts an RTCP packet of the call (already written to the pcap): its SRs, report blocks

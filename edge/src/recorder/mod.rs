@@ -22,6 +22,7 @@ mod call;
 pub mod finisher;
 mod parts;
 pub mod pcap_writer;
+mod prefetch;
 pub mod video;
 pub mod wav_writer;
 
@@ -232,6 +233,9 @@ pub struct Recorder {
     orphan_index: HashMap<(SocketAddr, SocketAddr), (u64, MediaDirection)>,
     next_orphan: u64,
     finisher: Finisher,
+    /// The call and stream of the last RTP packet of a call, which gets the next one's
+    /// [`prefetch::Hint`].
+    prev_rtp: Option<(CallKey, usize)>,
 }
 
 /// An RTP packet held while its orphan stream is not yet recognised.
@@ -273,6 +277,7 @@ impl Recorder {
             orphan_index: HashMap::default(),
             next_orphan: 0,
             finisher,
+            prev_rtp: None,
         }
     }
 
@@ -367,7 +372,7 @@ impl Recorder {
             return self.on_sip(pkts, now_ns, (dg.src.ip(), dg.dst.ip()), dg.payload);
         }
         if dg.transport == Transport::Udp
-            && let Some(route) = self.tracker.route_media(dg.src, dg.dst)
+            && let Some((route, route_at, route_len)) = self.tracker.route_media_at(dg.src, dg.dst)
         {
             let dialog = self.tracker.touch_dialog(route.key, now_ns);
             // T.38 (UDPTL) negotiated on a media line (often by a re-INVITE of an audio call) is
@@ -398,7 +403,26 @@ impl Recorder {
                 }
                 Ok(())
             })();
-            return res.map_err(|e| self.fail_call(route.key, e));
+            if let Err(e) = res {
+                return Err(self.fail_call(route.key, e));
+            }
+            if rtp.is_some() {
+                let mut hint = prefetch::Hint::default();
+                rec.hint_last(&mut hint);
+                hint.set(prefetch::slot::ROUTE, route_at, route_len);
+                // The map's key just before the dialog, and the time every packet updates.
+                let key = std::mem::size_of::<CallKey>();
+                let at = dialog as *const crate::calls::Dialog as usize;
+                hint.set(prefetch::slot::DIALOG, at.saturating_sub(key), 2 * key);
+                hint.set_of(prefetch::slot::DIALOG_TIME, &dialog.last_ns, 0);
+                let stream = rec.last_stream();
+                if let Some((k, s)) = self.prev_rtp.replace((route.key, stream))
+                    && let Some(prev) = self.calls.get_mut(&k)
+                {
+                    prev.set_next_hint(s, hint);
+                }
+            }
+            return Ok(());
         }
         if dg.transport == Transport::Udp
             && !rtp::is_rtcp(dg.payload)

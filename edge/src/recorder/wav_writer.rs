@@ -6,12 +6,14 @@
 //! (the window: `rate` frames) of the newest frame still land in place. One second matches the
 //! recorder's anchor tolerance (a stream whose timestamps stray more than 1 s from arrival is
 //! re-anchored), so the two channels may be that far apart. Frames older than the window are
-//! final: they are written straight from the ring to disk in pieces of at least a quarter second
-//! (8 KiB at 8 kHz; no per-packet write, no copy through an extra buffer), which bounds memory per
-//! call (40 KiB at 8 kHz, 80 KiB at 16 kHz); a writer that got the extra bytes from the process's
-//! write-buffer pool ([`super::budget`]) writes pieces of at least a second (32 KiB at 8 kHz, a ring
-//! of 64 KiB). The file's bytes are the same either way. Frames nobody wrote are silence. The RIFF sizes are
-//! patched at [`WavWriter::finish`], which then hashes the file.
+//! final: they are written straight from the ring to disk in pieces of [`CHUNK_BYTES`] (8 KiB at
+//! 8 kHz, a quarter second; no per-packet write, no copy through an extra buffer), which bounds
+//! memory per call (39.3 KiB at 8 kHz, 78.5 KiB at 16 kHz); a writer that got the extra bytes from
+//! the process's write-buffer pool ([`super::budget`]) writes pieces of [`LARGE_CHUNK_BYTES`] (32 KiB
+//! at 8 kHz, about a second; a ring of 63.3 KiB). Each piece ends at a multiple of its size in the
+//! file (the 44-byte header included), so the kernel caches it in one large folio instead of page
+//! by page. The file's bytes are the same either way. Frames nobody wrote are silence. The RIFF
+//! sizes are patched at [`WavWriter::finish`], which then hashes the file.
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
@@ -26,6 +28,10 @@ pub const NARROWBAND_RATE: u32 = 8000;
 pub const WIDEBAND_RATE: u32 = 16_000;
 const FRAME_BYTES: usize = 4;
 const HEADER_LEN: u64 = 44;
+/// Bytes of a piece written at 8 kHz (twice at 16 kHz) with the minimal ring.
+pub const CHUNK_BYTES: usize = 8 * 1024;
+/// Bytes of a piece written at 8 kHz (twice at 16 kHz) with bytes from the pool.
+pub const LARGE_CHUNK_BYTES: usize = 32 * 1024;
 
 /// An open `audio.wav`. `repr(C)`: what placing samples uses first, the file behind.
 #[derive(Debug)]
@@ -35,7 +41,8 @@ pub struct WavWriter {
     rate: u32,
     /// Frames a sample may arrive late and still be placed (1 s).
     window: u64,
-    /// Final frames are written to disk once this many have gathered (0.25 s; 1 s with `grant`).
+    /// Final frames are written to disk in pieces of this many (a power of two: 2048 frames at
+    /// 8 kHz, 8192 with `grant`), each ending where the file's offset is a multiple of its size.
     flush: u64,
     /// The pool's bytes the ring holds beyond the minimal 1.25 s.
     _grant: Grant,
@@ -49,6 +56,8 @@ pub struct WavWriter {
     written: u64,
     /// Samples that arrived after their frame had left the window.
     pub late_samples: u64,
+    /// The frame after the last put, and its length: where the same stream's next packet goes.
+    next: (u64, u64),
     path: PathBuf,
     file: File,
 }
@@ -63,9 +72,10 @@ impl WavWriter {
         };
         let mut file = File::create(path)?;
         file.write_all(&header(0, rate))?;
-        let small = rate / 4;
-        let grant = Grant::take((rate - small) as usize * FRAME_BYTES);
-        let flush = if grant.bytes() > 0 { rate } else { small };
+        let scale = (rate / NARROWBAND_RATE) as usize;
+        let (small, large) = (CHUNK_BYTES * scale, LARGE_CHUNK_BYTES * scale);
+        let grant = Grant::take(large - small);
+        let flush = (if grant.bytes() > 0 { large } else { small } / FRAME_BYTES) as u32;
         let ring_frames = (rate + flush) as usize;
         Ok(WavWriter {
             path: path.to_path_buf(),
@@ -79,6 +89,7 @@ impl WavWriter {
             base: 0,
             written: 0,
             late_samples: 0,
+            next: (0, 0),
         })
     }
 
@@ -117,10 +128,13 @@ impl WavWriter {
         let window = self.window;
         let ring_frames = self.ring_frames;
         let end = pos + len;
+        self.next = (end, len);
         if end > self.base + window {
             self.base = end - window;
             if self.base - self.written >= self.flush {
-                self.write_until(self.base)?;
+                // Up to the last piece boundary: the ring then holds less than a piece of final
+                // frames besides the window.
+                self.write_until(self.piece_boundary(self.base))?;
             }
         }
         // Frames that left the window are lost for this channel.
@@ -155,6 +169,23 @@ impl WavWriter {
             frame += n as u64;
         }
         Ok(())
+    }
+
+    /// Where in memory the same number of frames as the last put would go right after it (the
+    /// ring's slots up to its end): address and bytes, for a prefetch hint.
+    pub(super) fn next_slot(&self) -> (usize, usize) {
+        let (frame, len) = self.next;
+        let idx = (frame % self.ring_frames as u64) as usize * FRAME_BYTES;
+        let bytes = (len as usize * FRAME_BYTES).min(self.ring.len().saturating_sub(idx));
+        (self.ring.as_ptr() as usize + idx, bytes)
+    }
+
+    /// The last frame at or before `frame` where a piece ends: the file offset of the frame
+    /// (header included) is a multiple of the piece size. At least `frame - flush + 1`.
+    fn piece_boundary(&self, frame: u64) -> u64 {
+        let header_frames = HEADER_LEN / FRAME_BYTES as u64;
+        let f = self.flush;
+        ((frame + header_frames) / f * f).saturating_sub(header_frames)
     }
 
     /// Writes frames `written..frame` from the ring to disk and clears their slots (slots of
@@ -257,7 +288,8 @@ mod tests {
 
     /// The writer's output equals a plain model of its rules (a sample lands unless its frame is
     /// more than the window behind the newest frame; the file is cut or padded to the length), over
-    /// in-order, reordered, late, jumping and overlapping puts on both channels, at both rates.
+    /// in-order, reordered, late, jumping and overlapping puts on both channels, at both rates;
+    /// its writes end at multiples of the piece size.
     #[test]
     fn matches_model_across_ring_wraps_jumps_and_late_puts() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -299,6 +331,10 @@ mod tests {
                     let codes: Vec<u8> = samples.iter().map(|&s| s as u8).collect();
                     w.put_g711(ch, pos, Law::Alaw, &codes).expect("put");
                 }
+                // Pieces end at multiples of their size in the file; less than a piece waits.
+                let piece = w.flush * FRAME_BYTES as u64;
+                assert!(w.written == 0 || (HEADER_LEN + w.written * 4).is_multiple_of(piece));
+                assert!(w.base - w.written < w.flush);
                 base = base.max((pos + len).saturating_sub(window));
                 for (i, &s) in samples.iter().enumerate() {
                     let f = pos + i as u64;
