@@ -148,6 +148,33 @@ pub(crate) struct Gate {
     pub connect_timeout: Duration,
     pub max_connections: usize,
     pub stats: Arc<GateStats>,
+    /// The gate's own link into rumqttd's router (see [`Direct`]); none: every packet goes over
+    /// the internal TCP connection.
+    pub direct: Option<Direct>,
+}
+
+/// Allowed PUBLISHes at QoS 0 and 1 go into rumqttd's router through this in-process link
+/// instead of the client's internal TCP connection (which keeps carrying everything else:
+/// SUBSCRIBE, PINGREQ, DISCONNECT, and every packet towards the client). The bytes are the ones
+/// read from the client (no copy, no TCP hop, no second MQTT parse); the gate answers the QoS 1
+/// PUBACK itself once the router has the message, which is what rumqttd's PUBACK means too.
+/// One link serves every connection, so a client's publishes keep their order. rumqttd sees no
+/// traffic on the internal connection of a client that only publishes, so the gate sends it a
+/// PINGREQ every half keep-alive and keeps the PINGRESP from the client.
+pub(crate) struct Direct {
+    tx: tokio::sync::Mutex<crate::local::LocalSender>,
+    /// Never read: the link publishes at QoS 0 and subscribes to nothing, so the router sends
+    /// it nothing; kept so that the link stays whole.
+    _rx: Mutex<crate::local::LocalReceiver>,
+}
+
+impl Direct {
+    pub(crate) fn new((tx, rx): (crate::local::LocalSender, crate::local::LocalReceiver)) -> Self {
+        Direct {
+            tx: tokio::sync::Mutex::new(tx),
+            _rx: Mutex::new(rx),
+        }
+    }
 }
 
 /// Slack over the client limit for packets coming from rumqttd (trusted, still bounded).
@@ -403,6 +430,7 @@ where
 {
     let client_id = connect.client_id.clone();
     let user = connect.username.clone().unwrap_or_default();
+    let keep_alive = Duration::from_secs(u64::from(connect.keep_alive));
     let inner = mqtt::Connect {
         client_id: format!("{user}|{client_id}"),
         password: Some(gate.internal_secret.clone().into_bytes()),
@@ -431,10 +459,12 @@ where
     tracing::debug!(%client_id, %user, identity = identity.kind(), "client connected");
     let cw: ClientWriter<S> = Arc::new(tokio::sync::Mutex::new(wr));
     let pending: Pending = Arc::default();
+    let pings = Arc::new(AtomicU64::new(0));
     let down = tokio::spawn(downstream(
         PacketReader::new(ur, gate.max_packet + UPSTREAM_SLACK),
         cw.clone(),
         pending.clone(),
+        pings.clone(),
     ));
     let mut down = AbortOnDrop(down);
     let ctx = Ctx {
@@ -442,6 +472,8 @@ where
         identity,
         client_id: &client_id,
         user: &user,
+        keep_alive,
+        pings,
     };
     let end = tokio::select! {
         end = upstream_loop(&ctx, reader, &mut uw, &cw, &pending) => end,
@@ -490,6 +522,10 @@ struct Ctx<'a> {
     identity: &'a Identity,
     client_id: &'a str,
     user: &'a str,
+    /// The client's keep-alive (0: none): rumqttd drops a connection silent for 1.5 times it.
+    keep_alive: Duration,
+    /// PINGREQs the gate sent rumqttd itself: their PINGRESPs are not the client's.
+    pings: Arc<AtomicU64>,
 }
 
 /// Client -> rumqttd: authorizes PUBLISH and SUBSCRIBE, passes the rest.
@@ -505,6 +541,7 @@ where
     W: AsyncWrite + Unpin,
     S: AsyncWrite,
 {
+    let mut last_up = tokio::time::Instant::now();
     loop {
         let (h, pkt) = match reader.next().await {
             Ok(x) => x,
@@ -521,6 +558,38 @@ where
                     inc(&ctx.gate.stats.refused_publish);
                     tracing::warn!(client_id = %ctx.client_id, user = %ctx.user, topic = %info.topic, identity = ctx.identity.kind(), "publish refused: connection closed");
                     return End::Closed("publish refused");
+                }
+                if let (Some(direct), 0 | 1) = (&ctx.gate.direct, info.qos) {
+                    let start = h.header_len + info.payload_at;
+                    if start > pkt.len() {
+                        return End::Malformed(MqttError::Truncated("PUBLISH"));
+                    }
+                    let payload = pkt.slice(start..);
+                    let sent = direct
+                        .tx
+                        .lock()
+                        .await
+                        .publish(info.topic, payload, info.retain)
+                        .await;
+                    if let Err(e) = sent {
+                        tracing::error!(error = %e, "the gate's link to the router is lost");
+                        return End::Closed("router link lost");
+                    }
+                    if let Some(id) = info.packet_id {
+                        let [hi, lo] = id.to_be_bytes();
+                        let puback = [mqtt::PUBACK << 4, 2, hi, lo];
+                        if let Err(e) = cw.lock().await.write_all(&puback).await {
+                            return End::Io(e);
+                        }
+                    }
+                    if !ctx.keep_alive.is_zero() && last_up.elapsed() >= ctx.keep_alive / 2 {
+                        ctx.pings.fetch_add(1, Ordering::Relaxed);
+                        if let Err(e) = uw.write_all(&[mqtt::PINGREQ << 4, 0]).await {
+                            return End::Io(e);
+                        }
+                        last_up = tokio::time::Instant::now();
+                    }
+                    continue;
                 }
                 pkt
             }
@@ -584,6 +653,7 @@ where
         if let Err(e) = uw.write_all(&out).await {
             return End::Io(e);
         }
+        last_up = tokio::time::Instant::now();
     }
 }
 
@@ -592,6 +662,7 @@ async fn downstream<S>(
     mut reader: PacketReader<tokio::net::tcp::OwnedReadHalf>,
     cw: ClientWriter<S>,
     pending: Pending,
+    pings: Arc<AtomicU64>,
 ) where
     S: AsyncWrite,
 {
@@ -603,6 +674,13 @@ async fn downstream<S>(
         // next small packet (an ack, an offer's answer) is not held by Nagle for our delayed ACK
         // (~40 ms each on loopback).
         let _ = reader.rd.as_ref().set_quickack(true);
+        if h.packet_type() == mqtt::PINGRESP
+            && pings
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            continue; // the answer to the gate's own PINGREQ
+        }
         let out = if h.packet_type() == mqtt::SUBACK {
             merge_suback(&pkt, &h, &pending).unwrap_or(pkt)
         } else {

@@ -367,6 +367,8 @@ pub struct PublishInfo {
     pub qos: u8,
     pub retain: bool,
     pub packet_id: Option<u16>,
+    /// Where the payload starts in the body (after topic and packet id).
+    pub payload_at: usize,
 }
 
 /// Parses a PUBLISH's flags and variable header (the payload is not looked at).
@@ -397,6 +399,7 @@ pub fn parse_publish(flags: u8, body: &[u8]) -> Result<PublishInfo, MqttError> {
         qos,
         retain: flags & 0x01 != 0,
         packet_id,
+        payload_at: body.len() - r.b.len(),
     })
 }
 
@@ -580,9 +583,11 @@ mod tests {
                 topic: "a/b".into(),
                 qos: 1,
                 retain: false,
-                packet_id: Some(9)
+                packet_id: Some(9),
+                payload_at: 7,
             }
         );
+        assert_eq!(b.get(info.payload_at..), Some(&b"xy"[..]));
         assert_eq!(
             parse_publish(0, &[0, 3, b'a', b'/', b'#']),
             Err(MqttError::BadTopic)

@@ -205,6 +205,9 @@ pub fn start(cfg: BrokerConfig, creds: CredentialStore) -> Result<BrokerHandle, 
         connect_timeout: Duration::from_millis(u64::from(cfg.connection_timeout_ms)),
         max_connections: cfg.max_connections,
         stats: stats.clone(),
+        direct: Some(gate::Direct::new(
+            (connector.0)("tapfleet-gate").map_err(|e| BrokerError::Config(e.to_string()))?,
+        )),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

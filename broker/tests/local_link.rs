@@ -147,3 +147,63 @@ async fn a_burst_beyond_the_routers_queue_arrives_whole_and_in_order() {
     let _c = publisher.await.expect("publisher");
     poll.abort();
 }
+
+/// A raw MQTT client that publishes QoS 1 for twice its keep-alive without ever sending a
+/// PINGREQ (its publishes count as traffic, as MQTT says): the gate delivers publishes through its
+/// link, so rumqttd sees nothing of them on the internal connection and would drop it after 1.5x
+/// the keep-alive, unless the gate pings it. The client's own PINGREQ still gets its PINGRESP.
+#[test]
+fn a_client_that_only_publishes_outlives_its_keep_alive() {
+    use std::io::{Read, Write};
+    let h = start();
+    let mut s = std::net::TcpStream::connect(h.local_addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let connect = tapfleet_broker::mqtt::Connect {
+        clean_session: true,
+        keep_alive: 1,
+        client_id: "edge-1".into(),
+        will: None,
+        username: Some("edge-1".into()),
+        password: Some(b"pw".to_vec()),
+    };
+    s.write_all(&tapfleet_broker::mqtt::encode_connect(&connect).expect("encode"))
+        .expect("send");
+    let mut connack = [0u8; 4];
+    s.read_exact(&mut connack).expect("connack");
+    assert_eq!(connack, [0x20, 2, 0, 0], "accepted");
+    let topic = UPLOAD.as_bytes();
+    let started = std::time::Instant::now();
+    let mut id: u16 = 0;
+    while started.elapsed() < Duration::from_millis(2_500) {
+        id += 1;
+        let payload = [7u8; 100];
+        let remaining = 2 + topic.len() + 2 + payload.len();
+        // Remaining length as an MQTT variable-length integer (here below 16,384: two bytes).
+        assert!(remaining < 16_384);
+        let mut p = vec![
+            0x32,
+            (remaining as u8 & 0x7f) | 0x80,
+            (remaining >> 7) as u8,
+        ];
+        p.extend_from_slice(&[0, topic.len() as u8]);
+        p.extend_from_slice(topic);
+        p.extend_from_slice(&id.to_be_bytes());
+        p.extend_from_slice(&payload);
+        s.write_all(&p).expect("publish");
+        let mut ack = [0u8; 4];
+        s.read_exact(&mut ack).unwrap_or_else(|e| {
+            panic!(
+                "no PUBACK for publish {id} after {:?}: {e}",
+                started.elapsed()
+            )
+        });
+        let [hi, lo] = id.to_be_bytes();
+        assert_eq!(ack, [0x40, 2, hi, lo], "PUBACK {id}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.write_all(&[0xc0, 0]).expect("pingreq");
+    let mut resp = [0u8; 2];
+    s.read_exact(&mut resp).expect("pingresp");
+    assert_eq!(resp, [0xd0, 0]);
+}
