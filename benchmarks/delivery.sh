@@ -20,6 +20,7 @@
 # otherwise idle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benchmarks/lib.sh
 calls=${1:-40}; secs=${2:-450}; work=${3:-/tmp/tapfleet-delivery}
 ./deploy/install-deps.sh test >/dev/null
 [ "${BUILD:-1}" = 0 ] || cargo build --release --bins -q -p tapfleet-edge -p tapfleet-callgen -p tapfleet-fleet-manager
@@ -30,26 +31,13 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ "${KEEP:-0}" = 1 ] || rm -rf "$work"/run-* "$work/copy"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-hwm_mb() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
-cpu_s() { python3 -c "import os,sys;f=open('/proc/$1/stat').read().rsplit(')',1)[1].split();print(f'{(int(f[11])+int(f[12]))/os.sysconf(\"SC_CLK_TCK\"):.1f}')"; }
-metric() { curl -fs "http://127.0.0.1:$1/metrics" | awk -v m="tapfleet_manager_$2" '$1==m {print $2}'; }
 
 "$bin/tapfleet-callgen" --out "$work/bench.pcap" --calls "$calls" --concurrency "$calls" --duration "$secs" --seed 7 >/dev/null
 "$bin/tapfleet-edge" record "$work/bench.pcap" --out "$work/recs" >/dev/null
 rm -f "$work/bench.pcap"
-read -r nfiles nbytes < <(python3 - "$work/recs" <<'PY'
-import json, os, sys
-n = b = 0
-for d in os.listdir(sys.argv[1]):
-    m = json.load(open(os.path.join(sys.argv[1], d, "manifest.json")))
-    for f in m["files"]:
-        n += 1; b += f["size"]
-print(n, b)
-PY
-)
+read -r nfiles nbytes < <(manifest_totals "$work/recs")
 nrecs=$(ls "$work/recs" | wc -l)
-python3 -c "import struct,sys;sys.stdout.buffer.write(struct.pack('<IHHiIII',0xa1b2c3d4,2,4,0,0,65535,1))" > "$work/empty.pcap"
+empty_pcap "$work/empty.pcap"
 cat "$work"/recs/*/* > /dev/null   # every reader starts from the page cache
 # cp's time varies by tens of percent from one copy to the next: the median of three.
 cp_time() { # [sync]: seconds of one `cp -r` (then sync, if asked) of the recordings

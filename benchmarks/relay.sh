@@ -26,6 +26,7 @@
 # should be otherwise idle: run it as `flock /tmp/bench.lock benchmarks/relay.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benchmarks/lib.sh
 calls=${1:-20}; secs=${2:-450}; work=${3:-/tmp/tapfleet-relay}
 ./deploy/install-deps.sh test >/dev/null
 if [ -n "${BIN:-}" ]; then
@@ -40,10 +41,6 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ "${KEEP:-0}" = 1 ] || rm -rf "$work"/run "$work/copy"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-hwm_mb() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
-cpu_s() { python3 -c "import os,sys;f=open('/proc/$1/stat').read().rsplit(')',1)[1].split();print(f'{(int(f[11])+int(f[12]))/os.sysconf(\"SC_CLK_TCK\"):.1f}')"; }
-metric() { curl -fs "http://127.0.0.1:$1/metrics" | awk -v m="tapfleet_manager_$2" '$1==m {print $2}'; }
 api() { # METHOD PATH [JSON]
   curl -fsS -X "$1" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
     ${3:+--data "$3"} "http://127.0.0.1:$http$2"
@@ -56,18 +53,9 @@ for set in 1 2; do
   "$bin/tapfleet-edge" record "$work/bench.pcap" --out "$work/recs$set" >/dev/null
   rm -f "$work/bench.pcap"
 done
-read -r nfiles nbytes < <(python3 - "$work/recs1" <<'PY'
-import json, os, sys
-n = b = 0
-for d in os.listdir(sys.argv[1]):
-    m = json.load(open(os.path.join(sys.argv[1], d, "manifest.json")))
-    for f in m["files"]:
-        n += 1; b += f["size"]
-print(n, b)
-PY
-)
+read -r nfiles nbytes < <(manifest_totals "$work/recs1")
 nrecs=$(ls "$work/recs1" | wc -l)
-python3 -c "import struct,sys;sys.stdout.buffer.write(struct.pack('<IHHiIII',0xa1b2c3d4,2,4,0,0,65535,1))" > "$work/empty.pcap"
+empty_pcap "$work/empty.pcap"
 cat "$work"/recs1/*/* > /dev/null   # every reader starts from the page cache
 start=$(date +%s.%N); cp -r "$work/recs1" "$work/copy"; end=$(date +%s.%N)
 cp_s=$(python3 -c "print(max($end - $start, 1e-3))")

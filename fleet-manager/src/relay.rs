@@ -1240,6 +1240,17 @@ mod tests {
         assert_eq!(next_file(&[], |_| false), None);
     }
 
+    /// A seeded xorshift die: `roll(pct)` is true `pct` % of the time.
+    fn roller(seed: u64) -> impl FnMut(u64) -> bool {
+        let mut rng = seed | 1;
+        move |pct| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % 100 < pct
+        }
+    }
+
     proptest! {
         /// The lane over relays of several recordings into one edge, with lost offers, chunks
         /// and replies, `DownloadStored` answered late (the edge syncs and indexes), refusals
@@ -1259,13 +1270,7 @@ mod tests {
             seed in any::<u64>(),
         ) {
             let c = cfg(chunk, window_chunks);
-            let mut rng = seed | 1;
-            let mut roll = move |pct: u64| {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                rng % 100 < pct
-            };
+            let mut roll = roller(seed);
             let mut sends: Vec<Vec<FileSend>> = sizes
                 .iter()
                 .map(|r| r.iter().map(|s| FileSend::new(c, *s)).collect())
@@ -1395,13 +1400,7 @@ mod tests {
         ) {
             let c = cfg(chunk, window_chunks);
             let expected = sha(&data);
-            let mut rng = seed | 1;
-            let mut roll = move |pct: u64| {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                rng % 100 < pct
-            };
+            let mut roll = roller(seed);
             let mut s = FileSend::new(c, data.len() as u64);
             let mut edge = EdgeModel { disk: Vec::new(), open: None, held: None };
             let tid = 7u64;

@@ -72,6 +72,14 @@ fn job(m: &Manager, id: u64) -> serde_json::Value {
     api_get(m, &format!("/api/v1/jobs/{id}")).expect("job")
 }
 
+/// Job `id` once it is neither queued nor running (within `secs`).
+fn finished(m: &Manager, id: u64, what: &str, secs: u64) -> serde_json::Value {
+    wait_for(what, Duration::from_secs(secs), || {
+        let j = job(m, id);
+        (j["state"] != "running" && j["state"] != "queued").then_some(j)
+    })
+}
+
 #[test]
 fn a_job_stores_an_edge_local_recording_into_another_edge_even_if_it_is_offline() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -205,14 +213,7 @@ fn a_job_stores_an_edge_local_recording_into_another_edge_even_if_it_is_offline(
     );
     let _edge_b = start_edge_at(&m, "edge-b-2", &b_data, Some("edge-b"), &empty, &[]);
     let t1 = std::time::Instant::now();
-    let done = wait_for(
-        "the job done once B is back",
-        Duration::from_secs(60),
-        || {
-            let j = job(&m, id);
-            (j["state"] != "running" && j["state"] != "queued").then_some(j)
-        },
-    );
+    let done = finished(&m, id, "the job done once B is back", 60);
     assert_eq!(done["state"], "done", "{done}");
     eprintln!("relay completed {:?} after edge B restarted", t1.elapsed());
     let recs = catalog(&m);
@@ -372,14 +373,7 @@ fn an_edge_refuses_a_download_its_cache_cannot_hold_until_it_has_room() {
         &serde_json::json!({"cache": {"capacity_bytes": 1u64 << 30}}),
     );
     assert_eq!(status, 200, "{v}");
-    let done = wait_for(
-        "the job done once B has room",
-        Duration::from_secs(30),
-        || {
-            let j = job(&m, job_id);
-            (j["state"] != "running" && j["state"] != "queued").then_some(j)
-        },
-    );
+    let done = finished(&m, job_id, "the job done once B has room", 30);
     assert_eq!(done["state"], "done", "{done}");
     let r = &catalog(&m)[id.as_str()];
     assert_held(
