@@ -6,8 +6,8 @@
 //!   the manager's `Ack::Manifest` arrives; only then is the recording `Announced`;
 //! - files of announced recordings are offered in order when the cache policy says so (or at
 //!   once on an upload job); the next file is offered as soon as every chunk of the current one
-//!   is acknowledged, so at most two are in flight (`inflight.rs`); an offer without answer is
-//!   made again;
+//!   is acknowledged while the manager commits up to three earlier ones (`inflight.rs`); an
+//!   offer without answer is made again;
 //! - a recording becomes `Stored` only on the manager's `Ack::Stored` for each of its files;
 //! - storage policy `edge-local`: recordings are announced but uploaded only on a job (the
 //!   manager fetching one), and with `edge-local` or `keep_local_copy` nothing is evicted (this

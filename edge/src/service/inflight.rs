@@ -1,11 +1,18 @@
 //! Which files are in flight to the manager (pure: no IO, times are whatever the caller passes).
 //!
-//! At most two files per edge: the `current` one (offered, or its chunks being sent) and one
-//! `finishing` (every chunk acknowledged, waiting for the manager's `Stored` while it commits).
-//! The next file is offered as soon as the current one is all acknowledged and no other file is
-//! finishing, so the manager's commit of file N overlaps the transfer of file N+1; the unacked
-//! bytes stay those of the current file only (the upload task's window). Each file still
-//! counts as stored only on its own `Stored` ack (the core commits that, not this type).
+//! At most 1 + [`MAX_FINISHING`] files per edge: the `current` one (offered, or its chunks
+//! being sent) and up to [`MAX_FINISHING`] `finishing` (every chunk acknowledged, waiting for the
+//! manager's `Stored` while it fsyncs and catalogs them). The next file is offered as soon as the
+//! current one is all acknowledged and fewer than [`MAX_FINISHING`] files are finishing, so the
+//! manager's commits of files N-2..N overlap the transfer of file N+1 (one slow fsync does not
+//! stall the transfer); the unacked bytes stay those of the current file only (the upload task's
+//! window). Each file still counts as stored only on its own `Stored` ack (the core commits
+//! that, not this type).
+
+use std::collections::VecDeque;
+
+/// Files all sent and waiting for the manager's `Stored` at once.
+pub const MAX_FINISHING: usize = 3;
 
 /// One file in flight.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,14 +38,15 @@ pub struct Left {
 #[derive(Debug, Clone)]
 pub struct InFlight<T> {
     current: Option<Slot<T>>,
-    finishing: Option<Slot<T>>,
+    /// Oldest first.
+    finishing: VecDeque<Slot<T>>,
 }
 
 impl<T> Default for InFlight<T> {
     fn default() -> Self {
         InFlight {
             current: None,
-            finishing: None,
+            finishing: VecDeque::new(),
         }
     }
 }
@@ -55,17 +63,17 @@ impl<T> InFlight<T> {
         self.current.as_ref()
     }
 
-    /// How many files are in flight (0..=2).
+    /// How many files are in flight (0..=1 + MAX_FINISHING).
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        usize::from(self.current.is_some()) + usize::from(self.finishing.is_some())
+        usize::from(self.current.is_some()) + self.finishing.len()
     }
 
     /// The file is in flight (offered, being sent or waiting for `Stored`).
     pub fn contains(&self, recording_id: &str, file: &str) -> bool {
-        [&self.current, &self.finishing]
-            .into_iter()
-            .flatten()
+        self.current
+            .iter()
+            .chain(&self.finishing)
             .any(|s| s.recording_id == recording_id && s.file == file)
     }
 
@@ -118,40 +126,38 @@ impl<T> InFlight<T> {
         left
     }
 
-    /// The file waiting for `Stored` while another is sent, if any.
+    /// The oldest file waiting for `Stored`, if any.
     pub fn finishing(&self) -> Option<&Slot<T>> {
-        self.finishing.as_ref()
+        self.finishing.front()
     }
 
     /// The key of the file with this transfer id, if in flight.
     pub fn by_transfer(&self, transfer_id: u64) -> Option<(String, String)> {
-        [&self.current, &self.finishing]
-            .into_iter()
-            .flatten()
+        self.current
+            .iter()
+            .chain(&self.finishing)
             .find(|s| s.transfer_id == Some(transfer_id))
             .map(|s| (s.recording_id.clone(), s.file.clone()))
     }
 
     /// Everything leaves (a reconnect: the manager may have lost it all), oldest first.
     pub fn drain(&mut self) -> Vec<(String, String)> {
-        [self.finishing.take(), self.current.take()]
-            .into_iter()
-            .flatten()
+        let current = self.current.take();
+        self.finishing
+            .drain(..)
+            .chain(current)
             .map(|s| (s.recording_id, s.file))
             .collect()
     }
 
     fn remove(&mut self, recording_id: &str, file: &str) -> Option<Left> {
-        let is = |s: &Option<Slot<T>>| {
-            s.as_ref()
-                .is_some_and(|s| s.recording_id == recording_id && s.file == file)
-        };
-        if is(&self.finishing) {
-            self.finishing = None;
+        let is = |s: &Slot<T>| s.recording_id == recording_id && s.file == file;
+        if let Some(i) = self.finishing.iter().position(is) {
+            self.finishing.remove(i);
             Some(Left {
                 cancel_upload: false,
             })
-        } else if is(&self.current) {
+        } else if self.current.as_ref().is_some_and(is) {
             let c = self.current.take();
             Some(Left {
                 cancel_upload: c.is_none_or(|c| c.acked_at.is_none()),
@@ -161,11 +167,14 @@ impl<T> InFlight<T> {
         }
     }
 
-    /// Moves an all-acknowledged current file to finishing when that slot is free. True when
-    /// the current slot is free afterwards.
+    /// Moves an all-acknowledged current file to finishing when there is room. True when the
+    /// current slot is free afterwards.
     fn promote(&mut self) -> bool {
-        if self.finishing.is_none() && self.current.as_ref().is_some_and(|c| c.acked_at.is_some()) {
-            self.finishing = self.current.take();
+        if self.finishing.len() < MAX_FINISHING
+            && self.current.as_ref().is_some_and(|c| c.acked_at.is_some())
+            && let Some(c) = self.current.take()
+        {
+            self.finishing.push_back(c);
         }
         self.current.is_none()
     }
@@ -188,19 +197,32 @@ mod tests {
         assert!(f.accepted("r", "a", 1));
         assert!(f.all_acked(1, 0));
         assert!(f.can_offer() && f.contains("r", "a"));
-        assert!(f.offered("r".into(), "b".into(), 1));
-        assert!(f.accepted("r", "b", 2));
-        // b all acked while a still commits: b waits, nothing new is offered.
-        assert!(!f.all_acked(2, 1));
+        // Files all acked while the earlier ones still commit: up to MAX_FINISHING of them.
+        let names: Vec<String> = (0..MAX_FINISHING).map(|i| format!("f{i}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            let tid = 2 + i as u64;
+            assert!(f.offered("r".into(), name.clone(), 1));
+            assert!(f.accepted("r", name, tid));
+            let free = f.all_acked(tid, 1);
+            // The last one finds finishing full (a + the others): it waits, nothing new is offered.
+            assert_eq!(free, i + 1 < MAX_FINISHING, "{name}");
+        }
         assert!(!f.can_offer());
+        assert_eq!(f.len(), 1 + MAX_FINISHING);
         assert_eq!(
             f.stored("r", "a"),
             Some(Left {
                 cancel_upload: false
             })
         );
-        assert!(f.can_offer() && f.contains("r", "b") && !f.contains("r", "a"));
-        assert_eq!(f.drain(), vec![("r".to_owned(), "b".to_owned())]);
+        // a's slot went to the waiting file.
+        assert!(f.can_offer() && !f.contains("r", "a"));
+        assert_eq!(f.len(), MAX_FINISHING);
+        let mut left = f.drain();
+        left.sort();
+        let want: Vec<(String, String)> =
+            names.iter().map(|n| ("r".to_owned(), n.clone())).collect();
+        assert_eq!(left, want);
         assert_eq!(f.len(), 0);
     }
 
@@ -226,11 +248,11 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever the order of events: at most two files in flight, at most one not yet all
+        /// Whatever the order of events: at most 1 + MAX_FINISHING files in flight, at most one not yet all
         /// acknowledged (the only one with unacked bytes), a file leaves only on its own
         /// stored/failed/drain, and a stored file never comes back.
         #[test]
-        fn at_most_two_in_flight_and_each_leaves_on_its_own_ack(ops in proptest::collection::vec(op(), 0..60)) {
+        fn few_in_flight_and_each_leaves_on_its_own_ack(ops in proptest::collection::vec(op(), 0..60)) {
             let mut f: InFlight<u32> = InFlight::default();
             let mut next = 0u8;
             let mut in_flight: Vec<(String, String)> = Vec::new();
@@ -286,7 +308,7 @@ mod tests {
                         in_flight.clear();
                     }
                 }
-                prop_assert!(f.len() <= 2);
+                prop_assert!(f.len() <= 1 + MAX_FINISHING);
                 prop_assert_eq!(f.len(), in_flight.len());
                 for key in &in_flight {
                     prop_assert!(f.contains(&key.0, &key.1));
@@ -295,10 +317,14 @@ mod tests {
                     prop_assert!(!f.contains(&key.0, &key.1));
                 }
                 // Only the current file may have unacked bytes; a finishing one never does.
-                if let Some(fin) = &f.finishing {
+                for fin in &f.finishing {
                     prop_assert!(fin.acked_at.is_some());
                 }
-                prop_assert!(f.current.is_some() || f.finishing.is_none() || f.can_offer());
+                prop_assert!(f.current.is_some() || f.can_offer());
+                // A current file all acked stays current only while finishing is full.
+                if f.current.as_ref().is_some_and(|c| c.acked_at.is_some()) {
+                    prop_assert_eq!(f.finishing.len(), MAX_FINISHING);
+                }
             }
         }
     }
