@@ -47,21 +47,6 @@ impl std::fmt::Debug for Connector {
     }
 }
 
-/// A [`Connector`] for `router_tx`.
-macro_rules! connector {
-    ($router_tx:expr) => {{
-        let router_tx = $router_tx;
-        $crate::local::Connector(Box::new(move |client_id: &str| {
-            let (tx, rx, _connack) = rumqttd::local::LinkBuilder::new(client_id, router_tx.clone())
-                .dynamic_filters(true)
-                .clean_session(true)
-                .build()?;
-            Ok($crate::local::from_link(tx, rx))
-        }))
-    }};
-}
-pub(crate) use connector;
-
 /// The publishing half.
 pub struct LocalSender {
     tx: LinkTx,

@@ -158,7 +158,15 @@ pub fn start(cfg: BrokerConfig, creds: CredentialStore) -> Result<BrokerHandle, 
     // does, minus what we keep off: metrics, bridge, console). Done by hand so that local links
     // get `dynamic_filters` (`Broker::link` cannot set it).
     let router_tx = rumqttd::Router::new(rcfg.id, rcfg.router.clone()).spawn();
-    let connector = crate::local::connector!(router_tx.clone());
+    // A closure: the router channel's type is not nameable outside rumqttd.
+    let link_tx = router_tx.clone();
+    let connector = crate::local::Connector(Box::new(move |client_id: &str| {
+        let (tx, rx, _connack) = rumqttd::local::LinkBuilder::new(client_id, link_tx.clone())
+            .dynamic_filters(true)
+            .clean_session(true)
+            .build()?;
+        Ok(crate::local::from_link(tx, rx))
+    }));
     let server = rcfg
         .v4
         .as_ref()

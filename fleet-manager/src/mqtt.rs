@@ -20,7 +20,8 @@ use tapfleet_broker::{LocalReceiver, LocalSender};
 use tapfleet_schemas::{Message, Topic};
 use tokio::sync::{mpsc, watch};
 
-/// The user name (and client id) of the manager's own connection to the embedded broker.
+/// The manager's client id (and its reserved name): its in-process link to the embedded broker,
+/// or its connection to an external one.
 pub const MANAGER_USERNAME: &str = "tapfleet-manager";
 /// Largest MQTT packet, both ways (a 1 MiB chunk plus its envelope fits).
 pub const MAX_PACKET: usize = 2 * 1024 * 1024;

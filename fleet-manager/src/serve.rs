@@ -172,8 +172,6 @@ pub async fn run(
                         crate::tokens::check(&c, crate::fleet::now_ms(), false).is_ok()
                     })
             });
-            let password = crate::enroll::random_hex(24)?;
-            creds.set_password(MANAGER_USERNAME, &password, Role::Manager)?;
             let tls = match opts.mqtt_tls_listen {
                 None => None,
                 Some(listen) => {
@@ -216,7 +214,8 @@ pub async fn run(
                 host,
                 port: addr.port(),
                 client_id: MANAGER_USERNAME.to_owned(),
-                credentials: Some((MANAGER_USERNAME.to_owned(), password)),
+                // Not used to connect: the manager's client is the in-process link.
+                credentials: None,
             };
             let sink = CredentialSink {
                 broker: Some(creds),

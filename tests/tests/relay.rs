@@ -72,6 +72,17 @@ fn job(m: &Manager, id: u64) -> serde_json::Value {
     api_get(m, &format!("/api/v1/jobs/{id}")).expect("job")
 }
 
+/// Job `id` once its status mentions `needle` (within 30 s).
+fn status_says(m: &Manager, id: u64, needle: &str, what: &str) -> serde_json::Value {
+    wait_for(what, Duration::from_secs(30), || {
+        let j = job(m, id);
+        j["status"]
+            .as_str()
+            .is_some_and(|s| s.contains(needle))
+            .then_some(j)
+    })
+}
+
 /// Job `id` once it is neither queued nor running (within `secs`).
 fn finished(m: &Manager, id: u64, what: &str, secs: u64) -> serde_json::Value {
     wait_for(what, Duration::from_secs(secs), || {
@@ -194,13 +205,7 @@ fn a_job_stores_an_edge_local_recording_into_another_edge_even_if_it_is_offline(
     );
     assert!((200..300).contains(&status), "{status} {v}");
     let id = v["id"].as_u64().expect("job id");
-    let waiting = wait_for("the job says B is offline", Duration::from_secs(30), || {
-        let j = job(&m, id);
-        j["status"]
-            .as_str()
-            .is_some_and(|s| s.contains("offline"))
-            .then_some(j)
-    });
+    let waiting = status_says(&m, id, "offline", "the job says B is offline");
     assert_eq!(waiting["state"], "running", "{waiting}");
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(job(&m, id)["state"], "running", "still waiting for B");
@@ -348,16 +353,11 @@ fn an_edge_refuses_a_download_its_cache_cannot_hold_until_it_has_room() {
     assert!((200..300).contains(&status), "{status} {v}");
     let job_id = v["id"].as_u64().expect("job id");
     // The edge's refusal reaches the job's status; nothing is written into B's cache.
-    let refused = wait_for(
+    let refused = status_says(
+        &m,
+        job_id,
+        "do not fit the cache",
         "the job says B has no room",
-        Duration::from_secs(30),
-        || {
-            let j = job(&m, job_id);
-            j["status"]
-                .as_str()
-                .is_some_and(|s| s.contains("do not fit the cache"))
-                .then_some(j)
-        },
     );
     assert_eq!(refused["state"], "running", "{refused}");
     assert!(
