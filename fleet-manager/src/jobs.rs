@@ -972,7 +972,7 @@ fn has_manifest(e: &RecordingEntry, target: &str) -> bool {
 async fn copy_object(
     src: &opendal::Operator,
     from_path: &str,
-    dst: &opendal::Operator,
+    dst: &crate::targets::Target,
     to_path: &str,
     size: u64,
     sha: &Sha256,

@@ -712,7 +712,7 @@ impl Relay {
                 size: f.size,
                 sha256,
                 source: Source::Object {
-                    op: op.clone(),
+                    op: op.op().clone(),
                     path: loc.path.clone(),
                 },
                 transfer_id: self.store.next_id("transfer")?,

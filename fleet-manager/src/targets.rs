@@ -29,19 +29,23 @@
 //! Every operator gets a timeout layer (per operation and per IO step) under a retry layer
 //! (exponential backoff with jitter), so a slow or flapping target is retried and then fails
 //! the transfer cleanly (the edge offers again later). How each kind keeps half objects
-//! invisible is in [`crate::mover::commit`]: fs writes into `atomic_write_dir` (a sibling of
-//! the root, `.tmp-NAME`, on the same file system) and renames on close (temp files left by a
-//! crash are removed here at start); S3/Azure/GCS objects appear only at the single PUT or the
+//! invisible is in [`crate::mover::commit`]: fs writes into a temporary folder (a sibling of
+//! the root, `.tmp-NAME`, on the same file system: OpenDAL's `atomic_write_dir`, and the
+//! mover's direct-IO writer) and renames on close (temp files left by a crash are removed here
+//! at start); S3/Azure/GCS objects appear only at the single PUT or the
 //! multipart complete (S3 append writes are never enabled: an append silently replaces the
 //! object); SFTP and WebDAV write a hidden temporary name and rename it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use opendal::Operator;
 use opendal::layers::{CapabilityOverrideLayer, RetryLayer, TimeoutLayer};
 use serde::Deserialize;
+
+use crate::mover::direct::LocalDirs;
 
 /// Crates that log credentials at debug level (reqsign prints the static credential
 /// provider, secret included): the binary caps them at `info` whatever the log filter says.
@@ -295,18 +299,53 @@ fn secret(
     s.as_ref().map(|s| s.resolve(name, field)).transpose()
 }
 
-/// Builds the operator of one target, with the retry and timeout layers.
+/// One target: its OpenDAL operator (with the retry and timeout layers) and, for a local fs
+/// target, the folders of the direct-IO writer ([`crate::mover::direct`]). Derefs to the
+/// operator.
+#[derive(Clone, Debug)]
+pub struct Target {
+    op: Operator,
+    local: Option<Arc<LocalDirs>>,
+}
+
+impl Target {
+    /// The operator.
+    pub fn op(&self) -> &Operator {
+        &self.op
+    }
+
+    /// The folders of a local fs target (none for remote services).
+    pub fn local(&self) -> Option<&Arc<LocalDirs>> {
+        self.local.as_ref()
+    }
+}
+
+impl From<Operator> for Target {
+    fn from(op: Operator) -> Self {
+        Target { op, local: None }
+    }
+}
+
+impl std::ops::Deref for Target {
+    type Target = Operator;
+    fn deref(&self) -> &Operator {
+        &self.op
+    }
+}
+
+/// Builds one target: its operator, with the retry and timeout layers.
 pub fn build_operator(
     name: &str,
     cfg: &TargetConfig,
     opts: &StorageOptions,
-) -> Result<Operator, TargetError> {
+) -> Result<Target, TargetError> {
     // HTTP services need the process-wide HTTP transport; idempotent.
     opendal::install_default();
     let op_err = |source| TargetError::Opendal {
         name: name.to_owned(),
         source,
     };
+    let mut local = None;
     let op = match cfg {
         TargetConfig::Fs { root } => {
             let tmp = fs_tmp_dir(root, name);
@@ -319,6 +358,7 @@ pub fn build_operator(
             let builder = opendal::services::Fs::default()
                 .root(&root.to_string_lossy())
                 .atomic_write_dir(&tmp.to_string_lossy());
+            local = Some(Arc::new(LocalDirs::new(root.clone(), tmp)));
             Operator::new(builder).map_err(op_err)?
         }
         TargetConfig::S3(c) => {
@@ -475,7 +515,10 @@ pub fn build_operator(
             Operator::new(b).map_err(op_err)?
         }
     };
-    Ok(with_layers(op, opts))
+    Ok(Target {
+        op: with_layers(op, opts),
+        local,
+    })
 }
 
 /// Timeouts under retries: a timed-out step is a temporary error, so it is retried.
@@ -522,7 +565,7 @@ fn clear_dir(name: &str, dir: &Path) -> Result<(), TargetError> {
 /// The targets by name.
 #[derive(Clone, Debug)]
 pub struct Targets {
-    ops: BTreeMap<String, Operator>,
+    ops: BTreeMap<String, Target>,
 }
 
 impl Targets {
@@ -551,8 +594,8 @@ impl Targets {
         Ok(Targets { ops })
     }
 
-    /// The operator of a target.
-    pub fn get(&self, name: &str) -> Option<&Operator> {
+    /// A target by name.
+    pub fn get(&self, name: &str) -> Option<&Target> {
         self.ops.get(name)
     }
 

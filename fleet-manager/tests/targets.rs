@@ -10,12 +10,11 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use opendal::Operator;
 use tapfleet_fleet_manager::mover::commit::{
     AtomicWriter, CommitError, CommitMode, commit_mode, write_verified,
 };
 use tapfleet_fleet_manager::targets::{
-    KnownHosts, S3Target, Secret, SftpTarget, StorageOptions, TargetConfig, WebdavTarget,
+    KnownHosts, S3Target, Secret, SftpTarget, StorageOptions, Target, TargetConfig, WebdavTarget,
     build_operator,
 };
 
@@ -34,7 +33,7 @@ fn opts() -> StorageOptions {
 }
 
 /// Runs every check against `op`, whose objects the server keeps as files under `disk`.
-async fn exercise(op: &Operator, disk: &Path) {
+async fn exercise(op: &Target, disk: &Path) {
     let dir = "default/pbx-01/2024/02/29/0001";
     let pcap = capture("rtp-pcap/examples/marseillaise-srtp.pcap");
     let path = format!("{dir}/call.pcap");
@@ -91,6 +90,23 @@ async fn exercise(op: &Operator, disk: &Path) {
         .expect("empty stored");
     assert_eq!(std::fs::read(disk.join(&empty)).expect("on disk"), b"");
     assert_eq!(files_under(disk), vec![path, empty, big_path]);
+}
+
+/// A local fs target: written with O_DIRECT through the mover's own writer, read through
+/// OpenDAL; the temporary folder beside the root is empty after every commit and abort.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fs_target_direct_io() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("private");
+    let cfg = TargetConfig::Fs { root: root.clone() };
+    let op = build_operator("private", &cfg, &opts()).expect("fs target");
+    assert!(
+        op.local().is_some(),
+        "fs targets write through the direct-IO writer"
+    );
+    exercise(&op, &root).await;
+    let tmp = dir.path().join(".tmp-private");
+    assert_eq!(std::fs::read_dir(tmp).expect("tmp dir").count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

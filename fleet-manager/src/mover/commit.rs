@@ -6,9 +6,11 @@
 //! is visible there. How "visible only when complete" is reached depends on the service
 //! ([`CommitMode`]):
 //! - [`CommitMode::Direct`]: the service itself publishes an object only when it is complete —
-//!   fs with `atomic_write_dir` (temporary file + rename on close), S3/Azure/GCS (single PUT or
-//!   multipart complete; an aborted multipart upload leaves nothing). The writer targets the
-//!   final path.
+//!   S3/Azure/GCS (single PUT or multipart complete; an aborted multipart upload leaves
+//!   nothing). The writer targets the final path.
+//! - Local fs targets bypass OpenDAL for writes: [`crate::mover::direct`] writes with
+//!   `O_DIRECT` into the target's temporary folder and renames on commit (reads, listing and
+//!   deletes still go through the operator).
 //! - [`CommitMode::TempRename`]: services whose writes land in place (SFTP) or whose PUT may
 //!   not be atomic on every server (WebDAV): the writer targets a hidden sibling
 //!   `.NAME.RANDOM.part`, which is renamed (SFTP posix-rename, WebDAV MOVE) onto the final path
@@ -27,6 +29,9 @@ use bytes::Bytes;
 use opendal::{Operator, Writer};
 use sha2::Digest;
 use tapfleet_schemas::Sha256;
+
+use super::direct::DirectFile;
+use crate::targets::Target;
 
 /// Size of the parts written to a target.
 pub const WRITE_CHUNK: usize = 8 * 1024 * 1024;
@@ -55,6 +60,8 @@ pub fn commit_mode(op: &Operator) -> CommitMode {
 pub enum CommitError {
     #[error("target write failed: {0}")]
     Write(opendal::Error),
+    #[error("target file: {0}")]
+    File(std::io::Error),
     #[error("target commit failed: {0}")]
     Commit(opendal::Error),
     #[error("sha256 mismatch: received {actual} but {expected} was expected")]
@@ -63,12 +70,18 @@ pub enum CommitError {
     Random(String),
 }
 
+/// Where the bytes go.
+enum Sink {
+    Dal(Writer),
+    File(DirectFile),
+}
+
 /// One object being written: hashed as it goes, published by [`AtomicWriter::commit`].
 pub struct AtomicWriter {
     op: Operator,
     path: String,
     tmp: Option<String>,
-    writer: Writer,
+    sink: Sink,
     /// `None` when the caller hashes what it writes ([`AtomicWriter::open_prehashed`]).
     hasher: Option<sha2::Sha256>,
     written: u64,
@@ -97,23 +110,37 @@ fn temp_sibling(path: &str) -> Result<String, CommitError> {
 impl AtomicWriter {
     /// Opens a writer for `path`; `size` (the expected object size) sizes the buffer of
     /// single-request services.
-    pub async fn open(op: &Operator, path: &str, size: u64) -> Result<Self, CommitError> {
+    pub async fn open(op: &Target, path: &str, size: u64) -> Result<Self, CommitError> {
         Self::open_with(op, path, size, Some(sha2::Sha256::new())).await
     }
 
     /// Like [`AtomicWriter::open`], for a caller that hashes exactly the bytes it writes and
     /// commits only when that digest matched: the writer does not hash them again, and
     /// [`AtomicWriter::commit`] publishes without a check of its own.
-    pub async fn open_prehashed(op: &Operator, path: &str, size: u64) -> Result<Self, CommitError> {
+    pub async fn open_prehashed(op: &Target, path: &str, size: u64) -> Result<Self, CommitError> {
         Self::open_with(op, path, size, None).await
     }
 
     async fn open_with(
-        op: &Operator,
+        target: &Target,
         path: &str,
         size: u64,
         hasher: Option<sha2::Sha256>,
     ) -> Result<Self, CommitError> {
+        let op = target.op();
+        if let Some(dirs) = target.local() {
+            let file = DirectFile::create(dirs, path)
+                .await
+                .map_err(CommitError::File)?;
+            return Ok(AtomicWriter {
+                op: op.clone(),
+                path: path.to_owned(),
+                tmp: None,
+                sink: Sink::File(file),
+                hasher,
+                written: 0,
+            });
+        }
         let tmp = match commit_mode(op) {
             CommitMode::Direct => None,
             CommitMode::TempRename => Some(temp_sibling(path)?),
@@ -133,7 +160,7 @@ impl AtomicWriter {
             op: op.clone(),
             path: path.to_owned(),
             tmp,
-            writer,
+            sink: Sink::Dal(writer),
             hasher,
             written: 0,
         })
@@ -161,7 +188,10 @@ impl AtomicWriter {
             h.update(&data);
         }
         self.written += data.len() as u64;
-        self.writer.write(data).await.map_err(CommitError::Write)
+        match &mut self.sink {
+            Sink::Dal(w) => w.write(data).await.map_err(CommitError::Write),
+            Sink::File(f) => f.write(&data).await.map_err(CommitError::File),
+        }
     }
 
     /// Publishes the object at its final path if what was written hashes to `expected` (a
@@ -178,7 +208,13 @@ impl AtomicWriter {
                 });
             }
         }
-        if let Err(e) = self.writer.close().await {
+        let writer = match self.sink {
+            Sink::File(f) => return f.commit().await.map_err(CommitError::File),
+            Sink::Dal(w) => w,
+        };
+        let mut writer = writer;
+        if let Err(e) = writer.close().await {
+            self.sink = Sink::Dal(writer);
             self.abort().await;
             return Err(CommitError::Commit(e));
         }
@@ -192,8 +228,12 @@ impl AtomicWriter {
     }
 
     /// Gives up: the service discards what was written (multipart abort, temp file removed).
-    pub async fn abort(mut self) {
-        if let Err(e) = self.writer.abort().await {
+    pub async fn abort(self) {
+        let mut writer = match self.sink {
+            Sink::File(f) => return f.abort().await,
+            Sink::Dal(w) => w,
+        };
+        if let Err(e) = writer.abort().await {
             tracing::debug!(path = %self.path, error = %e, "writer abort");
         }
         if let Some(tmp) = &self.tmp
@@ -207,7 +247,7 @@ impl AtomicWriter {
 /// Writes `chunks` to `path` and publishes them only if they hash to `expected`. Returns the
 /// number of bytes stored.
 pub async fn write_verified<I>(
-    op: &Operator,
+    op: &Target,
     path: &str,
     chunks: I,
     expected: &Sha256,

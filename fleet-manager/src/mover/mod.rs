@@ -22,6 +22,7 @@
 //! A transfer open when the manager stopped is answered `TransferFailed` so the edge offers again.
 
 pub mod commit;
+pub mod direct;
 pub mod transfer;
 
 use std::collections::HashMap;
@@ -30,7 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use opendal::Operator;
 use tapfleet_schemas::{Ack, AckBody, Channel, Sha256, Topic, TransferOffer};
 
 /// A chunk of an upload, its data a slice of the MQTT payload it came in.
@@ -48,7 +48,7 @@ use crate::catalog::{Location, recording_dir};
 use crate::metrics::{Metrics, add, inc};
 use crate::mqtt::Outbox;
 use crate::store::{Store, TransferRecord};
-use crate::targets::{DEFAULT_TARGET, Targets};
+use crate::targets::{DEFAULT_TARGET, Target, Targets};
 use commit::{AtomicWriter, write_verified};
 use transfer::{ChunkDecision, KnownFile, OfferDecision, Transfer, decide_offer};
 
@@ -687,7 +687,7 @@ impl Ctx {
     async fn write_transfer(
         self,
         rec: TransferRecord,
-        op: Operator,
+        op: Target,
         mut writer: AtomicWriter,
         mut rx: mpsc::Receiver<WriteOp>,
     ) {
@@ -738,7 +738,7 @@ impl Ctx {
     async fn stored(
         &self,
         rec: &TransferRecord,
-        op: &Operator,
+        op: &Target,
         sha256: Sha256,
     ) -> anyhow::Result<()> {
         inc(&self.metrics.transfers_ok_total);
@@ -786,7 +786,7 @@ impl Ctx {
         &self,
         recording_id: &str,
         target: &str,
-        op: &Operator,
+        op: &Target,
     ) -> anyhow::Result<()> {
         let (Some(m), Some(e)) = (
             self.store.manifest(recording_id)?,
