@@ -79,7 +79,11 @@ struct PayloadPool(Arc<Mutex<Vec<Vec<u8>>>>);
 
 impl PayloadPool {
     fn take(&self) -> Vec<u8> {
-        self.0.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default()
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_default()
     }
 
     fn clear(&self) {
@@ -291,10 +295,15 @@ mod tests {
         let file = Arc::new(std::fs::File::open(path).expect("open"));
         let pool = PayloadPool::default();
         for (offset, len) in [(0usize, 1 << 20), (4097, 1000), (bytes.len() - 77, 77)] {
-            let payload = read_chunk(&file, 9, offset as u64, len, &pool).await.expect("read");
+            let payload = read_chunk(&file, 9, offset as u64, len, &pool)
+                .await
+                .expect("read");
             let chunk: TransferChunk = tapfleet_schemas::decode(&payload).expect("decode");
             assert_eq!((chunk.transfer_id, chunk.offset), (9, offset as u64));
-            assert!(chunk.data == bytes[offset..offset + len], "chunk at {offset}");
+            assert!(
+                chunk.data == bytes[offset..offset + len],
+                "chunk at {offset}"
+            );
             drop(payload);
             assert_eq!(pool.0.lock().expect("pool").len(), 1, "buffer reused");
         }
