@@ -319,6 +319,12 @@ mod tests {
         Arc::new(LocalDirs::new(root, tmp))
     }
 
+    fn tmp_files(base: &Path) -> usize {
+        std::fs::read_dir(base.join(".tmp-root"))
+            .expect("tmp")
+            .count()
+    }
+
     fn pattern(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i * 7 + i / 4093) as u8).collect()
     }
@@ -365,12 +371,7 @@ mod tests {
             assert_eq!(back.len(), size);
             assert!(back == data, "content of {size}");
         }
-        assert_eq!(
-            std::fs::read_dir(base.path().join(".tmp-root"))
-                .expect("tmp")
-                .count(),
-            0
-        );
+        assert_eq!(tmp_files(base.path()), 0);
     }
 
     #[tokio::test]
@@ -380,17 +381,9 @@ mod tests {
         let d = dirs(base.path());
         let f = DirectFile::create(&d, "x.bin").await.expect("create");
         let fs_type = rustix::fs::statfs(base.path()).expect("statfs").f_type;
-        // tmpfs (0x01021994) refuses O_DIRECT on older kernels; ext4/xfs/btrfs take it.
-        if fs_type != 0x0102_1994 {
-            assert!(f.is_direct(), "O_DIRECT refused on fs type {fs_type:#x}");
-        }
+        assert!(f.is_direct(), "O_DIRECT refused on fs type {fs_type:#x}");
         f.abort().await;
-        assert_eq!(
-            std::fs::read_dir(base.path().join(".tmp-root"))
-                .expect("tmp")
-                .count(),
-            0
-        );
+        assert_eq!(tmp_files(base.path()), 0);
     }
 
     #[tokio::test]
@@ -410,11 +403,6 @@ mod tests {
                 pattern(n)
             );
         }
-        assert_eq!(
-            std::fs::read_dir(base.path().join(".tmp-root"))
-                .expect("tmp")
-                .count(),
-            0
-        );
+        assert_eq!(tmp_files(base.path()), 0);
     }
 }
