@@ -208,11 +208,10 @@ impl AtomicWriter {
                 });
             }
         }
-        let writer = match self.sink {
+        let mut writer = match self.sink {
             Sink::File(f) => return f.commit().await.map_err(CommitError::File),
             Sink::Dal(w) => w,
         };
-        let mut writer = writer;
         if let Err(e) = writer.close().await {
             self.sink = Sink::Dal(writer);
             self.abort().await;
